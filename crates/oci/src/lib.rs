@@ -1,0 +1,14 @@
+//! OCI primitives shared by every Wharf crate.
+//!
+//! Everything here is pure: parsing and validation of digests, repository names, tags,
+//! HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
+
+pub mod digest;
+pub mod manifest;
+pub mod name;
+pub mod range;
+
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, media_types};
+pub use name::{NameError, Reference, validate_repository, validate_tag};
+pub use range::{ByteRange, RangeError, parse_content_range, parse_range};

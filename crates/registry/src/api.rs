@@ -1,0 +1,828 @@
+//! The distribution spec's endpoints. Repository names contain slashes, so routing is done by
+//! hand on the path's fixed suffixes rather than by a path pattern.
+
+use std::io;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oci::{Descriptor, Digest, Manifest, NameError, RangeError, Reference, media_types};
+use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::{Registry, RouteLabel};
+
+/// A parsed `/v2/` route.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Base,
+    Catalog,
+    Tags(&'a str),
+    Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    UploadStart(&'a str),
+    Upload(&'a str, &'a str),
+    Referrers(&'a str, &'a str),
+}
+
+impl Route<'_> {
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Tags(_) => "tags",
+            Route::Manifest(..) => "manifest",
+            Route::Blob(..) => "blob",
+            Route::UploadStart(_) | Route::Upload(..) => "blob_upload",
+            Route::Referrers(..) => "referrers",
+        }
+    }
+}
+
+/// Splits `rest` at the last `/<word>/`, returning the name before and the single segment after.
+fn split_last<'a>(rest: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
+    let idx = rest.rfind(word)?;
+    let (name, tail) = (&rest[..idx], &rest[idx + word.len()..]);
+    (!name.is_empty() && !tail.contains('/')).then_some((name, tail))
+}
+
+fn parse_route(path: &str) -> Option<Route<'_>> {
+    if path == "/v2" || path == "/v2/" {
+        return Some(Route::Base);
+    }
+    let rest = path.strip_prefix("/v2/")?;
+    if rest == "_catalog" {
+        return Some(Route::Catalog);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Some(Route::Tags(name));
+    }
+    if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
+        return Some(Route::UploadStart(name));
+    }
+    if let Some((name, id)) = split_last(rest, "/blobs/uploads/") {
+        return Some(Route::Upload(name, id));
+    }
+    if let Some((name, d)) = split_last(rest, "/blobs/") {
+        return Some(Route::Blob(name, d));
+    }
+    if let Some((name, r)) = split_last(rest, "/manifests/") {
+        return Some(Route::Manifest(name, r));
+    }
+    if let Some((name, d)) = split_last(rest, "/referrers/") {
+        return Some(Route::Referrers(name, d));
+    }
+    None
+}
+
+/// Decodes `%XX` escapes (clients sometimes escape the digest's colon).
+fn percent_decode(s: &str) -> String {
+    if !s.contains('%') && !s.contains('+') {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 + 0 => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Query parameters, decoded, in order.
+fn query(parts: &Parts) -> Vec<(String, String)> {
+    parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    oci::validate_repository(name).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))
+}
+
+fn parse_digest(s: &str) -> ApiResult<Digest> {
+    Digest::parse(&percent_decode(s)).map_err(|e| ApiError::new(Code::DigestInvalid, e.to_string()))
+}
+
+fn parse_reference(s: &str) -> ApiResult<Reference> {
+    Reference::parse(&percent_decode(s)).map_err(|e| match e {
+        NameError::Digest(d) => ApiError::new(Code::DigestInvalid, d.to_string()),
+        e => ApiError::new(Code::ManifestInvalid, e.to_string()),
+    })
+}
+
+/// Entry point for every request not served by a fixed route.
+pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let Some(route) = parse_route(&path) else {
+        return ApiError::new(Code::NameUnknown, "no such endpoint")
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response();
+    };
+    let label = route.label();
+    let mut resp = match handle(&reg, route, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    resp.extensions_mut().insert(RouteLabel(label));
+    resp
+}
+
+async fn handle(reg: &Registry, route: Route<'_>, req: Request) -> ApiResult {
+    let (parts, body) = req.into_parts();
+    let req = &parts;
+    let method = parts.method.clone();
+    let unsupported = || {
+        Err(ApiError::new(
+            Code::Unsupported,
+            format!("method {method} not allowed here"),
+        ))
+    };
+    match route {
+        Route::Base => match method {
+            Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, "{}".into())),
+            _ => unsupported(),
+        },
+        Route::Catalog => match method {
+            Method::GET => catalog(reg, req).await,
+            _ => unsupported(),
+        },
+        Route::Tags(name) => {
+            check_name(name)?;
+            match method {
+                Method::GET => tags_list(reg, name, req).await,
+                _ => unsupported(),
+            }
+        }
+        Route::Manifest(name, r) => {
+            check_name(name)?;
+            let r = parse_reference(r)?;
+            match method {
+                Method::GET | Method::HEAD => {
+                    get_manifest(reg, name, r, method == Method::HEAD).await
+                }
+                Method::PUT => put_manifest(reg, name, r, req, body).await,
+                Method::DELETE => delete_manifest(reg, name, r).await,
+                _ => unsupported(),
+            }
+        }
+        Route::Blob(name, d) => {
+            check_name(name)?;
+            let d = parse_digest(d)?;
+            match method {
+                Method::GET | Method::HEAD => {
+                    get_blob(reg, name, d, req, method == Method::HEAD).await
+                }
+                Method::DELETE => delete_blob(reg, name, d).await,
+                _ => unsupported(),
+            }
+        }
+        Route::UploadStart(name) => {
+            check_name(name)?;
+            match method {
+                Method::POST => start_upload(reg, name, req, body).await,
+                _ => unsupported(),
+            }
+        }
+        Route::Upload(name, id) => {
+            check_name(name)?;
+            match method {
+                Method::GET => upload_status(reg, name, id).await,
+                Method::PATCH => patch_upload(reg, name, id, req, body).await,
+                Method::PUT => finish_upload(reg, name, id, req, body).await,
+                Method::DELETE => cancel_upload(reg, name, id).await,
+                _ => unsupported(),
+            }
+        }
+        Route::Referrers(name, d) => {
+            check_name(name)?;
+            let d = parse_digest(d)?;
+            match method {
+                Method::GET => referrers(reg, name, d, req).await,
+                _ => unsupported(),
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn page(req: &Parts, max: usize) -> ApiResult<Page> {
+    let q = query(req);
+    let n = match param(&q, "n") {
+        None | Some("") => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| {
+                    ApiError::new(
+                        Code::PaginationNumberInvalid,
+                        "n must be a non-negative integer",
+                    )
+                })?
+                .min(max),
+        ),
+    };
+    Ok(Page {
+        n,
+        last: param(&q, "last")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned),
+    })
+}
+
+/// Adds `Link: <...>; rel="next"` when the page was full.
+fn with_link(mut resp: Response, base: &str, page: &Page, items: &[String]) -> Response {
+    if let (Some(n), Some(last)) = (page.n, items.last())
+        && items.len() == n
+        && n > 0
+    {
+        let link = format!("<{base}?n={n}&last={}>; rel=\"next\"", url_escape(last));
+        resp.headers_mut().insert(header::LINK, hv(&link));
+    }
+    resp
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn catalog(reg: &Registry, req: &Parts) -> ApiResult {
+    let page = page(req, reg.inner.limits.max_page)?;
+    let repos = reg.inner.meta.repositories(page.clone()).await?;
+    let body = serde_json::json!({ "repositories": repos }).to_string();
+    Ok(with_link(
+        json_response(StatusCode::OK, body),
+        "/v2/_catalog",
+        &page,
+        &repos,
+    ))
+}
+
+async fn tags_list(reg: &Registry, name: &str, req: &Parts) -> ApiResult {
+    let page = page(req, reg.inner.limits.max_page)?;
+    let tags = reg
+        .inner
+        .meta
+        .tags(name, page.clone())
+        .await?
+        .ok_or_else(|| ApiError::new(Code::NameUnknown, format!("repository {name} not known")))?;
+    let body = serde_json::json!({ "name": name, "tags": tags }).to_string();
+    Ok(with_link(
+        json_response(StatusCode::OK, body),
+        &format!("/v2/{name}/tags/list"),
+        &page,
+        &tags,
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifests
+
+async fn get_manifest(reg: &Registry, name: &str, r: Reference, head: bool) -> ApiResult {
+    let m = reg
+        .inner
+        .meta
+        .get_manifest(name, &r)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
+    let digest = m.digest.to_string();
+    let len = m.body.len();
+    let mut resp = if head {
+        Response::new(Body::empty())
+    } else {
+        reg.inner.metrics.bytes_out.inc_by(len as u64);
+        Response::new(Body::from(m.body))
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, hv(&m.media_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert("docker-content-digest", hv(&digest));
+    h.insert(header::ETAG, hv(&format!("\"{digest}\"")));
+    Ok(resp)
+}
+
+/// Reads a request body into memory, refusing more than `max` bytes.
+async fn read_limited(body: Body, max: usize) -> ApiResult<Bytes> {
+    let too_big = || {
+        ApiError::new(
+            Code::ManifestInvalid,
+            format!("manifest larger than {max} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                Code::ManifestInvalid,
+                format!("request body interrupted: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+async fn put_manifest(
+    reg: &Registry,
+    name: &str,
+    r: Reference,
+    req: &Parts,
+    body: Body,
+) -> ApiResult {
+    let max = reg.inner.limits.max_manifest_bytes;
+    if let Some(len) =
+        header_str(&req.headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())
+        && len > max as u64
+    {
+        return Err(ApiError::new(
+            Code::ManifestInvalid,
+            format!("manifest of {len} bytes is larger than the {max} byte limit"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    let q = query(req);
+    let content_type = header_str(&req.headers, header::CONTENT_TYPE).map(str::to_owned);
+    let body = read_limited(body, max).await?;
+    reg.inner.metrics.bytes_in.inc_by(body.len() as u64);
+
+    let (digest, mut tags) = match r {
+        Reference::Digest(d) => {
+            let actual = Digest::of(d.algorithm(), &body);
+            if actual != d {
+                return Err(ApiError::new(
+                    Code::DigestInvalid,
+                    format!("manifest body has digest {actual}, not {d}"),
+                ));
+            }
+            (d, Vec::new())
+        }
+        Reference::Tag(t) => (Digest::sha256(&body), vec![t]),
+    };
+    for (k, v) in &q {
+        if k == "tag" {
+            oci::validate_tag(v)
+                .map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string()))?;
+            tags.push(v.clone());
+        }
+    }
+    let m = Manifest::parse(content_type.as_deref(), &body)
+        .map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string()))?;
+    let referrer = m.subject.as_ref().map(|_| Descriptor {
+        media_type: m.media_type.clone(),
+        digest: digest.clone(),
+        size: body.len() as i64,
+        urls: None,
+        annotations: m.annotations.clone(),
+        artifact_type: m.effective_artifact_type().map(str::to_owned),
+        platform: None,
+    });
+    let record = ManifestRecord {
+        digest: digest.clone(),
+        media_type: m.media_type.clone(),
+        blobs: m.required_blobs().map(|d| d.digest.clone()).collect(),
+        children: m.manifests.iter().map(|d| d.digest.clone()).collect(),
+        subject: m.subject.as_ref().map(|s| s.digest.clone()),
+        referrer,
+        body,
+    };
+    reg.inner
+        .meta
+        .put_manifest(name, record, tags.clone())
+        .await?;
+    tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
+    let mut resp = StatusCode::CREATED.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::LOCATION,
+        hv(&format!("/v2/{name}/manifests/{digest}")),
+    );
+    h.insert("docker-content-digest", hv(&digest.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    if let Some(s) = &m.subject {
+        h.insert("oci-subject", hv(&s.digest.to_string()));
+    }
+    Ok(resp)
+}
+
+async fn delete_manifest(reg: &Registry, name: &str, r: Reference) -> ApiResult {
+    let found = match &r {
+        Reference::Digest(d) => reg.inner.meta.delete_manifest(name, d).await?,
+        Reference::Tag(t) => reg.inner.meta.delete_tag(name, t).await?,
+    };
+    if !found {
+        return Err(ApiError::new(Code::ManifestUnknown, "manifest unknown"));
+    }
+    tracing::info!(repo = name, reference = ?r, "manifest deleted");
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn referrers(reg: &Registry, name: &str, subject: Digest, req: &Parts) -> ApiResult {
+    let q = query(req);
+    let filter = param(&q, "artifactType").filter(|s| !s.is_empty());
+    let mut list = reg.inner.meta.referrers(name, &subject).await?;
+    if let Some(f) = filter {
+        list.retain(|d| d.artifact_type.as_deref() == Some(f));
+    }
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_INDEX,
+        "manifests": list,
+    });
+    let mut resp = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media_types::OCI_INDEX),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    if filter.is_some() {
+        resp.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blobs
+
+async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool) -> ApiResult {
+    let size = reg.inner.meta.blob_linked(name, &d).await?.ok_or_else(|| {
+        ApiError::new(Code::BlobUnknown, format!("blob {d} unknown to repository"))
+    })?;
+    let range = match header_str(&req.headers, header::RANGE).map(|r| oci::parse_range(r, size)) {
+        None | Some(Err(RangeError::Malformed)) => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(RangeError::Unsatisfiable)) => {
+            return Err(
+                ApiError::new(Code::RangeInvalid, "requested range not satisfiable")
+                    .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{size}"))),
+            );
+        }
+    };
+    let (start, len) = range.map_or((0, size), |r| (r.start, r.len()));
+    let body = if head {
+        Body::empty()
+    } else {
+        let stream = reg
+            .inner
+            .blobs
+            .get(&d, start, len)
+            .await
+            .map_err(|e| match e {
+                // Linked in metadata but missing on disk: the store is damaged, not the request.
+                StoreError::BlobUnknown(d) => {
+                    ApiError::new(Code::Internal, format!("blob {d} missing from storage"))
+                }
+                e => e.into(),
+            })?;
+        let metrics = reg.inner.metrics.clone();
+        Body::from_stream(stream.map(move |r| {
+            if let Ok(b) = &r {
+                metrics.bytes_out.inc_by(b.len() as u64);
+            }
+            r
+        }))
+    };
+    let mut resp = Response::new(body);
+    if let Some(r) = range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            hv(&format!("bytes {}-{}/{size}", r.start, r.end)),
+        );
+    }
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("docker-content-digest", hv(&d.to_string()));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, hv(&format!("\"{d}\"")));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    Ok(resp)
+}
+
+async fn delete_blob(reg: &Registry, name: &str, d: Digest) -> ApiResult {
+    if !reg.inner.meta.unlink_blob(name, &d).await? {
+        return Err(ApiError::new(
+            Code::BlobUnknown,
+            format!("blob {d} unknown to repository"),
+        ));
+    }
+    tracing::info!(repo = name, digest = %d, "blob unlinked");
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+fn body_stream(reg: &Registry, body: Body) -> BlobStream {
+    let metrics = reg.inner.metrics.clone();
+    Box::pin(body.into_data_stream().map(move |r| {
+        r.map(|b| {
+            metrics.bytes_in.inc_by(b.len() as u64);
+            b
+        })
+        .map_err(io::Error::other)
+    }))
+}
+
+fn blob_created(name: &str, d: &Digest) -> Response {
+    let mut resp = StatusCode::CREATED.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, hv(&format!("/v2/{name}/blobs/{d}")));
+    h.insert("docker-content-digest", hv(&d.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    resp
+}
+
+fn upload_response(status: StatusCode, name: &str, id: &str, size: u64) -> Response {
+    let mut resp = status.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::LOCATION,
+        hv(&format!("/v2/{name}/blobs/uploads/{id}")),
+    );
+    h.insert(header::RANGE, hv(&format!("0-{}", size.saturating_sub(1))));
+    h.insert("docker-upload-uuid", hv(id));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    resp
+}
+
+/// A declared `Content-Length`, if any.
+fn content_length(h: &HeaderMap) -> ApiResult<Option<u64>> {
+    match header_str(h, header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::new(Code::SizeInvalid, "Content-Length is not a number")),
+    }
+}
+
+async fn start_upload(reg: &Registry, name: &str, req: &Parts, body: Body) -> ApiResult {
+    let q = query(req);
+    if let (Some(mount), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
+        let d = parse_digest(mount)?;
+        check_name(from)?;
+        if let Some(size) = reg.inner.meta.blob_linked(from, &d).await?
+            && reg.inner.blobs.size(&d).await?.is_some()
+        {
+            reg.inner.meta.link_blob(name, &d, size).await?;
+            tracing::info!(repo = name, from, digest = %d, "blob mounted");
+            return Ok(blob_created(name, &d));
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Some(digest) = param(&q, "digest") {
+        // Monolithic upload: the whole blob is this request's body.
+        let d = parse_digest(digest)?;
+        let body = body_stream(reg, body);
+        reg.inner.blobs.upload_create(&id).await?;
+        let result = async {
+            reg.inner.blobs.upload_append(&id, None, body).await?;
+            reg.inner.blobs.upload_commit(&id, &d).await
+        }
+        .await;
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = reg.inner.blobs.upload_delete(&id).await;
+                return Err(e.into());
+            }
+        };
+        reg.inner.meta.link_blob(name, &d, size).await?;
+        tracing::info!(repo = name, digest = %d, size, "blob pushed");
+        return Ok(blob_created(name, &d));
+    }
+    reg.inner.blobs.upload_create(&id).await?;
+    reg.inner
+        .meta
+        .upload_create(UploadRecord {
+            id: id.clone(),
+            repo: name.to_owned(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        })
+        .await?;
+    Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
+}
+
+/// Finds an upload session of `name`, or answers BLOB_UPLOAD_UNKNOWN.
+async fn session(reg: &Registry, name: &str, id: &str) -> ApiResult<UploadRecord> {
+    match reg.inner.meta.upload_get(id).await? {
+        Some(rec) if rec.repo == name => Ok(rec),
+        _ => Err(ApiError::new(Code::BlobUploadUnknown, "upload unknown")),
+    }
+}
+
+async fn upload_status(reg: &Registry, name: &str, id: &str) -> ApiResult {
+    session(reg, name, id).await?;
+    let state = reg
+        .inner
+        .blobs
+        .upload_state(id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::BlobUploadUnknown, "upload unknown"))?;
+    Ok(upload_response(
+        StatusCode::NO_CONTENT,
+        name,
+        id,
+        state.size,
+    ))
+}
+
+/// Appends the request body to an upload, honouring `Content-Range` when present.
+async fn append(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -> ApiResult<u64> {
+    let start = match header_str(&req.headers, header::CONTENT_RANGE) {
+        None => None,
+        Some(v) => {
+            let r = oci::parse_content_range(v).map_err(|_| {
+                ApiError::new(Code::RangeInvalid, format!("malformed Content-Range {v:?}"))
+            })?;
+            if let Some(len) = content_length(&req.headers)?
+                && len != r.len()
+            {
+                return Err(ApiError::new(
+                    Code::SizeInvalid,
+                    format!(
+                        "Content-Range covers {} bytes but Content-Length is {len}",
+                        r.len()
+                    ),
+                ));
+            }
+            Some(r.start)
+        }
+    };
+    let body = body_stream(reg, body);
+    match reg.inner.blobs.upload_append(id, start, body).await {
+        Ok(s) => Ok(s.size),
+        Err(StoreError::OutOfOrder { have, got }) => {
+            let mut e = ApiError::new(
+                Code::RangeInvalid,
+                format!("chunk starts at {got} but the upload holds {have} bytes"),
+            );
+            let r = upload_response(StatusCode::OK, name, id, have);
+            for k in [header::LOCATION, header::RANGE] {
+                if let Some(v) = r.headers().get(&k) {
+                    e = e.with_header(k, v.clone());
+                }
+            }
+            Err(e)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn patch_upload(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -> ApiResult {
+    session(reg, name, id).await?;
+    let size = append(reg, name, id, req, body).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, name, id, size))
+}
+
+async fn finish_upload(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -> ApiResult {
+    let q = query(req);
+    let d = parse_digest(
+        param(&q, "digest")
+            .ok_or_else(|| ApiError::new(Code::DigestInvalid, "digest parameter missing"))?,
+    )?;
+    session(reg, name, id).await?;
+    let has_body = content_length(&req.headers)? != Some(0)
+        && (req.headers.contains_key(header::CONTENT_LENGTH)
+            || req.headers.contains_key(header::TRANSFER_ENCODING));
+    if has_body {
+        append(reg, name, id, req, body).await?;
+    }
+    let size = reg.inner.blobs.upload_commit(id, &d).await?;
+    reg.inner.meta.upload_complete(id, &d, size).await?;
+    tracing::info!(repo = name, digest = %d, size, "blob pushed");
+    Ok(blob_created(name, &d))
+}
+
+async fn cancel_upload(reg: &Registry, name: &str, id: &str) -> ApiResult {
+    session(reg, name, id).await?;
+    match reg.inner.blobs.upload_delete(id).await {
+        Ok(()) | Err(StoreError::UploadUnknown) => {}
+        Err(e) => return Err(e.into()),
+    }
+    reg.inner.meta.upload_delete(id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse_route("/v2/"), Some(Route::Base));
+        assert_eq!(parse_route("/v2/_catalog"), Some(Route::Catalog));
+        assert_eq!(parse_route("/v2/a/b/tags/list"), Some(Route::Tags("a/b")));
+        assert_eq!(
+            parse_route("/v2/a/manifests/x/manifests/latest"),
+            Some(Route::Manifest("a/manifests/x", "latest"))
+        );
+        assert_eq!(
+            parse_route("/v2/a/blobs/uploads/"),
+            Some(Route::UploadStart("a"))
+        );
+        assert_eq!(
+            parse_route("/v2/a/blobs/uploads/abc"),
+            Some(Route::Upload("a", "abc"))
+        );
+        assert_eq!(
+            parse_route("/v2/a/blobs/sha256:x"),
+            Some(Route::Blob("a", "sha256:x"))
+        );
+        assert_eq!(
+            parse_route("/v2/a/referrers/sha256:x"),
+            Some(Route::Referrers("a", "sha256:x"))
+        );
+        assert_eq!(
+            parse_route("/v2/a/manifests/"),
+            Some(Route::Manifest("a", ""))
+        );
+        assert_eq!(parse_route("/v2/manifests/x"), None);
+        assert_eq!(parse_route("/v3/"), None);
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("sha256%3Aabc"), "sha256:abc");
+        assert_eq!(percent_decode("a%zz"), "a%zz");
+        assert_eq!(percent_decode("a%"), "a%");
+        assert_eq!(percent_decode("a%4"), "a%4");
+    }
+}

@@ -1,0 +1,157 @@
+//! Wharf's HTTP API: the OCI Distribution Specification v1.1 under `/v2/`, plus `/healthz`,
+//! `/readyz` and Prometheus `/metrics`.
+//!
+//! Handlers parse and validate requests (with the pure rules in `oci`), call the storage
+//! interfaces, and map every failure to the spec's error codes. No storage detail leaks here and
+//! no HTTP detail leaks into storage.
+
+mod api;
+pub mod error;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use store::{BlobStore, MetaStore};
+
+pub use error::{ApiError, Code};
+pub use metrics::Metrics;
+
+/// Limits and knobs of the HTTP API.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// Largest `n` honoured in paginated listings.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: oci::manifest::MAX_MANIFEST_BYTES,
+            max_page: 10_000,
+        }
+    }
+}
+
+/// The registry service: storage plus metrics, cheap to clone into handlers.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    ready: AtomicBool,
+}
+
+impl Registry {
+    /// Builds a registry over the given stores.
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                blobs,
+                meta,
+                metrics: Arc::new(Metrics::new()),
+                limits,
+                ready: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// Marks the registry as not ready (during shutdown) so load balancers drain it.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The metrics this registry records.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The axum router serving the whole API.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text))
+            .fallback(api::dispatch)
+            .layer(middleware::from_fn_with_state(self.clone(), observe))
+            .with_state(self.clone())
+    }
+}
+
+async fn readyz(State(reg): State<Registry>) -> Response {
+    if reg.inner.ready.load(Ordering::Relaxed) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    }
+}
+
+async fn metrics_text(State(reg): State<Registry>) -> Response {
+    let m = &reg.inner.metrics;
+    m.storage_used.set(reg.inner.blobs.used_bytes());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
+}
+
+/// Which route answered, for metrics labels; set by the dispatcher on its responses.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouteLabel(pub &'static str);
+
+/// Records metrics and logs for every request and adds the API version header.
+async fn observe(State(reg): State<Registry>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path_label = match req.uri().path() {
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        _ => "other",
+    };
+    let mut resp = next.run(req).await;
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or(path_label, |r| r.0);
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    let m = &reg.inner.metrics;
+    m.requests
+        .get_or_create(&metrics::RequestLabels {
+            route,
+            method: method.as_str().to_owned(),
+            status,
+        })
+        .inc();
+    m.latency
+        .get_or_create(&metrics::RouteLabels {
+            route,
+            method: method.as_str().to_owned(),
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::debug!(%method, route, status, micros = elapsed.as_micros() as u64, "request");
+    resp.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    resp
+}

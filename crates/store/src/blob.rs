@@ -1,0 +1,411 @@
+//! Content-addressed blob storage and in-progress uploads.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use oci::{Algorithm, Digest, Hasher};
+use tokio::io::AsyncSeekExt;
+
+use crate::{Result, StoreError};
+
+/// A stream of blob bytes, as served to clients or received from them.
+pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Blobs at or under this size are read in one piece rather than streamed.
+const SMALL_BLOB: u64 = 64 * 1024;
+/// Read buffer for streaming large blobs.
+const READ_CHUNK: usize = 512 * 1024;
+/// Chunks in flight between the network and the disk writer: bounds upload memory.
+const WRITE_QUEUE: usize = 8;
+/// Hash states kept in memory for idle uploads; evicted ones are rebuilt from disk.
+const MAX_IDLE_UPLOAD_STATES: usize = 4096;
+
+/// What an upload holds so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadState {
+    /// Bytes received and durably written.
+    pub size: u64,
+}
+
+/// Content-addressed bytes plus the uploads that become them.
+///
+/// Kept small on purpose (Distribution's driver interface is the model) so that object storage
+/// can implement it later. Implementations must never make a blob visible before its bytes are
+/// complete, durable and verified against its digest.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Size of a stored blob, or `None`.
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// Streams `len` bytes of a blob starting at `start`.
+    async fn get(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobStream>;
+    /// Removes a blob (garbage collection). Returns whether it existed.
+    async fn delete(&self, digest: &Digest) -> Result<bool>;
+    /// Starts an empty upload.
+    async fn upload_create(&self, id: &str) -> Result<()>;
+    /// What an upload holds, or `None` if there is no such upload.
+    async fn upload_state(&self, id: &str) -> Result<Option<UploadState>>;
+    /// Appends a chunk. `start`, when given, must equal the current size. Bytes that arrived
+    /// before a body error are kept (the client can resume after them) and the error returned.
+    async fn upload_append(
+        &self,
+        id: &str,
+        start: Option<u64>,
+        body: BlobStream,
+    ) -> Result<UploadState>;
+    /// Verifies the upload against `expected` and moves it into place as that blob.
+    async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64>;
+    /// Discards an upload.
+    async fn upload_delete(&self, id: &str) -> Result<()>;
+    /// Bytes held by committed blobs.
+    fn used_bytes(&self) -> u64;
+}
+
+/// Hash state of one upload; `None` when it must be rebuilt from the file (after a restart).
+type Slot = Arc<tokio::sync::Mutex<Option<(u64, Hasher)>>>;
+
+/// A [`BlobStore`] on a local filesystem.
+///
+/// Layout: `blobs/<alg>/<hex[..2]>/<hex>` for blobs, `uploads/<id>` for uploads in progress.
+/// Blobs are written to the upload file, fsynced, verified and renamed into place, so a crash
+/// leaves either nothing or a complete, correct blob.
+pub struct FsBlobStore {
+    root: PathBuf,
+    slots: Mutex<HashMap<String, Slot>>,
+    used: Arc<AtomicU64>,
+}
+
+fn check_upload_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(StoreError::UploadUnknown);
+    }
+    Ok(())
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn hash_file(path: &Path, algorithm: Algorithm) -> io::Result<(u64, Hasher)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Hasher::new(algorithm);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let r = f.read(&mut buf)?;
+        if r == 0 {
+            return Ok((n, h));
+        }
+        h.update(&buf[..r]);
+        n += r as u64;
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
+        let used = Arc::new(AtomicU64::new(0));
+        // Measuring a large store takes a while: do it off the start-up path.
+        let (blobs, counter) = (root.join("blobs"), used.clone());
+        std::thread::spawn(move || {
+            counter.fetch_add(dir_size(&blobs), Ordering::Relaxed);
+        });
+        Ok(FsBlobStore {
+            root,
+            slots: Mutex::new(HashMap::new()),
+            used,
+        })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    fn slot(&self, id: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.len() >= MAX_IDLE_UPLOAD_STATES && !slots.contains_key(id) {
+            slots.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        slots.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Loads the hash state of an upload, rebuilding it from disk when it is not in memory.
+    async fn load(&self, id: &str, state: &mut Option<(u64, Hasher)>) -> Result<(u64, Hasher)> {
+        if let Some(s) = state.take() {
+            return Ok(s);
+        }
+        let path = self.upload_path(id);
+        tokio::task::spawn_blocking(move || hash_file(&path, Algorithm::Sha256))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::UploadUnknown,
+                _ => StoreError::Io(e),
+            })
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobStream> {
+        let path = self.blob_path(digest);
+        let not_found = |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::BlobUnknown(digest.clone()),
+            _ => StoreError::Io(e),
+        };
+        if len <= SMALL_BLOB {
+            // A page-cached read of a few KiB costs less than a trip to the blocking pool.
+            let mut f = std::fs::File::open(&path).map_err(not_found)?;
+            f.seek(SeekFrom::Start(start))?;
+            let mut buf = Vec::with_capacity(len as usize);
+            f.take(len).read_to_end(&mut buf)?;
+            if (buf.len() as u64) != len {
+                return Err(StoreError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob shorter than recorded",
+                )));
+            }
+            return Ok(Box::pin(futures_util::stream::once(async move {
+                Ok(Bytes::from(buf))
+            })));
+        }
+        let mut f = tokio::fs::File::open(&path).await.map_err(not_found)?;
+        f.seek(SeekFrom::Start(start)).await?;
+        let reader = tokio::io::AsyncReadExt::take(f, len);
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            reader, READ_CHUNK,
+        )))
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        let path = self.blob_path(digest);
+        let size = match tokio::fs::metadata(&path).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {
+                self.used.fetch_sub(size, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_create(&self, id: &str) -> Result<()> {
+        check_upload_id(id)?;
+        let path = self.upload_path(id);
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+                .sync_all()?;
+            fsync_dir(path.parent().expect("upload path has a parent"))
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+        *self.slot(id).lock().await = Some((0, Hasher::new(Algorithm::Sha256)));
+        Ok(())
+    }
+
+    async fn upload_state(&self, id: &str) -> Result<Option<UploadState>> {
+        check_upload_id(id)?;
+        let slot = self.slot(id);
+        let guard = slot.lock().await;
+        if let Some((size, _)) = guard.as_ref() {
+            return Ok(Some(UploadState { size: *size }));
+        }
+        drop(guard);
+        match tokio::fs::metadata(self.upload_path(id)).await {
+            Ok(m) => Ok(Some(UploadState { size: m.len() })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(id);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        start: Option<u64>,
+        mut body: BlobStream,
+    ) -> Result<UploadState> {
+        check_upload_id(id)?;
+        let slot = self.slot(id);
+        let mut guard = slot.lock().await;
+        let (size, hasher) = self.load(id, &mut guard).await?;
+        if let Some(got) = start
+            && got != size
+        {
+            *guard = Some((size, hasher));
+            return Err(StoreError::OutOfOrder { have: size, got });
+        }
+        let path = self.upload_path(id);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        // The writer thread owns the file and the hash state; the network side only forwards.
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut state = (size, hasher);
+            let result = (|| -> io::Result<()> {
+                let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
+                let on_disk = f.metadata()?.len();
+                if on_disk != size {
+                    // Bytes past the hashed size were never acknowledged: drop them.
+                    f.set_len(size)?;
+                }
+                while let Some(chunk) = rx.blocking_recv() {
+                    if let Err(e) = f.write_all(&chunk) {
+                        let _ = f.set_len(state.0);
+                        return Err(e);
+                    }
+                    state.1.update(&chunk);
+                    state.0 += chunk.len() as u64;
+                }
+                f.sync_data()
+            })();
+            (state, result)
+        });
+        let mut body_err = None;
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    body_err = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (state, result) = writer
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?;
+        let new_size = state.0;
+        *guard = Some(state);
+        result?;
+        if let Some(e) = body_err {
+            return Err(StoreError::Body(e.to_string()));
+        }
+        Ok(UploadState { size: new_size })
+    }
+
+    async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64> {
+        check_upload_id(id)?;
+        let slot = self.slot(id);
+        let mut guard = slot.lock().await;
+        let path = self.upload_path(id);
+        let (size, actual) = match guard.take() {
+            Some((size, h)) if h.algorithm() == expected.algorithm() => (size, h.finish()),
+            _ => {
+                let (p, alg) = (path.clone(), expected.algorithm());
+                let (size, h) = tokio::task::spawn_blocking(move || hash_file(&p, alg))
+                    .await
+                    .map_err(|e| StoreError::Io(io::Error::other(e)))?
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::NotFound => StoreError::UploadUnknown,
+                        _ => StoreError::Io(e),
+                    })?;
+                (size, h.finish())
+            }
+        };
+        if &actual != expected {
+            // Leave the state rebuildable: the client may still cancel or inspect the upload.
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let target = self.blob_path(expected);
+        let used = self.used.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let dir = target.parent().expect("blob path has a parent");
+            if std::fs::metadata(&target).is_ok_and(|m| m.len() == size) {
+                // Already stored: content addressing makes the copy redundant.
+                return std::fs::remove_file(&path);
+            }
+            std::fs::create_dir_all(dir)?;
+            // The upload file was fsynced after its last chunk; rename publishes it whole.
+            std::fs::rename(&path, &target)?;
+            fsync_dir(dir)?;
+            used.fetch_add(size, Ordering::Relaxed);
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+        drop(guard);
+        self.forget(id);
+        Ok(size)
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<()> {
+        check_upload_id(id)?;
+        let slot = self.slot(id);
+        let _guard = slot.lock().await;
+        let r = tokio::fs::remove_file(self.upload_path(id)).await;
+        self.forget(id);
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::UploadUnknown),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}

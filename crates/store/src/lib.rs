@@ -1,0 +1,80 @@
+//! Wharf's storage layer, behind two small interfaces:
+//!
+//! - [`BlobStore`]: content-addressed bytes and in-progress uploads ([`FsBlobStore`] on a local
+//!   filesystem today; object storage later).
+//! - [`MetaStore`]: repositories, tags, manifests, blob links, referrers and upload sessions
+//!   ([`RedbMetaStore`], embedded and transactional, today; a shared database later).
+//!
+//! Nothing here knows about HTTP: errors are typed and the registry maps them to protocol codes.
+
+pub mod blob;
+pub mod meta;
+
+pub use blob::{BlobStore, BlobStream, FsBlobStore, UploadState};
+pub use meta::{ManifestRecord, MetaStore, Page, RedbMetaStore, StoredManifest, UploadRecord};
+
+/// Everything that can go wrong in storage, typed so callers can map it to protocol errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such blob in the store (or not linked in the repository).
+    #[error("blob unknown: {0}")]
+    BlobUnknown(oci::Digest),
+    /// No such manifest.
+    #[error("manifest unknown")]
+    ManifestUnknown,
+    /// A manifest refers to a blob the repository does not hold.
+    #[error("manifest references blob {0} which is not in the repository")]
+    ManifestBlobUnknown(oci::Digest),
+    /// No such upload session.
+    #[error("upload unknown")]
+    UploadUnknown,
+    /// The uploaded bytes do not hash to the digest the client gave.
+    #[error("uploaded content has digest {actual}, not {expected}")]
+    DigestMismatch {
+        /// What the client claimed.
+        expected: oci::Digest,
+        /// What the bytes hash to.
+        actual: oci::Digest,
+    },
+    /// A chunk does not start where the upload ends.
+    #[error("chunk starts at {got} but the upload holds {have} bytes")]
+    OutOfOrder {
+        /// Bytes the upload holds.
+        have: u64,
+        /// Where the chunk claimed to start.
+        got: u64,
+    },
+    /// The request body ended or failed before it was complete.
+    #[error("request body interrupted: {0}")]
+    Body(String),
+    /// The filesystem failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The metadata database failed.
+    #[error("metadata database error: {0}")]
+    Db(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+db_error!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Result alias for storage operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

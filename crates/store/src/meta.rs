@@ -1,0 +1,539 @@
+//! Metadata: repositories, tags, manifests, blob links, referrers and upload sessions.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use oci::{Descriptor, Digest, Reference};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, StoreError};
+
+/// A manifest as the registry hands it to storage, already parsed and validated.
+#[derive(Clone, Debug)]
+pub struct ManifestRecord {
+    /// Digest of `body`.
+    pub digest: Digest,
+    /// Effective media type.
+    pub media_type: String,
+    /// The exact bytes the client sent.
+    pub body: Bytes,
+    /// Blobs that must be linked in the repository (config and layers).
+    pub blobs: Vec<Digest>,
+    /// Manifests that must exist in the repository (index children).
+    pub children: Vec<Digest>,
+    /// The subject, when this manifest is a referrer.
+    pub subject: Option<Digest>,
+    /// The descriptor to list in the subject's referrers index.
+    pub referrer: Option<Descriptor>,
+}
+
+/// A manifest as read back.
+#[derive(Clone, Debug)]
+pub struct StoredManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its exact bytes.
+    pub body: Bytes,
+    /// Its subject, if any.
+    pub subject: Option<Digest>,
+}
+
+/// An upload session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The session id (also the blob store's upload id).
+    pub id: String,
+    /// Repository it uploads into.
+    pub repo: String,
+    /// Unix seconds when it started.
+    pub started: u64,
+}
+
+/// Pagination for listings: at most `n` entries after `last`.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// Maximum entries; `None` for all.
+    pub n: Option<usize>,
+    /// Resume strictly after this entry.
+    pub last: Option<String>,
+}
+
+/// Metadata storage. Every method is one transaction: callers never see half an operation.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Size of `digest` if it is linked in `repo`.
+    async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+    /// Links an already stored blob into `repo` (cross-repository mount).
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Unlinks a blob from `repo`. Returns whether it was linked.
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// Stores a manifest, checking its blobs and children in the same transaction, and
+    /// points each of `tags` at it.
+    async fn put_manifest(&self, repo: &str, m: ManifestRecord, tags: Vec<String>) -> Result<()>;
+    /// Reads a manifest by tag or digest.
+    async fn get_manifest(&self, repo: &str, r: &Reference) -> Result<Option<StoredManifest>>;
+    /// Deletes a manifest and the tags that point at it.
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// Deletes one tag, leaving the manifest.
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
+    /// Tags in lexical order, or `None` when the repository does not exist.
+    async fn tags(&self, repo: &str, page: Page) -> Result<Option<Vec<String>>>;
+    /// Repository names in lexical order.
+    async fn repositories(&self, page: Page) -> Result<Vec<String>>;
+    /// Descriptors of the manifests whose subject is `subject`.
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>>;
+    /// Records a new upload session.
+    async fn upload_create(&self, rec: UploadRecord) -> Result<()>;
+    /// Reads an upload session.
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>>;
+    /// Ends an upload session, linking its blob into the session's repository.
+    async fn upload_complete(&self, id: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Ends an upload session without a blob.
+    async fn upload_delete(&self, id: &str) -> Result<bool>;
+}
+
+const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
+const LINKS: TableDefinition<&str, u64> = TableDefinition::new("blob_links");
+const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
+const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+const REFERRERS: TableDefinition<&str, &[u8]> = TableDefinition::new("referrers");
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+
+/// Keys join parts with NUL, which no name, tag or digest may contain, so prefixes never collide.
+fn key(parts: &[&str]) -> String {
+    parts.join("\0")
+}
+
+/// The half-open key range holding every key that starts with `prefix` and a NUL.
+fn prefix_range(prefix: &str, after: Option<&str>) -> (Bound<String>, Bound<String>) {
+    let lo = match after {
+        Some(a) => Bound::Excluded(format!("{prefix}\0{a}")),
+        None => Bound::Included(format!("{prefix}\0")),
+    };
+    (lo, Bound::Excluded(format!("{prefix}\u{1}")))
+}
+
+#[derive(Serialize, Deserialize)]
+struct ManifestMeta {
+    media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<Digest>,
+}
+
+/// Stored value of a manifest: a length-prefixed JSON header, then the body bytes verbatim.
+fn encode_manifest(meta: &ManifestMeta, body: &[u8]) -> Vec<u8> {
+    let head = serde_json::to_vec(meta).expect("manifest meta serializes");
+    let mut v = Vec::with_capacity(4 + head.len() + body.len());
+    v.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    v.extend_from_slice(&head);
+    v.extend_from_slice(body);
+    v
+}
+
+fn decode_manifest(digest: Digest, v: &[u8]) -> Result<StoredManifest> {
+    let corrupt = || StoreError::Db("corrupt manifest record".into());
+    let len = u32::from_le_bytes(v.get(..4).ok_or_else(corrupt)?.try_into().expect("4 bytes"));
+    let head = v.get(4..4 + len as usize).ok_or_else(corrupt)?;
+    let meta: ManifestMeta = serde_json::from_slice(head).map_err(|_| corrupt())?;
+    Ok(StoredManifest {
+        digest,
+        media_type: meta.media_type,
+        body: Bytes::copy_from_slice(&v[4 + len as usize..]),
+        subject: meta.subject,
+    })
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction) -> (bool, Reply) + Send>;
+
+/// Bound on queued write operations; callers wait when it is full.
+const WRITE_QUEUE: usize = 1024;
+/// Most operations folded into one commit.
+const MAX_BATCH: usize = 256;
+
+/// A [`MetaStore`] in one embedded redb file.
+///
+/// Writes go through a single writer thread that folds concurrent operations into one
+/// transaction and one fsync (group commit); each caller is answered only after the commit that
+/// holds its operation is durable. Operations do all their checks before their first write, so
+/// a refused operation leaves nothing in the shared transaction.
+pub struct RedbMetaStore {
+    db: Arc<Database>,
+    writer: tokio::sync::mpsc::Sender<Job>,
+}
+
+impl RedbMetaStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Arc::new(Database::create(path)?);
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(REPOS)?;
+            txn.open_table(BLOBS)?;
+            txn.open_table(LINKS)?;
+            txn.open_table(MANIFESTS)?;
+            txn.open_table(TAGS)?;
+            txn.open_table(REFERRERS)?;
+            txn.open_table(UPLOADS)?;
+            txn.commit()?;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+        let wdb = db.clone();
+        std::thread::Builder::new()
+            .name("wharf-meta-writer".into())
+            .spawn(move || writer_loop(wdb, rx))?;
+        Ok(RedbMetaStore { db, writer: tx })
+    }
+
+    /// Runs `op` in the next group commit and returns its result once that commit is durable.
+    async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let r = op(txn);
+            // A database error may have left partial writes: the whole batch must not commit.
+            let poisoned = matches!(r, Err(StoreError::Db(_) | StoreError::Io(_)));
+            let reply: Reply = Box::new(move |commit| {
+                let _ = tx.send(commit.and(r));
+            });
+            (poisoned, reply)
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Db("metadata writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Db("metadata writer stopped".into()))?
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+}
+
+fn writer_loop(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = e.to_string();
+                for j in jobs {
+                    // Without a transaction the operations cannot run; fail them all.
+                    let _ = j;
+                    tracing::error!(error = %msg, "metadata write transaction failed to start");
+                }
+                continue;
+            }
+        };
+        let mut poisoned = false;
+        let replies: Vec<Reply> = jobs
+            .into_iter()
+            .map(|j| {
+                let (p, r) = j(&txn);
+                poisoned |= p;
+                r
+            })
+            .collect();
+        let outcome: Result<()> = if poisoned {
+            let _ = txn.abort();
+            Err(StoreError::Db(
+                "transaction aborted after a storage error".into(),
+            ))
+        } else {
+            txn.commit().map_err(StoreError::from)
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, batch = replies.len(), "metadata commit failed");
+        }
+        for r in replies {
+            r(match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Db(e.to_string())),
+            });
+        }
+    }
+}
+
+fn ensure_repo(txn: &WriteTransaction, repo: &str) -> Result<()> {
+    let mut t = txn.open_table(REPOS)?;
+    if t.get(repo)?.is_none() {
+        t.insert(repo, now())?;
+    }
+    Ok(())
+}
+
+fn link(txn: &WriteTransaction, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+    ensure_repo(txn, repo)?;
+    let d = digest.to_string();
+    txn.open_table(BLOBS)?.insert(d.as_str(), size)?;
+    txn.open_table(LINKS)?
+        .insert(key(&[repo, &d]).as_str(), size)?;
+    Ok(())
+}
+
+fn list_keys<V: redb::Value + 'static>(
+    table: &impl ReadableTable<&'static str, V>,
+    prefix: Option<&str>,
+    page: &Page,
+) -> Result<Vec<String>> {
+    let n = page.n.unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    if n == 0 {
+        return Ok(out);
+    }
+    let strip = |k: &str| match prefix {
+        Some(p) => k[p.len() + 1..].to_owned(),
+        None => k.to_owned(),
+    };
+    let range = match prefix {
+        Some(p) => table.range::<&str>((
+            as_ref_bound(&prefix_range(p, page.last.as_deref()).0),
+            as_ref_bound(&prefix_range(p, None).1),
+        ))?,
+        None => match &page.last {
+            Some(l) => table.range::<&str>((Bound::Excluded(l.as_str()), Bound::Unbounded))?,
+            None => table.range::<&str>(..)?,
+        },
+    };
+    for item in range {
+        let (k, _) = item?;
+        out.push(strip(k.value()));
+        if out.len() >= n {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn as_ref_bound(b: &Bound<String>) -> Bound<&str> {
+    match b {
+        Bound::Included(s) => Bound::Included(s.as_str()),
+        Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+#[async_trait]
+impl MetaStore for RedbMetaStore {
+    async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        self.read(|txn| {
+            let t = txn.open_table(LINKS)?;
+            Ok(t.get(key(&[repo, &digest.to_string()]).as_str())?
+                .map(|v| v.value()))
+        })
+    }
+
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let (repo, digest) = (repo.to_owned(), digest.clone());
+        self.write(move |txn| link(txn, &repo, &digest, size)).await
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let k = key(&[repo, &digest.to_string()]);
+        self.write(move |txn| Ok(txn.open_table(LINKS)?.remove(k.as_str())?.is_some()))
+            .await
+    }
+
+    async fn put_manifest(&self, repo: &str, m: ManifestRecord, tags: Vec<String>) -> Result<()> {
+        let repo = repo.to_owned();
+        self.write(move |txn| {
+            // Checks first: nothing is written unless everything the manifest needs is here.
+            {
+                let links = txn.open_table(LINKS)?;
+                for b in &m.blobs {
+                    if links.get(key(&[&repo, &b.to_string()]).as_str())?.is_none() {
+                        return Err(StoreError::ManifestBlobUnknown(b.clone()));
+                    }
+                }
+                let manifests = txn.open_table(MANIFESTS)?;
+                for c in &m.children {
+                    if manifests
+                        .get(key(&[&repo, &c.to_string()]).as_str())?
+                        .is_none()
+                    {
+                        return Err(StoreError::ManifestBlobUnknown(c.clone()));
+                    }
+                }
+            }
+            ensure_repo(txn, &repo)?;
+            let d = m.digest.to_string();
+            let meta = ManifestMeta {
+                media_type: m.media_type.clone(),
+                subject: m.subject.clone(),
+            };
+            txn.open_table(MANIFESTS)?.insert(
+                key(&[&repo, &d]).as_str(),
+                encode_manifest(&meta, &m.body).as_slice(),
+            )?;
+            for t in &tags {
+                txn.open_table(TAGS)?
+                    .insert(key(&[&repo, t]).as_str(), d.as_str())?;
+            }
+            if let (Some(s), Some(desc)) = (&m.subject, &m.referrer) {
+                let v = serde_json::to_vec(desc).expect("descriptor serializes");
+                txn.open_table(REFERRERS)?
+                    .insert(key(&[&repo, &s.to_string(), &d]).as_str(), v.as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_manifest(&self, repo: &str, r: &Reference) -> Result<Option<StoredManifest>> {
+        self.read(|txn| {
+            let digest = match r {
+                Reference::Digest(d) => d.clone(),
+                Reference::Tag(t) => {
+                    let tags = txn.open_table(TAGS)?;
+                    let Some(v) = tags.get(key(&[repo, t]).as_str())? else {
+                        return Ok(None);
+                    };
+                    Digest::parse(v.value())
+                        .map_err(|_| StoreError::Db("corrupt tag record".into()))?
+                }
+            };
+            let t = txn.open_table(MANIFESTS)?;
+            let Some(v) = t.get(key(&[repo, &digest.to_string()]).as_str())? else {
+                return Ok(None);
+            };
+            decode_manifest(digest, v.value()).map(Some)
+        })
+    }
+
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.to_owned(), digest.clone());
+        self.write(move |txn| {
+            let d = digest.to_string();
+            let mk = key(&[&repo, &d]);
+            let subject = {
+                let t = txn.open_table(MANIFESTS)?;
+                let Some(v) = t.get(mk.as_str())? else {
+                    return Ok(false);
+                };
+                decode_manifest(digest.clone(), v.value())?.subject
+            };
+            txn.open_table(MANIFESTS)?.remove(mk.as_str())?;
+            let mut tags = txn.open_table(TAGS)?;
+            let (lo, hi) = prefix_range(&repo, None);
+            let doomed: Vec<String> = tags
+                .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
+                .filter_map(|e| e.ok())
+                .filter(|(_, v)| v.value() == d)
+                .map(|(k, _)| k.value().to_owned())
+                .collect();
+            for k in doomed {
+                tags.remove(k.as_str())?;
+            }
+            if let Some(s) = subject {
+                txn.open_table(REFERRERS)?
+                    .remove(key(&[&repo, &s.to_string(), &d]).as_str())?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        let k = key(&[repo, tag]);
+        self.write(move |txn| Ok(txn.open_table(TAGS)?.remove(k.as_str())?.is_some()))
+            .await
+    }
+
+    async fn tags(&self, repo: &str, page: Page) -> Result<Option<Vec<String>>> {
+        self.read(|txn| {
+            if txn.open_table(REPOS)?.get(repo)?.is_none() {
+                return Ok(None);
+            }
+            list_keys(&txn.open_table(TAGS)?, Some(repo), &page).map(Some)
+        })
+    }
+
+    async fn repositories(&self, page: Page) -> Result<Vec<String>> {
+        self.read(|txn| list_keys(&txn.open_table(REPOS)?, None, &page))
+    }
+
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>> {
+        self.read(|txn| {
+            let t = txn.open_table(REFERRERS)?;
+            let p = key(&[repo, &subject.to_string()]);
+            let (lo, hi) = prefix_range(&p, None);
+            let mut out = Vec::new();
+            for e in t.range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))? {
+                let (_, v) = e?;
+                out.push(
+                    serde_json::from_slice(v.value())
+                        .map_err(|_| StoreError::Db("corrupt referrer record".into()))?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    async fn upload_create(&self, rec: UploadRecord) -> Result<()> {
+        self.write(move |txn| {
+            let v = serde_json::to_vec(&rec).expect("upload record serializes");
+            txn.open_table(UPLOADS)?
+                .insert(rec.id.as_str(), v.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>> {
+        self.read(|txn| {
+            let t = txn.open_table(UPLOADS)?;
+            let Some(v) = t.get(id)? else { return Ok(None) };
+            serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|_| StoreError::Db("corrupt upload record".into()))
+        })
+    }
+
+    async fn upload_complete(&self, id: &str, digest: &Digest, size: u64) -> Result<()> {
+        let (id, digest) = (id.to_owned(), digest.clone());
+        self.write(move |txn| {
+            let rec: UploadRecord = {
+                let t = txn.open_table(UPLOADS)?;
+                let Some(v) = t.get(id.as_str())? else {
+                    return Err(StoreError::UploadUnknown);
+                };
+                serde_json::from_slice(v.value())
+                    .map_err(|_| StoreError::Db("corrupt upload record".into()))?
+            };
+            txn.open_table(UPLOADS)?.remove(id.as_str())?;
+            link(txn, &rec.repo, &digest, size)
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |txn| Ok(txn.open_table(UPLOADS)?.remove(id.as_str())?.is_some()))
+            .await
+    }
+}
