@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use oci::{Algorithm, Digest, Hasher};
-use tokio::io::AsyncSeekExt;
 
 use crate::{Result, StoreError};
 
@@ -20,8 +19,10 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// Blobs at or under this size are read in one piece rather than streamed.
 const SMALL_BLOB: u64 = 64 * 1024;
-/// Read buffer for streaming large blobs.
-const READ_CHUNK: usize = 512 * 1024;
+/// Read size for streaming large blobs.
+const READ_CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead of the socket per download.
+const READ_AHEAD: usize = 4;
 /// Chunks in flight between the network and the disk writer: bounds upload memory.
 const WRITE_QUEUE: usize = 8;
 /// Hash states kept in memory for idle uploads; evicted ones are rebuilt from disk.
@@ -87,6 +88,13 @@ fn check_upload_id(id: &str) -> Result<()> {
         return Err(StoreError::UploadUnknown);
     }
     Ok(())
+}
+
+/// Adapts a channel receiver to a stream.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -216,12 +224,25 @@ impl BlobStore for FsBlobStore {
                 Ok(Bytes::from(buf))
             })));
         }
-        let mut f = tokio::fs::File::open(&path).await.map_err(not_found)?;
-        f.seek(SeekFrom::Start(start)).await?;
-        let reader = tokio::io::AsyncReadExt::take(f, len);
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-            reader, READ_CHUNK,
-        )))
+        let mut f = std::fs::File::open(&path).map_err(not_found)?;
+        f.seek(SeekFrom::Start(start))?;
+        // A reader thread keeps a few chunks ahead of the socket so disk reads and network
+        // writes overlap; the bounded channel caps the memory one download can hold.
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(READ_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let r = f.read_exact(&mut buf).map(|()| Bytes::from(buf));
+                let failed = r.is_err();
+                if tx.blocking_send(r).is_err() || failed {
+                    return; // client went away, or the error has been passed on
+                }
+                left -= want as u64;
+            }
+        });
+        Ok(Box::pin(tokio_stream_from(rx)))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
@@ -312,7 +333,10 @@ impl BlobStore for FsBlobStore {
                     state.1.update(&chunk);
                     state.0 += chunk.len() as u64;
                 }
-                f.sync_data()
+                // No fsync here: a chunk becomes durable when the upload is committed. A crash
+                // before that loses at most unacknowledged-by-commit bytes, and the size the
+                // client reads back after a restart is what the file really holds.
+                Ok(())
             })();
             (state, result)
         });
@@ -379,7 +403,8 @@ impl BlobStore for FsBlobStore {
                 return std::fs::remove_file(&path);
             }
             std::fs::create_dir_all(dir)?;
-            // The upload file was fsynced after its last chunk; rename publishes it whole.
+            // Durable first, then published whole by the rename.
+            std::fs::File::open(&path)?.sync_data()?;
             std::fs::rename(&path, &target)?;
             fsync_dir(dir)?;
             used.fetch_add(size, Ordering::Relaxed);
