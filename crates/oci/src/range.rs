@@ -67,7 +67,8 @@ pub fn parse_range(header: &str, size: u64) -> Result<ByteRange, RangeError> {
     let start = num(a)?;
     let end = if b.is_empty() { u64::MAX } else { num(b)? };
     if end < start {
-        return Err(RangeError::Malformed);
+        // RFC 9110 would allow ignoring it; the OCI conformance suite expects a 416.
+        return Err(RangeError::Unsatisfiable);
     }
     if start >= size {
         return Err(RangeError::Unsatisfiable);
@@ -123,7 +124,10 @@ mod tests {
             Err(RangeError::Unsatisfiable)
         );
         assert_eq!(parse_range("bytes=-0", 100), Err(RangeError::Unsatisfiable));
-        assert_eq!(parse_range("bytes=5-1", 100), Err(RangeError::Malformed));
+        assert_eq!(
+            parse_range("bytes=5-1", 100),
+            Err(RangeError::Unsatisfiable)
+        );
         assert_eq!(
             parse_range("bytes=0-1,3-4", 100),
             Err(RangeError::Malformed)

@@ -82,29 +82,28 @@ fn parse_route(path: &str) -> Option<Route<'_>> {
     None
 }
 
-/// Decodes `%XX` escapes (clients sometimes escape the digest's colon).
+/// Decodes `%XX` escapes and `+` (clients sometimes escape the digest's colon); malformed
+/// escapes are kept as they are.
 fn percent_decode(s: &str) -> String {
-    if !s.contains('%') && !s.contains('+') {
+    if !s.contains(['%', '+']) {
         return s.to_owned();
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 + 0 => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+                continue;
             }
-            b'+' => out.push(b' '),
-            c => out.push(c),
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
         }
         i += 1;
     }
@@ -130,7 +129,7 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -174,11 +173,20 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
     let req = &parts;
     let method = parts.method.clone();
+    let allow = match &route {
+        Route::Base => "GET, HEAD",
+        Route::Catalog | Route::Tags(_) | Route::Referrers(..) => "GET",
+        Route::Manifest(..) => "GET, HEAD, PUT, DELETE",
+        Route::Blob(..) => "GET, HEAD, DELETE",
+        Route::UploadStart(_) => "POST",
+        Route::Upload(..) => "GET, PATCH, PUT, DELETE",
+    };
     let unsupported = || {
         Err(ApiError::new(
             Code::Unsupported,
             format!("method {method} not allowed here"),
-        ))
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static(allow)))
     };
     match route {
         Route::Base => match method {
@@ -266,10 +274,8 @@ fn page(req: &Parts, max: usize) -> ApiResult<Page> {
         Some(v) => Some(
             v.parse::<usize>()
                 .map_err(|_| {
-                    ApiError::new(
-                        Code::PaginationNumberInvalid,
-                        "n must be a non-negative integer",
-                    )
+                    ApiError::new(Code::Unsupported, "n must be a non-negative integer")
+                        .with_status(StatusCode::BAD_REQUEST)
                 })?
                 .min(max),
         ),
@@ -282,12 +288,28 @@ fn page(req: &Parts, max: usize) -> ApiResult<Page> {
     })
 }
 
-/// Adds `Link: <...>; rel="next"` when the page was full.
-fn with_link(mut resp: Response, base: &str, page: &Page, items: &[String]) -> Response {
-    if let (Some(n), Some(last)) = (page.n, items.last())
-        && items.len() == n
-        && n > 0
-    {
+/// The page to ask storage for: one more entry than the client wants, to learn whether more
+/// follow.
+fn peek_page(page: &Page) -> Page {
+    Page {
+        n: page.n.map(|n| n.saturating_add(1)),
+        last: page.last.clone(),
+    }
+}
+
+/// Cuts a peeked listing to the page and adds `Link: <...>; rel="next"` when more entries follow.
+fn paged(
+    mut items: Vec<String>,
+    page: &Page,
+    base: &str,
+    body: impl FnOnce(&[String]) -> String,
+) -> Response {
+    let more = page.n.is_some_and(|n| items.len() > n);
+    if let Some(n) = page.n {
+        items.truncate(n);
+    }
+    let mut resp = json_response(StatusCode::OK, body(&items));
+    if let (true, Some(n), Some(last)) = (more, page.n, items.last()) {
         let link = format!("<{base}?n={n}&last={}>; rel=\"next\"", url_escape(last));
         resp.headers_mut().insert(header::LINK, hv(&link));
     }
@@ -307,14 +329,10 @@ fn url_escape(s: &str) -> String {
 
 async fn catalog(reg: &Registry, req: &Parts) -> ApiResult {
     let page = page(req, reg.inner.limits.max_page)?;
-    let repos = reg.inner.meta.repositories(page.clone()).await?;
-    let body = serde_json::json!({ "repositories": repos }).to_string();
-    Ok(with_link(
-        json_response(StatusCode::OK, body),
-        "/v2/_catalog",
-        &page,
-        &repos,
-    ))
+    let repos = reg.inner.meta.repositories(peek_page(&page)).await?;
+    Ok(paged(repos, &page, "/v2/_catalog", |r| {
+        serde_json::json!({ "repositories": r }).to_string()
+    }))
 }
 
 async fn tags_list(reg: &Registry, name: &str, req: &Parts) -> ApiResult {
@@ -322,16 +340,12 @@ async fn tags_list(reg: &Registry, name: &str, req: &Parts) -> ApiResult {
     let tags = reg
         .inner
         .meta
-        .tags(name, page.clone())
+        .tags(name, peek_page(&page))
         .await?
         .ok_or_else(|| ApiError::new(Code::NameUnknown, format!("repository {name} not known")))?;
-    let body = serde_json::json!({ "name": name, "tags": tags }).to_string();
-    Ok(with_link(
-        json_response(StatusCode::OK, body),
-        &format!("/v2/{name}/tags/list"),
-        &page,
-        &tags,
-    ))
+    Ok(paged(tags, &page, &format!("/v2/{name}/tags/list"), |t| {
+        serde_json::json!({ "name": name, "tags": t }).to_string()
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,6 +479,9 @@ async fn put_manifest(
     if let Some(s) = &m.subject {
         h.insert("oci-subject", hv(&s.digest.to_string()));
     }
+    for t in &tags {
+        h.append("oci-tag", hv(t));
+    }
     Ok(resp)
 }
 
@@ -520,10 +537,11 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
         None | Some(Err(RangeError::Malformed)) => None,
         Some(Ok(r)) => Some(r),
         Some(Err(RangeError::Unsatisfiable)) => {
-            return Err(
-                ApiError::new(Code::RangeInvalid, "requested range not satisfiable")
-                    .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{size}"))),
-            );
+            // No JSON body: the spec has no error code for an unsatisfiable range.
+            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
+            return Ok(resp);
         }
     };
     let (start, len) = range.map_or((0, size), |r| (r.start, r.len()));
@@ -588,9 +606,8 @@ async fn delete_blob(reg: &Registry, name: &str, d: Digest) -> ApiResult {
 fn body_stream(reg: &Registry, body: Body) -> BlobStream {
     let metrics = reg.inner.metrics.clone();
     Box::pin(body.into_data_stream().map(move |r| {
-        r.map(|b| {
+        r.inspect(|b| {
             metrics.bytes_in.inc_by(b.len() as u64);
-            b
         })
         .map_err(io::Error::other)
     }))
@@ -650,7 +667,7 @@ async fn start_upload(reg: &Registry, name: &str, req: &Parts, body: Body) -> Ap
         let body = body_stream(reg, body);
         reg.inner.blobs.upload_create(&id).await?;
         let result = async {
-            reg.inner.blobs.upload_append(&id, None, body).await?;
+            reg.inner.blobs.upload_append(&id, None, None, body).await?;
             reg.inner.blobs.upload_commit(&id, &d).await
         }
         .await;
@@ -706,11 +723,14 @@ async fn upload_status(reg: &Registry, name: &str, id: &str) -> ApiResult {
 
 /// Appends the request body to an upload, honouring `Content-Range` when present.
 async fn append(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -> ApiResult<u64> {
-    let start = match header_str(&req.headers, header::CONTENT_RANGE) {
-        None => None,
+    let (start, exact_len) = match header_str(&req.headers, header::CONTENT_RANGE) {
+        None => (None, None),
         Some(v) => {
             let r = oci::parse_content_range(v).map_err(|_| {
-                ApiError::new(Code::RangeInvalid, format!("malformed Content-Range {v:?}"))
+                ApiError::new(
+                    Code::BlobUploadInvalid,
+                    format!("malformed Content-Range {v:?}"),
+                )
             })?;
             if let Some(len) = content_length(&req.headers)?
                 && len != r.len()
@@ -723,17 +743,23 @@ async fn append(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -
                     ),
                 ));
             }
-            Some(r.start)
+            (Some(r.start), Some(r.len()))
         }
     };
     let body = body_stream(reg, body);
-    match reg.inner.blobs.upload_append(id, start, body).await {
+    match reg
+        .inner
+        .blobs
+        .upload_append(id, start, exact_len, body)
+        .await
+    {
         Ok(s) => Ok(s.size),
         Err(StoreError::OutOfOrder { have, got }) => {
             let mut e = ApiError::new(
-                Code::RangeInvalid,
+                Code::BlobUploadInvalid,
                 format!("chunk starts at {got} but the upload holds {have} bytes"),
-            );
+            )
+            .with_status(StatusCode::RANGE_NOT_SATISFIABLE);
             let r = upload_response(StatusCode::OK, name, id, have);
             for k in [header::LOCATION, header::RANGE] {
                 if let Some(v) = r.headers().get(&k) {
@@ -759,12 +785,9 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, req: &Parts, body: 
             .ok_or_else(|| ApiError::new(Code::DigestInvalid, "digest parameter missing"))?,
     )?;
     session(reg, name, id).await?;
-    let has_body = content_length(&req.headers)? != Some(0)
-        && (req.headers.contains_key(header::CONTENT_LENGTH)
-            || req.headers.contains_key(header::TRANSFER_ENCODING));
-    if has_body {
-        append(reg, name, id, req, body).await?;
-    }
+    // Whatever the headers say (HTTP/2 may send neither length nor encoding), a body that
+    // carries bytes is the last chunk; an empty one appends nothing.
+    append(reg, name, id, req, body).await?;
     let size = reg.inner.blobs.upload_commit(id, &d).await?;
     reg.inner.meta.upload_complete(id, &d, size).await?;
     tracing::info!(repo = name, digest = %d, size, "blob pushed");

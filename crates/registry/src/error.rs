@@ -4,8 +4,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use store::StoreError;
 
-/// An error code from the distribution spec (plus `RANGE_INVALID` and
-/// `PAGINATION_NUMBER_INVALID`, which CNCF Distribution also uses).
+/// An error code from the distribution spec. Only the spec's codes are sent to clients, since the
+/// spec requires a JSON error body's `code` to be one of them; `Internal` (`UNKNOWN`) appears only
+/// on server failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     /// Blob unknown to registry.
@@ -36,10 +37,6 @@ pub enum Code {
     Unsupported,
     /// Too many requests.
     TooManyRequests,
-    /// Requested range not satisfiable.
-    RangeInvalid,
-    /// Invalid number of results requested.
-    PaginationNumberInvalid,
     /// The server failed; not the client's fault.
     Internal,
 }
@@ -62,8 +59,6 @@ impl Code {
             Code::Denied => "DENIED",
             Code::Unsupported => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
-            Code::RangeInvalid => "RANGE_INVALID",
-            Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             Code::Internal => "UNKNOWN",
         }
     }
@@ -79,7 +74,6 @@ impl Code {
             Code::Denied => StatusCode::FORBIDDEN,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -162,7 +156,11 @@ impl From<StoreError> for ApiError {
             e @ StoreError::DigestMismatch { .. } => {
                 ApiError::new(Code::DigestInvalid, e.to_string())
             }
-            e @ StoreError::OutOfOrder { .. } => ApiError::new(Code::RangeInvalid, e.to_string()),
+            e @ StoreError::OutOfOrder { .. } => {
+                ApiError::new(Code::BlobUploadInvalid, e.to_string())
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+            }
+            e @ StoreError::SizeMismatch { .. } => ApiError::new(Code::SizeInvalid, e.to_string()),
             e @ StoreError::Body(_) => ApiError::new(Code::BlobUploadInvalid, e.to_string()),
             e @ (StoreError::Io(_) | StoreError::Db(_)) => {
                 ApiError::new(Code::Internal, e.to_string())

@@ -52,12 +52,15 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_create(&self, id: &str) -> Result<()>;
     /// What an upload holds, or `None` if there is no such upload.
     async fn upload_state(&self, id: &str) -> Result<Option<UploadState>>;
-    /// Appends a chunk. `start`, when given, must equal the current size. Bytes that arrived
-    /// before a body error are kept (the client can resume after them) and the error returned.
+    /// Appends a chunk. `start`, when given, must equal the current size. With `exact_len`
+    /// the chunk is all or nothing: unless exactly that many bytes arrive, none are kept.
+    /// Without it, bytes that arrived before a body error are kept (the client can resume after
+    /// them) and the error returned.
     async fn upload_append(
         &self,
         id: &str,
         start: Option<u64>,
+        exact_len: Option<u64>,
         body: BlobStream,
     ) -> Result<UploadState>;
     /// Verifies the upload against `expected` and moves it into place as that blob.
@@ -301,6 +304,7 @@ impl BlobStore for FsBlobStore {
         &self,
         id: &str,
         start: Option<u64>,
+        exact_len: Option<u64>,
         mut body: BlobStream,
     ) -> Result<UploadState> {
         check_upload_id(id)?;
@@ -314,6 +318,7 @@ impl BlobStore for FsBlobStore {
             return Err(StoreError::OutOfOrder { have: size, got });
         }
         let path = self.upload_path(id);
+        let rollback = exact_len.map(|_| (size, hasher.clone(), path.clone()));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         // The writer thread owns the file and the hash state; the network side only forwards.
         let writer = tokio::task::spawn_blocking(move || {
@@ -341,10 +346,15 @@ impl BlobStore for FsBlobStore {
             (state, result)
         });
         let mut body_err = None;
+        let mut received = 0u64;
         while let Some(item) = body.next().await {
             match item {
                 Ok(chunk) if chunk.is_empty() => {}
                 Ok(chunk) => {
+                    received += chunk.len() as u64;
+                    if exact_len.is_some_and(|n| received > n) {
+                        break; // longer than declared: refused below, nothing more written
+                    }
                     if tx.send(chunk).await.is_err() {
                         break; // the writer failed; its error is reported below
                     }
@@ -361,11 +371,31 @@ impl BlobStore for FsBlobStore {
             .map_err(|e| StoreError::Io(io::Error::other(e)))?;
         let new_size = state.0;
         *guard = Some(state);
-        result?;
-        if let Some(e) = body_err {
-            return Err(StoreError::Body(e.to_string()));
+        let failure = match (result, body_err, exact_len) {
+            (Err(e), _, _) => Some(StoreError::Io(e)),
+            (Ok(()), Some(e), _) => Some(StoreError::Body(e.to_string())),
+            (Ok(()), None, Some(n)) if received != n => Some(StoreError::SizeMismatch {
+                declared: n,
+                received,
+            }),
+            _ => None,
+        };
+        let Some(failure) = failure else {
+            return Ok(UploadState { size: new_size });
+        };
+        if let Some((size, hasher, path)) = rollback {
+            // All or nothing: put the file and the hash back as they were before this chunk.
+            tokio::task::spawn_blocking(move || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(size)
+            })
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+            *guard = Some((size, hasher));
         }
-        Ok(UploadState { size: new_size })
+        Err(failure)
     }
 
     async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64> {

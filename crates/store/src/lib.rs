@@ -44,6 +44,14 @@ pub enum StoreError {
         /// Where the chunk claimed to start.
         got: u64,
     },
+    /// A chunk's length differs from the length its request declared.
+    #[error("chunk declared {declared} bytes but {received} arrived")]
+    SizeMismatch {
+        /// Bytes declared by Content-Range.
+        declared: u64,
+        /// Bytes received (counting stops just past the declared length).
+        received: u64,
+    },
     /// The request body ended or failed before it was complete.
     #[error("request body interrupted: {0}")]
     Body(String),

@@ -173,7 +173,19 @@ const MAX_BATCH: usize = 256;
 /// a refused operation leaves nothing in the shared transaction.
 pub struct RedbMetaStore {
     db: Arc<Database>,
-    writer: tokio::sync::mpsc::Sender<Job>,
+    writer: Option<tokio::sync::mpsc::Sender<Job>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RedbMetaStore {
+    /// Stops the writer after its queued operations and waits, so the database file is closed
+    /// (and can be reopened) when the store is gone.
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl RedbMetaStore {
@@ -193,10 +205,14 @@ impl RedbMetaStore {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
         let wdb = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("wharf-meta-writer".into())
             .spawn(move || writer_loop(wdb, rx))?;
-        Ok(RedbMetaStore { db, writer: tx })
+        Ok(RedbMetaStore {
+            db,
+            writer: Some(tx),
+            writer_thread: Some(thread),
+        })
     }
 
     /// Runs `op` in the next group commit and returns its result once that commit is durable.
@@ -216,6 +232,8 @@ impl RedbMetaStore {
             (poisoned, reply)
         });
         self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Db("metadata writer stopped".into()))?
             .send(job)
             .await
             .map_err(|_| StoreError::Db("metadata writer stopped".into()))?;
@@ -241,12 +259,9 @@ fn writer_loop(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
         let txn = match db.begin_write() {
             Ok(t) => t,
             Err(e) => {
-                let msg = e.to_string();
-                for j in jobs {
-                    // Without a transaction the operations cannot run; fail them all.
-                    let _ = j;
-                    tracing::error!(error = %msg, "metadata write transaction failed to start");
-                }
+                // Without a transaction the operations cannot run: dropping them answers each
+                // caller with an error.
+                tracing::error!(error = %e, batch = jobs.len(), "metadata write transaction failed to start");
                 continue;
             }
         };

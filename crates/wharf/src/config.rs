@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 /// The whole configuration file. Every key is optional; see docs/configuration.md.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Network settings.
@@ -101,17 +101,6 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            limits: LimitsConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }
