@@ -8,6 +8,7 @@
 mod api;
 pub mod error;
 pub mod metrics;
+pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use store::{BlobStore, MetaStore};
 
 pub use error::{ApiError, Code};
 pub use metrics::Metrics;
+pub use server::{ServeOptions, serve};
 
 /// Limits and knobs of the HTTP API.
 #[derive(Clone, Debug)]

@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Seconds to let in-flight requests finish after SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_timeout_seconds: u64,
+    /// Most connections served at once.
+    pub max_connections: usize,
 }
 
 /// `[storage]`
@@ -74,6 +78,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             shutdown_grace_seconds: 30,
+            header_read_timeout_seconds: 30,
+            max_connections: 4096,
         }
     }
 }

@@ -68,7 +68,8 @@ fn init_logging(cfg: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -98,21 +99,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, data_dir = %data.display(), "wharf registry listening");
 
-    let grace = Duration::from_secs(cfg.server.shutdown_grace_seconds);
+    let opts = registry::ServeOptions {
+        header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_seconds),
+        max_connections: cfg.server.max_connections,
+        shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_seconds),
+    };
     let shutdown_reg = reg.clone();
-    let server = axum::serve(listener, reg.router()).with_graceful_shutdown(async move {
+    registry::serve(listener, reg.router(), opts, async move {
         shutdown_signal().await;
         shutdown_reg.set_ready(false);
         tracing::info!("shutting down: finishing in-flight requests");
-    });
-    let server = tokio::spawn(async move { server.await });
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => r.context("server task")?.context("serving")?,
-        _ = async { shutdown_signal().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "in-flight requests still running after the grace period; exiting");
-        }
-    }
+    })
+    .await
+    .context("serving")?;
     tracing::info!("stopped");
     Ok(())
 }
