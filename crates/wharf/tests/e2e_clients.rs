@@ -617,13 +617,7 @@ fn containerd_pull_and_push() {
 
     // The content store has every blob of the index, byte-identical.
     for d in imgs.closure(&index.digest) {
-        let got = std::process::Command::new("ctr")
-            .arg("--address")
-            .arg(&ctrd.sock)
-            .args(["--namespace", "wharf-e2e", "content", "get"])
-            .arg(&d)
-            .output()
-            .unwrap();
+        let got = run_any(ctrd.ctr().args(["content", "get"]).arg(&d));
         assert!(
             got.status.success(),
             "ctr content get {d}: {}",
@@ -773,4 +767,62 @@ fn peer_distribution_copy_both_ways() {
         tags.sort();
         assert_eq!(tags, ["docker", "multi"], "{:?} {repo} tags", srv.kind);
     }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Concurrency: many clients pushing the same blobs at once
+// -----------------------------------------------------------------------------------------------
+
+#[test]
+fn concurrent_skopeo_pushes_of_shared_blobs() {
+    if !tools_ok("concurrent_skopeo_pushes_of_shared_blobs", &[]) {
+        return;
+    }
+    let imgs = test_images();
+    let srv = Server::start();
+    let host = srv.host();
+    let http = srv.http();
+    let idx = imgs.image(TAG_INDEX);
+    // Six pushes of the same multi-platform image at once: three into one repository (same
+    // blobs committed concurrently in one place), three into repositories of their own.
+    let targets: Vec<(String, String)> = (0..6)
+        .map(|i| {
+            let repo = if i < 3 {
+                "conc/shared".to_string()
+            } else {
+                format!("conc/own{i}")
+            };
+            (repo, format!("t{i}"))
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (repo, tag) in &targets {
+            let host = &host;
+            s.spawn(move || {
+                let tmp = tempfile::tempdir().unwrap();
+                skopeo_push(tmp.path(), TAG_INDEX, &format!("{host}/{repo}:{tag}"), true);
+            });
+        }
+    });
+    for (repo, tag) in &targets {
+        assert_eq!(
+            registry_digest(&http, repo, tag),
+            idx.digest,
+            "{repo}:{tag}"
+        );
+        assert_served_identically(&http, repo, &idx.digest);
+    }
+    let t = http
+        .get("/v2/conc/shared/tags/list")
+        .unwrap()
+        .expect(200)
+        .json();
+    let mut tags: Vec<&str> = t["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["t0", "t1", "t2"], "{t}");
 }

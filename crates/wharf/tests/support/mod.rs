@@ -7,6 +7,7 @@
 //! - `WHARF_E2E_REGISTRY=distribution` runs every "registry under test" against CNCF Distribution
 //!   (`docker-registry`) instead of Wharf: a baseline to tell a test bug from a Wharf bug.
 //! - `CI` (set by `.ci/run`): a missing external tool is a test failure, never a skip.
+//! - `WHARF_E2E_KEEP=1` keeps a failed test's server data dir and log for inspection.
 #![allow(dead_code)]
 
 use std::collections::HashSet;
@@ -92,7 +93,9 @@ pub fn have_tools(test: &str, tools: &[&str]) -> bool {
     if in_ci() {
         panic!("{msg}; CI must install every e2e tool");
     }
-    eprintln!(
+    // Straight to fd 2, past the test harness's output capture, so the skip is always seen.
+    let _ = writeln!(
+        io::stderr(),
         "\n{}\n!!! SKIPPED {msg}\n{}\n",
         "!".repeat(100),
         "!".repeat(100)
@@ -103,16 +106,44 @@ pub fn have_tools(test: &str, tools: &[&str]) -> bool {
 static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
 
 /// A free loopback TCP port, never handed out twice by this process (tests run in parallel).
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`), so that the
+/// thousands of client connections the tests open can never take a server's port while it
+/// restarts after a kill.
 pub fn free_port() -> u16 {
     let used = PORTS.get_or_init(|| Mutex::new(HashSet::new()));
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().unwrap().port();
-        drop(l);
-        if used.lock().unwrap().insert(port) {
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let (lo, hi) = if ephemeral_low > 12_000 {
+        (10_000u16, ephemeral_low - 1)
+    } else {
+        (ephemeral_low.max(1024), u16::MAX) // unusual setup: anywhere
+    };
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = lo + (x % u64::from(hi - lo)) as u16;
+        if used.lock().unwrap().contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            used.lock().unwrap().insert(port);
             return port;
         }
     }
+    panic!("no free port found in {lo}..{hi}");
 }
 
 /// Renders a command line for error messages.
@@ -277,7 +308,8 @@ pub struct Server {
     pub kind: Kind,
     pub addr: SocketAddr,
     child: Option<Child>,
-    data: TempDir,
+    data: Option<TempDir>,
+    base: PathBuf,
     log_path: PathBuf,
     starts: u32,
 }
@@ -303,7 +335,8 @@ impl Server {
             kind,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child: None,
-            data,
+            base: data.path().to_path_buf(),
+            data: Some(data),
             log_path,
             starts: 0,
         };
@@ -318,7 +351,7 @@ impl Server {
 
     /// The directory given to the server as its data dir.
     pub fn data_dir(&self) -> PathBuf {
-        self.data.path().join("data")
+        self.base.join("data")
     }
 
     pub fn http(&self) -> Http {
@@ -353,9 +386,8 @@ impl Server {
                     .arg(self.addr.to_string())
                     .arg("--data-dir")
                     .arg(&data_dir);
-                if std::env::var_os("RUST_LOG").is_none() {
-                    c.env("RUST_LOG", "info");
-                }
+                // Hermetic: no config file from the environment.
+                c.env_remove("WHARF_CONFIG");
                 c
             }
             Kind::Distribution => {
@@ -371,7 +403,7 @@ impl Server {
                     data_dir.join("storage").display(),
                     self.addr
                 );
-                let cfg_path = self.data.path().join("config.yml");
+                let cfg_path = self.base.join("config.yml");
                 fs::write(&cfg_path, cfg).unwrap();
                 let mut c = Command::new("docker-registry");
                 c.arg("serve").arg(&cfg_path);
@@ -474,6 +506,14 @@ impl Drop for Server {
                 self.addr,
                 tail(&self.log_path, 60)
             );
+            if std::env::var_os("WHARF_E2E_KEEP").is_some()
+                && let Some(d) = self.data.take()
+            {
+                eprintln!(
+                    "WHARF_E2E_KEEP: data dir and log kept in {}",
+                    d.keep().display()
+                );
+            }
         }
     }
 }
@@ -715,6 +755,37 @@ impl Http {
         )
     }
 
+    /// Sends a request whose body goes out with `Transfer-Encoding: chunked` (no Content-Length),
+    /// one HTTP chunk per slice, as Docker and containerd do for streamed blob uploads.
+    pub fn request_chunked(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        chunks: &[&[u8]],
+    ) -> io::Result<Response> {
+        let mut s = self.connect()?;
+        let mut hs: Vec<(&str, &str)> = headers.to_vec();
+        hs.push(("Transfer-Encoding", "chunked"));
+        let head = self.head_block(method, path, &hs, None);
+        s.write_all(head.as_bytes())?;
+        let mut total = 0;
+        for c in chunks.iter().filter(|c| !c.is_empty()) {
+            s.write_all(format!("{:x}\r\n", c.len()).as_bytes())?;
+            s.write_all(c)?;
+            s.write_all(b"\r\n")?;
+            total += c.len();
+        }
+        s.write_all(b"0\r\n\r\n")?;
+        s.flush()?;
+        read_response(
+            s,
+            method,
+            format!("{method} {path} {headers:?} ({total} body bytes, chunked)"),
+            None,
+        )
+    }
+
     pub fn get(&self, path: &str) -> io::Result<Response> {
         self.request("GET", path, &[], &[])
     }
@@ -812,11 +883,14 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// Where a streamed response body goes.
+pub type BodySink<'a> = dyn FnMut(&[u8]) + 'a;
+
 fn read_response(
     s: TcpStream,
     method: &str,
     request: String,
-    mut sink: Option<&mut dyn FnMut(&[u8])>,
+    mut sink: Option<&mut BodySink<'_>>,
 ) -> io::Result<Response> {
     let mut r = BufReader::with_capacity(1 << 16, s);
     let (status, reason, headers) = loop {
@@ -1070,12 +1144,21 @@ static IMAGES: OnceLock<Layout> = OnceLock::new();
 /// a writable copy. Tags: [`TAG_BASE`], [`TAG_MULTI`], [`TAG_ARM64`], [`TAG_INDEX`].
 pub fn test_images() -> &'static Layout {
     IMAGES.get_or_init(|| {
-        // Leaked on purpose: lives for the whole test process, removed by the OS temp cleaner.
-        let tmp = tempfile::Builder::new()
-            .prefix("wharf-e2e-images-")
-            .tempdir()
-            .unwrap();
-        let root = tmp.keep();
+        // Lives for the whole test process (statics are never dropped), so it goes under Cargo's
+        // per-target scratch dir, named by pid; directories of test processes that are gone are
+        // removed here.
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(scratch).unwrap();
+        for e in fs::read_dir(scratch).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("e2e-images-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        let root = scratch.join(format!("e2e-images-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
         build_images(&root.join("layout"), &root.join("work"));
         Layout::at(&root.join("layout"))
     })
@@ -1405,7 +1488,7 @@ impl Containerd {
                 );
             }
             if c.sock.exists() {
-                let out = run_any(&mut c.ctr_raw().arg("version"));
+                let out = run_any(c.ctr().arg("version"));
                 if out.status.success() {
                     break;
                 }
@@ -1421,18 +1504,14 @@ impl Containerd {
         c
     }
 
-    fn ctr_raw(&self) -> Command {
+    /// `ctr --address SOCK --namespace wharf-e2e ...`
+    pub fn ctr(&self) -> Command {
         let mut c = Command::new("ctr");
         c.arg("--address")
             .arg(&self.sock)
             .arg("--namespace")
             .arg("wharf-e2e");
         c
-    }
-
-    /// `ctr --address SOCK --namespace wharf-e2e ...`
-    pub fn ctr(&self) -> Command {
-        self.ctr_raw()
     }
 
     pub fn log(&self) -> String {
