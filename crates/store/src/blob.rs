@@ -19,8 +19,8 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// Blobs at or under this size are read in one piece rather than streamed.
 const SMALL_BLOB: u64 = 64 * 1024;
-/// Read size for streaming large blobs.
-const READ_CHUNK: usize = 1024 * 1024;
+/// Window mapped at a time when streaming large blobs.
+const READ_CHUNK: usize = 4 * 1024 * 1024;
 /// Chunks read ahead of the socket per download.
 const READ_AHEAD: usize = 4;
 /// Chunks in flight between the network and the disk writer: bounds upload memory.
@@ -227,22 +227,39 @@ impl BlobStore for FsBlobStore {
                 Ok(Bytes::from(buf))
             })));
         }
-        let mut f = std::fs::File::open(&path).map_err(not_found)?;
-        f.seek(SeekFrom::Start(start))?;
-        // A reader thread keeps a few chunks ahead of the socket so disk reads and network
-        // writes overlap; the bounded channel caps the memory one download can hold.
+        let f = std::fs::File::open(&path).map_err(not_found)?;
+        let file_len = f.metadata()?.len();
+        if start.checked_add(len).is_none_or(|end| end > file_len) {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "blob shorter than recorded",
+            )));
+        }
+        // A reader thread maps the blob window by window (pre-faulted from the page cache, no
+        // copy into user memory) a few windows ahead of the socket, so disk reads and network
+        // writes overlap; the bounded channel caps what one download holds. Mapping is safe
+        // because blob files are immutable: they appear by rename and go by unlink, never
+        // truncated or rewritten in place (a truncation would fault a mapped reader).
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
         tokio::task::spawn_blocking(move || {
-            let mut left = len;
-            while left > 0 {
-                let want = left.min(READ_CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
-                let r = f.read_exact(&mut buf).map(|()| Bytes::from(buf));
+            let mut offset = start;
+            let end = start + len;
+            while offset < end {
+                let want = (end - offset).min(READ_CHUNK as u64) as usize;
+                // SAFETY: the file is never modified after it is published (see above).
+                let map = unsafe {
+                    memmap2::MmapOptions::new()
+                        .offset(offset)
+                        .len(want)
+                        .populate()
+                        .map(&f)
+                };
+                let r = map.map(Bytes::from_owner);
                 let failed = r.is_err();
                 if tx.blocking_send(r).is_err() || failed {
                     return; // client went away, or the error has been passed on
                 }
-                left -= want as u64;
+                offset += want as u64;
             }
         });
         Ok(Box::pin(tokio_stream_from(rx)))
