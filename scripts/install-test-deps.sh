@@ -20,8 +20,10 @@ PACKAGES=(
   umoci                  # builds OCI image layouts offline
   busybox-static         # a static root filesystem for the test images
   wrk                    # HTTP load generator (benchmarks)
-  curl                   # by-hand HTTP checks
+  curl                   # by-hand HTTP checks; HTTPS and client certificates in e2e_tls
+  openssl                # RSA and SEC1 test keys in e2e_tls
   procps                 # kill(1), used by the tests to send signals
+  apache2-utils          # htpasswd, for the htpasswd import test
 )
 
 SUDO=()
@@ -47,7 +49,7 @@ else
 fi
 
 # Fail here, with a clear message, rather than in the middle of the tests.
-for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl newuidmap kill; do
+for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
 echo "install-test-deps: ok ($(skopeo --version), $(podman --version), $(containerd --version | cut -d' ' -f3), $(docker-registry --version | cut -d' ' -f3), $(umoci --version))"

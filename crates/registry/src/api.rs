@@ -13,8 +13,10 @@ use futures_util::StreamExt;
 use oci::{Descriptor, Digest, Manifest, NameError, RangeError, Reference, media_types};
 use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
+use crate::access::{Caller, Need, PeerAddr};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::{Registry, RouteLabel};
+use auth::{Action, Actions};
 
 /// A parsed `/v2/` route.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,7 +86,7 @@ fn parse_route(path: &str) -> Option<Route<'_>> {
 
 /// Decodes `%XX` escapes and `+` (clients sometimes escape the digest's colon); malformed
 /// escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     if !s.contains(['%', '+']) {
         return s.to_owned();
     }
@@ -161,7 +163,22 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
             .into_response();
     };
     let label = route.label();
-    let mut resp = match handle(&reg, route, req).await {
+    let caller = match &reg.inner.access {
+        None => Caller::open(),
+        Some(ac) => {
+            let need = need_of(&route, req.method());
+            let source = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+            match ac.authorize(req.headers(), source, &need).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let mut resp = e.into_response();
+                    resp.extensions_mut().insert(RouteLabel(label));
+                    return resp;
+                }
+            }
+        }
+    };
+    let mut resp = match handle(&reg, route, req, &caller).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -169,7 +186,39 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
     resp
 }
 
-async fn handle(reg: &Registry, route: Route<'_>, req: Request) -> ApiResult {
+/// What a route needs of the caller.
+fn need_of(route: &Route<'_>, method: &Method) -> Need {
+    let pull = Actions::of(Action::Pull);
+    let (name, actions, scope) = match route {
+        Route::Base => return Need::default(),
+        Route::Catalog => {
+            return Need {
+                catalog: true,
+                ..Need::default()
+            };
+        }
+        Route::Tags(n) | Route::Referrers(n, _) => (n, pull, pull),
+        Route::Manifest(n, _) | Route::Blob(n, _) => match *method {
+            Method::PUT => (n, Actions::of(Action::Push), pull.with(Action::Push)),
+            Method::DELETE => (n, Actions::of(Action::Delete), Actions::of(Action::Delete)),
+            _ => (n, pull, pull),
+        },
+        Route::UploadStart(n) | Route::Upload(n, _) => {
+            (n, Actions::of(Action::Push), pull.with(Action::Push))
+        }
+    };
+    if oci::validate_repository(name).is_err() {
+        // Refused as NAME_INVALID by the handler; needs no more than a signed-in caller.
+        return Need::default();
+    }
+    Need {
+        repo: Some(((*name).to_owned(), actions)),
+        scope_actions: scope,
+        ..Need::default()
+    }
+}
+
+async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller) -> ApiResult {
     let (parts, body) = req.into_parts();
     let req = &parts;
     let method = parts.method.clone();
@@ -194,7 +243,7 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request) -> ApiResult {
             _ => unsupported(),
         },
         Route::Catalog => match method {
-            Method::GET => catalog(reg, req).await,
+            Method::GET => catalog(reg, req, caller).await,
             _ => unsupported(),
         },
         Route::Tags(name) => {
@@ -211,8 +260,8 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request) -> ApiResult {
                 Method::GET | Method::HEAD => {
                     get_manifest(reg, name, r, method == Method::HEAD).await
                 }
-                Method::PUT => put_manifest(reg, name, r, req, body).await,
-                Method::DELETE => delete_manifest(reg, name, r).await,
+                Method::PUT => put_manifest(reg, name, r, req, body, caller).await,
+                Method::DELETE => delete_manifest(reg, name, r, caller).await,
                 _ => unsupported(),
             }
         }
@@ -223,14 +272,14 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request) -> ApiResult {
                 Method::GET | Method::HEAD => {
                     get_blob(reg, name, d, req, method == Method::HEAD).await
                 }
-                Method::DELETE => delete_blob(reg, name, d).await,
+                Method::DELETE => delete_blob(reg, name, d, caller).await,
                 _ => unsupported(),
             }
         }
         Route::UploadStart(name) => {
             check_name(name)?;
             match method {
-                Method::POST => start_upload(reg, name, req, body).await,
+                Method::POST => start_upload(reg, name, req, body, caller).await,
                 _ => unsupported(),
             }
         }
@@ -327,10 +376,41 @@ fn url_escape(s: &str) -> String {
         .collect()
 }
 
-async fn catalog(reg: &Registry, req: &Parts) -> ApiResult {
+async fn catalog(reg: &Registry, req: &Parts, caller: &Caller) -> ApiResult {
     let page = page(req, reg.inner.limits.max_page)?;
-    let repos = reg.inner.meta.repositories(peek_page(&page)).await?;
-    Ok(paged(repos, &page, "/v2/_catalog", |r| {
+    let want = page.n.map_or(usize::MAX, |n| n.saturating_add(1));
+    let (ac, principal) = match (&reg.inner.access, caller.open) {
+        (Some(ac), false) => (Some(ac), &caller.principal),
+        _ => (None, &caller.principal),
+    };
+    // Only repositories the caller may pull are listed: scan in batches until the page is full.
+    let mut out = Vec::new();
+    let mut last = page.last.clone();
+    loop {
+        let batch_n = want.clamp(100, 1000);
+        let batch = reg
+            .inner
+            .meta
+            .repositories(Page {
+                n: Some(batch_n),
+                last: last.clone(),
+            })
+            .await?;
+        let exhausted = batch.len() < batch_n;
+        for r in batch {
+            last = Some(r.clone());
+            if ac.is_none_or(|ac| ac.policy_allows(principal, &r).contains(Action::Pull)) {
+                out.push(r);
+                if out.len() >= want {
+                    break;
+                }
+            }
+        }
+        if exhausted || out.len() >= want {
+            break;
+        }
+    }
+    Ok(paged(out, &page, "/v2/_catalog", |r| {
         serde_json::json!({ "repositories": r }).to_string()
     }))
 }
@@ -406,6 +486,7 @@ async fn put_manifest(
     r: Reference,
     req: &Parts,
     body: Body,
+    caller: &Caller,
 ) -> ApiResult {
     let max = reg.inner.limits.max_manifest_bytes;
     if let Some(len) =
@@ -468,6 +549,8 @@ async fn put_manifest(
         .put_manifest(name, record, tags.clone())
         .await?;
     tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
+    reg.audit(caller, "push", name, digest.to_string(), tags.join(","))
+        .await;
     let mut resp = StatusCode::CREATED.into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -485,7 +568,7 @@ async fn put_manifest(
     Ok(resp)
 }
 
-async fn delete_manifest(reg: &Registry, name: &str, r: Reference) -> ApiResult {
+async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Caller) -> ApiResult {
     let found = match &r {
         Reference::Digest(d) => reg.inner.meta.delete_manifest(name, d).await?,
         Reference::Tag(t) => reg.inner.meta.delete_tag(name, t).await?,
@@ -494,6 +577,12 @@ async fn delete_manifest(reg: &Registry, name: &str, r: Reference) -> ApiResult 
         return Err(ApiError::new(Code::ManifestUnknown, "manifest unknown"));
     }
     tracing::info!(repo = name, reference = ?r, "manifest deleted");
+    let target = match &r {
+        Reference::Digest(d) => d.to_string(),
+        Reference::Tag(t) => t.clone(),
+    };
+    reg.audit(caller, "delete", name, target, String::new())
+        .await;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -592,7 +681,7 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
     Ok(resp)
 }
 
-async fn delete_blob(reg: &Registry, name: &str, d: Digest) -> ApiResult {
+async fn delete_blob(reg: &Registry, name: &str, d: Digest, caller: &Caller) -> ApiResult {
     if !reg.inner.meta.unlink_blob(name, &d).await? {
         return Err(ApiError::new(
             Code::BlobUnknown,
@@ -600,6 +689,8 @@ async fn delete_blob(reg: &Registry, name: &str, d: Digest) -> ApiResult {
         ));
     }
     tracing::info!(repo = name, digest = %d, "blob unlinked");
+    reg.audit(caller, "delete", name, d.to_string(), "blob".into())
+        .await;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -647,16 +738,28 @@ fn content_length(h: &HeaderMap) -> ApiResult<Option<u64>> {
     }
 }
 
-async fn start_upload(reg: &Registry, name: &str, req: &Parts, body: Body) -> ApiResult {
+async fn start_upload(
+    reg: &Registry,
+    name: &str,
+    req: &Parts,
+    body: Body,
+    caller: &Caller,
+) -> ApiResult {
     let q = query(req);
     if let (Some(mount), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
         let d = parse_digest(mount)?;
         check_name(from)?;
-        if let Some(size) = reg.inner.meta.blob_linked(from, &d).await?
+        // Mounting from a repository the caller cannot read falls back to a plain upload, so
+        // it reveals nothing about that repository.
+        let readable = reg.can(caller, from, Action::Pull);
+        if readable
+            && let Some(size) = reg.inner.meta.blob_linked(from, &d).await?
             && reg.inner.blobs.size(&d).await?.is_some()
         {
             reg.inner.meta.link_blob(name, &d, size).await?;
             tracing::info!(repo = name, from, digest = %d, "blob mounted");
+            reg.audit(caller, "mount", name, d.to_string(), format!("from {from}"))
+                .await;
             return Ok(blob_created(name, &d));
         }
     }

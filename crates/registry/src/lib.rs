@@ -5,10 +5,15 @@
 //! interfaces, and map every failure to the spec's error codes. No storage detail leaks here and
 //! no HTTP detail leaks into storage.
 
+pub mod access;
 mod api;
 pub mod error;
+pub mod identities;
 pub mod metrics;
+mod mgmt;
 pub mod server;
+pub mod tls;
+mod token;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +30,7 @@ use store::{BlobStore, MetaStore};
 pub use error::{ApiError, Code};
 pub use metrics::Metrics;
 pub use server::{ServeOptions, serve};
+pub use tls::{ClientIdentity, ReloadingTls, TlsSettings};
 
 /// Limits and knobs of the HTTP API.
 #[derive(Clone, Debug)]
@@ -51,6 +57,7 @@ pub struct Registry {
 }
 
 struct Inner {
+    access: Option<Arc<access::AccessControl>>,
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
     metrics: Arc<Metrics>,
@@ -63,6 +70,7 @@ impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
         Registry {
             inner: Arc::new(Inner {
+                access: None,
                 blobs,
                 meta,
                 metrics: Arc::new(Metrics::new()),
@@ -72,9 +80,45 @@ impl Registry {
         }
     }
 
+    /// Adds access control (users, robots, tokens, permissions). Without it everyone may do
+    /// everything.
+    pub fn with_access(self, ac: Arc<access::AccessControl>) -> Self {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_access must be called before the registry is shared"));
+        Registry {
+            inner: Arc::new(Inner {
+                access: Some(ac),
+                ..inner
+            }),
+        }
+    }
+
     /// Marks the registry as not ready (during shutdown) so load balancers drain it.
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether `caller` may take `action` on `repo`.
+    pub(crate) fn can(&self, caller: &access::Caller, repo: &str, action: auth::Action) -> bool {
+        match &self.inner.access {
+            Some(ac) if !caller.open => ac.allowed(caller, repo).contains(action),
+            _ => true,
+        }
+    }
+
+    /// Records an audit event when access control is configured.
+    pub(crate) async fn audit(
+        &self,
+        caller: &access::Caller,
+        action: &str,
+        repo: &str,
+        target: String,
+        detail: String,
+    ) {
+        if let Some(ac) = &self.inner.access {
+            ac.audit(caller, action, Some(repo), Some(target), detail)
+                .await;
+        }
     }
 
     /// The metrics this registry records.
@@ -88,6 +132,8 @@ impl Registry {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
+            .route("/token", get(token::get_token).post(token::post_token))
+            .merge(mgmt::routes())
             .fallback(api::dispatch)
             .layer(middleware::from_fn_with_state(self.clone(), observe))
             .with_state(self.clone())
@@ -127,6 +173,8 @@ async fn observe(State(reg): State<Registry>, req: Request, next: Next) -> Respo
         "/healthz" => "healthz",
         "/readyz" => "readyz",
         "/metrics" => "metrics",
+        "/token" => "token",
+        p if p.starts_with("/api/") => "api",
         _ => "other",
     };
     let mut resp = next.run(req).await;

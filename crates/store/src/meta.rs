@@ -96,6 +96,20 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn upload_complete(&self, id: &str, digest: &Digest, size: u64) -> Result<()>;
     /// Ends an upload session without a blob.
     async fn upload_delete(&self, id: &str) -> Result<bool>;
+    /// Reads a record of namespace `ns` (users, robots, rules, audit events, ...): values are
+    /// opaque bytes to storage, serialized by their owner.
+    async fn record_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes (creates or replaces) a record.
+    async fn record_put(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<()>;
+    /// Deletes a record. Returns whether it existed.
+    async fn record_delete(&self, ns: &str, key: &str) -> Result<bool>;
+    /// Lists records of a namespace in key order (or reverse), paginated.
+    async fn record_list(
+        &self,
+        ns: &str,
+        page: Page,
+        newest_first: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
 const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
@@ -105,6 +119,7 @@ const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests"
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const REFERRERS: TableDefinition<&str, &[u8]> = TableDefinition::new("referrers");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 
 /// Keys join parts with NUL, which no name, tag or digest may contain, so prefixes never collide.
 fn key(parts: &[&str]) -> String {
@@ -201,6 +216,7 @@ impl RedbMetaStore {
             txn.open_table(TAGS)?;
             txn.open_table(REFERRERS)?;
             txn.open_table(UPLOADS)?;
+            txn.open_table(RECORDS)?;
             txn.commit()?;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
@@ -550,5 +566,76 @@ impl MetaStore for RedbMetaStore {
         let id = id.to_owned();
         self.write(move |txn| Ok(txn.open_table(UPLOADS)?.remove(id.as_str())?.is_some()))
             .await
+    }
+
+    async fn record_get(&self, ns: &str, key_: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|txn| {
+            Ok(txn
+                .open_table(RECORDS)?
+                .get(key(&[ns, key_]).as_str())?
+                .map(|v| v.value().to_vec()))
+        })
+    }
+
+    async fn record_put(&self, ns: &str, key_: &str, value: Vec<u8>) -> Result<()> {
+        let k = key(&[ns, key_]);
+        self.write(move |txn| {
+            txn.open_table(RECORDS)?
+                .insert(k.as_str(), value.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_delete(&self, ns: &str, key_: &str) -> Result<bool> {
+        let k = key(&[ns, key_]);
+        self.write(move |txn| Ok(txn.open_table(RECORDS)?.remove(k.as_str())?.is_some()))
+            .await
+    }
+
+    async fn record_list(
+        &self,
+        ns: &str,
+        page: Page,
+        newest_first: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.read(|txn| {
+            let t = txn.open_table(RECORDS)?;
+            let n = page.n.unwrap_or(usize::MAX);
+            if n == 0 {
+                return Ok(Vec::new());
+            }
+            let (lo, hi) = prefix_range(ns, None);
+            let (lo, hi) = match (&page.last, newest_first) {
+                (Some(l), false) => (Bound::Excluded(format!("{ns}\0{l}")), hi),
+                (Some(l), true) => (lo, Bound::Excluded(format!("{ns}\0{l}"))),
+                (None, _) => (lo, hi),
+            };
+            let range = t.range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?;
+            let mut out = Vec::new();
+            let mut push = |e: std::result::Result<
+                (redb::AccessGuard<'_, &str>, redb::AccessGuard<'_, &[u8]>),
+                redb::StorageError,
+            >|
+             -> Result<bool> {
+                let (k, v) = e?;
+                out.push((k.value()[ns.len() + 1..].to_owned(), v.value().to_vec()));
+                Ok(out.len() < n)
+            };
+            if newest_first {
+                for e in range.rev() {
+                    if !push(e)? {
+                        break;
+                    }
+                }
+            } else {
+                for e in range {
+                    if !push(e)? {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
     }
 }

@@ -18,6 +18,91 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// HTTPS; plain HTTP when no certificate is set.
+    pub tls: TlsConfig,
+    /// Access control.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `auto` (on as soon as a user or robot exists), `on`, or `off`.
+    pub mode: AuthModeConfig,
+    /// Token service name (`aud`, and `service` in challenges).
+    pub service: String,
+    /// Token endpoint URL announced in challenges; derived from the request's Host when unset.
+    pub realm: Option<String>,
+    /// Access token lifetime in seconds.
+    pub token_ttl_seconds: u64,
+    /// Refresh token lifetime in seconds.
+    pub refresh_ttl_seconds: u64,
+    /// Repository patterns anyone may pull, e.g. `["public/*"]`.
+    pub anonymous_pull: Vec<String>,
+    /// An htpasswd file (bcrypt entries) whose users are imported at start.
+    pub htpasswd: Option<PathBuf>,
+    /// Failed logins per account or source address before a lockout.
+    pub max_failed_logins: u32,
+    /// Window in seconds for counting failed logins.
+    pub failed_login_window_seconds: u64,
+    /// Lockout duration in seconds.
+    pub lockout_seconds: u64,
+}
+
+/// When access control applies.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthModeConfig {
+    /// On as soon as one user or robot exists.
+    #[default]
+    Auto,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = registry::access::AuthSettings::default();
+        AuthConfig {
+            mode: AuthModeConfig::Auto,
+            service: d.service,
+            realm: None,
+            token_ttl_seconds: d.token_ttl_secs,
+            refresh_ttl_seconds: d.refresh_ttl_secs,
+            anonymous_pull: Vec::new(),
+            htpasswd: None,
+            max_failed_logins: d.max_failures,
+            failed_login_window_seconds: d.failure_window_secs,
+            lockout_seconds: d.lockout_secs,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The registry's access-control settings.
+    pub fn settings(&self, tls: bool) -> registry::access::AuthSettings {
+        use registry::access::AuthMode;
+        registry::access::AuthSettings {
+            mode: match self.mode {
+                AuthModeConfig::Auto => AuthMode::Auto,
+                AuthModeConfig::On => AuthMode::On,
+                AuthModeConfig::Off => AuthMode::Off,
+            },
+            service: self.service.clone(),
+            issuer: self.service.clone(),
+            realm: self.realm.clone(),
+            scheme: if tls { "https" } else { "http" },
+            token_ttl_secs: self.token_ttl_seconds,
+            refresh_ttl_secs: self.refresh_ttl_seconds,
+            anonymous_pull: self.anonymous_pull.clone(),
+            max_failures: self.max_failed_logins,
+            failure_window_secs: self.failed_login_window_seconds,
+            lockout_secs: self.lockout_seconds,
+        }
+    }
 }
 
 /// `[server]`
@@ -146,6 +231,102 @@ impl Config {
     }
 }
 
+/// `[tls]`
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first; setting it (with `key_file`) turns HTTPS on.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate (PKCS#8, SEC1 or RSA).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) client certificates must chain to; turns client certificates on.
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: `required` or `optional`.
+    pub client_auth: TlsClientAuth,
+    /// Seconds between checks of the files for a new certificate; 0 disables reloading.
+    pub reload_interval_seconds: u64,
+    /// Seconds a client has to complete the TLS handshake.
+    pub handshake_timeout_seconds: u64,
+}
+
+/// Whether a client certificate is required when a client CA is set.
+#[derive(Debug, Clone, Copy, Default, Deserialize, clap::ValueEnum, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsClientAuth {
+    /// Clients without a certificate from the client CA are refused.
+    #[default]
+    Required,
+    /// Clients may connect without a certificate; one that is presented must verify.
+    Optional,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            client_auth: TlsClientAuth::Required,
+            reload_interval_seconds: 5,
+            handshake_timeout_seconds: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Applies the TLS flags or environment variables, which win over the file.
+    pub fn apply_tls_overrides(
+        &mut self,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        client_ca: Option<PathBuf>,
+        client_auth: Option<TlsClientAuth>,
+    ) {
+        if cert.is_some() {
+            self.tls.cert_file = cert;
+        }
+        if key.is_some() {
+            self.tls.key_file = key;
+        }
+        if client_ca.is_some() {
+            self.tls.client_ca_file = client_ca;
+        }
+        if let Some(a) = client_auth {
+            self.tls.client_auth = a;
+        }
+    }
+
+    /// The server's TLS settings, `None` for plain HTTP; an error for an incomplete setup.
+    pub fn tls_settings(&self) -> anyhow::Result<Option<registry::TlsSettings>> {
+        let t = &self.tls;
+        let (cert, key) = match (&t.cert_file, &t.key_file) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) => {
+                anyhow::ensure!(
+                    t.client_ca_file.is_none(),
+                    "a TLS client CA (--tls-client-ca, tls.client_ca_file) needs a server certificate and key (--tls-cert and --tls-key)"
+                );
+                return Ok(None);
+            }
+            (Some(_), None) => anyhow::bail!(
+                "a TLS certificate is set but no key: give --tls-key (WHARF_TLS_KEY, tls.key_file)"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "a TLS key is set but no certificate: give --tls-cert (WHARF_TLS_CERT, tls.cert_file)"
+            ),
+        };
+        let mut s = registry::TlsSettings::new(cert, key);
+        s.client_ca_path = t.client_ca_file.clone();
+        s.client_auth = match t.client_auth {
+            TlsClientAuth::Required => registry::tls::ClientAuth::Required,
+            TlsClientAuth::Optional => registry::tls::ClientAuth::Optional,
+        };
+        s.reload_interval = std::time::Duration::from_secs(t.reload_interval_seconds);
+        s.handshake_timeout = std::time::Duration::from_secs(t.handshake_timeout_seconds.max(1));
+        Ok(Some(s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +344,36 @@ mod tests {
         assert_eq!(cfg.server.listen.port(), 7000);
         assert_eq!(cfg.storage.data_dir, PathBuf::from("/tmp/x"));
         assert!(toml::from_str::<Config>("[server]\nbogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn tls_from_file_and_flags() {
+        assert!(Config::default().tls_settings().unwrap().is_none());
+        let mut cfg: Config = toml::from_str(
+            "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nreload_interval_seconds = 2\n",
+        )
+        .unwrap();
+        let s = cfg.tls_settings().unwrap().unwrap();
+        assert_eq!(s.cert_path, PathBuf::from("/c.pem"));
+        assert_eq!(s.reload_interval, std::time::Duration::from_secs(2));
+        assert!(s.client_ca_path.is_none());
+        cfg.apply_tls_overrides(
+            Some("/flag.pem".into()),
+            None,
+            Some("/ca.pem".into()),
+            Some(TlsClientAuth::Optional),
+        );
+        let s = cfg.tls_settings().unwrap().unwrap();
+        assert_eq!(s.cert_path, PathBuf::from("/flag.pem"));
+        assert_eq!(s.key_path, PathBuf::from("/k.pem"));
+        assert_eq!(s.client_ca_path, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(s.client_auth, registry::tls::ClientAuth::Optional);
+        cfg.tls.key_file = None;
+        assert!(cfg.tls_settings().is_err());
+        let mut ca_only = Config::default();
+        ca_only.tls.client_ca_file = Some("/ca.pem".into());
+        assert!(ca_only.tls_settings().is_err());
+        assert!(toml::from_str::<Config>("[tls]\nclient_auth = \"sometimes\"\n").is_err());
     }
 
     #[test]

@@ -2,8 +2,15 @@
 //!
 //! Each subcommand lives in its own module with its own `Args` and `run`.
 
+mod admin;
+mod blob;
 mod config;
+mod key;
+mod keys;
+mod pin;
 mod serve;
+mod sign;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -19,10 +26,52 @@ struct Cli {
 enum Command {
     /// Run the registry server.
     Serve(serve::ServeArgs),
+    /// Manage users (passwords are argon2id hashes in the data directory).
+    #[command(subcommand)]
+    User(admin::UserCmd),
+    /// Manage robot accounts for CI and clusters.
+    #[command(subcommand)]
+    Robot(admin::RobotCmd),
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(admin::GroupCmd),
+    /// Manage permission rules.
+    #[command(subcommand)]
+    Rule(admin::RuleCmd),
+    /// Read the audit log.
+    Audit(admin::AuditArgs),
+    /// Rotate or prune the registry token signing keys.
+    #[command(subcommand)]
+    TokenKey(admin::TokenKeyCmd),
+    /// Pin the images of Kubernetes YAML to digests (see docs/pin.md).
+    Pin(pin::PinArgs),
+    /// Generate signing keys (cosign-compatible, see docs/signing.md).
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// Sign a file with a key (as cosign sign-blob).
+    SignBlob(blob::SignBlobArgs),
+    /// Verify a file's signature or Sigstore bundle (as cosign verify-blob).
+    VerifyBlob(blob::VerifyBlobArgs),
+    /// Sign an image in a registry (as cosign sign --key).
+    Sign(sign::SignArgs),
+    /// Verify an image's signatures (as cosign verify --key); exit 0 only when verified.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
+        Command::User(c) => admin::user(c),
+        Command::Robot(c) => admin::robot(c),
+        Command::Group(c) => admin::group(c),
+        Command::Rule(c) => admin::rule(c),
+        Command::Audit(a) => admin::audit(a),
+        Command::TokenKey(c) => admin::token_key(c),
+        Command::Pin(args) => pin::run(args),
+        Command::Key(c) => key::run(c),
+        Command::SignBlob(args) => blob::sign(args),
+        Command::VerifyBlob(args) => blob::verify(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }

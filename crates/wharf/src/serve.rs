@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, TlsClientAuth};
 
 /// Flags of `wharf serve`; each also has an environment variable and a config-file key.
 #[derive(clap::Args, Debug, Default)]
@@ -24,6 +24,19 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "WHARF_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); reloaded when the file changes.
+    #[arg(long, env = "WHARF_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, SEC1 or RSA).
+    #[arg(long, env = "WHARF_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Request client certificates verified against the CA certificate(s) in this PEM file.
+    #[arg(long, env = "WHARF_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: refuse clients without a certificate (required, the default) or
+    /// let them in without an identity (optional).
+    #[arg(long, env = "WHARF_TLS_CLIENT_AUTH")]
+    pub tls_client_auth: Option<TlsClientAuth>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -33,6 +46,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::default(),
     };
     cfg.apply_overrides(args.listen, args.data_dir, args.log_format);
+    cfg.apply_tls_overrides(
+        args.tls_cert,
+        args.tls_key,
+        args.tls_client_ca,
+        args.tls_client_auth,
+    );
     init_logging(&cfg);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,6 +75,11 @@ fn init_logging(cfg: &Config) {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // First, so a bad certificate stops the start before anything is created.
+    let tls = match cfg.tls_settings()? {
+        Some(s) => Some(registry::ReloadingTls::load(s).context("loading the TLS certificate")?),
+        None => None,
+    };
     let data = &cfg.storage.data_dir;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
@@ -64,24 +88,43 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let meta = store::RedbMetaStore::open(&data.join("meta.redb"))
         .with_context(|| format!("opening metadata database in {}", data.display()))?;
     let limits = cfg.limits();
-    let reg = registry::Registry::new(Arc::new(blobs), Arc::new(meta), limits);
+    let meta: Arc<dyn store::MetaStore> = Arc::new(meta);
+    let ids = registry::identities::Identities::new(meta.clone());
+    if let Some(path) = &cfg.auth.htpasswd {
+        crate::admin::import_htpasswd(&ids, path).await?;
+    }
+    let keys = crate::keys::load_or_create(data)?;
+    let tls_configured = tls.is_some();
+    let access = registry::access::AccessControl::new(cfg.auth.settings(tls_configured), keys, ids)
+        .await
+        .context("loading identities")?;
+    let auth_enforced = access.enforced();
+    let reg = registry::Registry::new(Arc::new(blobs), meta, limits).with_access(Arc::new(access));
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && !auth_enforced {
         tracing::warn!(
             %addr,
-            "listening beyond loopback without TLS or authentication: anyone who can reach this address can push, pull and delete"
+            "listening beyond loopback WITHOUT AUTHENTICATION: anyone who can reach this address can push, pull and delete; create a user (wharf user add) or set auth.mode = \"on\""
         );
     }
-    tracing::info!(%addr, data_dir = %data.display(), "wharf registry listening");
+    if !addr.ip().is_loopback() && !tls_configured {
+        tracing::warn!(
+            %addr,
+            auth = auth_enforced,
+            "listening beyond loopback WITHOUT TLS (plain HTTP): passwords, tokens and image content cross the network in clear text and can be read or altered in transit, and every client must be configured to treat this registry as insecure; set --tls-cert and --tls-key (WHARF_TLS_CERT, WHARF_TLS_KEY or [tls] in the config file)"
+        );
+    }
+    tracing::info!(%addr, data_dir = %data.display(), auth = auth_enforced, tls = tls_configured, "wharf registry listening");
 
     let opts = registry::ServeOptions {
         header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_seconds),
         max_connections: cfg.server.max_connections,
         shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_seconds),
+        tls,
     };
     let shutdown_reg = reg.clone();
     registry::serve(listener, reg.router(), opts, async move {

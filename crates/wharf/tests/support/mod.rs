@@ -1540,3 +1540,345 @@ impl Drop for Containerd {
             .status();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// CNCF Distribution behind htpasswd authentication
+// ---------------------------------------------------------------------------------------------
+
+/// The user that [`AuthDistribution`] accepts.
+pub const AUTH_USER: &str = "pin-e2e";
+/// Its password.
+pub const AUTH_PASSWORD: &str = "pin-e2e-password";
+/// bcrypt (cost 5) of [`AUTH_PASSWORD`], the only hash Distribution's htpasswd accepts. Made once
+/// with Python's `bcrypt.hashpw`; `htpasswd -nbB -C 5 USER PASSWORD` (apache2-utils) makes the
+/// same kind of line. That Distribution accepts it is checked by every test that logs in.
+pub const AUTH_BCRYPT: &str = "$2b$05$QLH9Jibf5zAitnxGKRHgj.HEt.JI/K7ksWOlY104hKVfmmpu63ID2";
+
+/// CNCF Distribution on a free loopback port, with filesystem storage in a temp dir and htpasswd
+/// authentication: every request without [`AUTH_USER`]'s credentials gets 401. Killed on drop;
+/// its log is printed when the test panics.
+pub struct AuthDistribution {
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl AuthDistribution {
+    /// Starts it and waits until `/v2/` answers (401: authentication required).
+    pub fn start() -> AuthDistribution {
+        let dir = tempfile::Builder::new()
+            .prefix("distribution-auth-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let htpasswd = dir.path().join("htpasswd");
+        fs::write(&htpasswd, format!("{AUTH_USER}:{AUTH_BCRYPT}\n")).unwrap();
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             \x20 delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: wharf-e2e-fixed-secret\n\
+             auth:\n  htpasswd:\n    realm: wharf-e2e\n    path: {}\n",
+            dir.path().join("storage").display(),
+            htpasswd.display()
+        );
+        let cfg_path = dir.path().join("config.yml");
+        fs::write(&cfg_path, cfg).unwrap();
+        let log = fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let line = cmdline(&cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start `{line}`: {e}"));
+        let mut s = AuthDistribution {
+            addr,
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let http = Http::new(addr);
+        loop {
+            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                s.child = None;
+                panic!("{line} exited ({st}):\n{}", s.log());
+            }
+            if let Ok(r) = http.get("/v2/") {
+                assert_eq!(r.status, 401, "GET /v2/ without credentials\n{}", r.dump());
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{line} did not answer within 30s:\n{}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as used in image references.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The last lines of the server's log.
+    pub fn log(&self) -> String {
+        tail(&self.dir.path().join("server.log"), 60)
+    }
+}
+
+impl Drop for AuthDistribution {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of the htpasswd Distribution log ({}) ---\n{}\n--- end of log ---",
+                self.addr,
+                self.log()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wharf with a configuration file (access control), managed with its CLI between runs
+// ---------------------------------------------------------------------------------------------
+
+/// `wharf serve` with a TOML configuration file (typically an `[auth]` section) on a free
+/// loopback port and a temp data dir, plus the `wharf` CLI (`user`, `robot`, `group`, `rule`,
+/// `audit`, `token-key`) on the same data dir. The CLI needs the server stopped (the metadata
+/// database admits one process at a time), so a test sets identities up with [`AuthWharf::cli`],
+/// then [`AuthWharf::start`]s, and [`AuthWharf::stop`]s again to change them. Readiness is
+/// `/readyz`, because with access control on `/v2/` answers 401. SIGKILLed on drop; the log is
+/// printed when the test panics (`WHARF_E2E_KEEP=1` keeps the directory).
+pub struct AuthWharf {
+    pub addr: SocketAddr,
+    config: String,
+    child: Option<Child>,
+    dir: Option<TempDir>,
+    base: PathBuf,
+    starts: u32,
+}
+
+impl AuthWharf {
+    /// A server-to-be with this configuration file content; not started yet, so identities can
+    /// be created first.
+    pub fn new(config: &str) -> AuthWharf {
+        let dir = tempfile::Builder::new()
+            .prefix("wharf-auth-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let base = dir.path().to_path_buf();
+        fs::create_dir_all(base.join("data")).unwrap();
+        AuthWharf {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            config: config.to_owned(),
+            child: None,
+            dir: Some(dir),
+            base,
+            starts: 0,
+        }
+    }
+
+    /// The data directory given to `serve` and to every CLI command.
+    pub fn data_dir(&self) -> PathBuf {
+        self.base.join("data")
+    }
+
+    /// A scratch directory that lives as long as this value (htpasswd files, auth files...).
+    pub fn scratch(&self) -> PathBuf {
+        self.base.clone()
+    }
+
+    /// Replaces the configuration file content; used by the next `start`.
+    pub fn set_config(&mut self, config: &str) {
+        self.config = config.to_owned();
+    }
+
+    /// `127.0.0.1:PORT`, as used in image references.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn http(&self) -> Http {
+        Http::new(self.addr)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Runs `wharf ARGS --data-dir DIR` with `stdin` as its standard input (the server must be
+    /// stopped). `USER` is set to `wharf-e2e`, so CLI audit events name `cli:wharf-e2e`.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        assert!(
+            self.child.is_none(),
+            "stop the server before running the CLI on its data dir"
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env_remove("WHARF_CONFIG")
+            .env_remove("WHARF_DATA_DIR")
+            .env("USER", "wharf-e2e")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let line = cmdline(&cmd);
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to spawn `{line}`: {e}"));
+        if let Some(mut input) = child.stdin.take() {
+            // The command may exit without reading (a usage error): ignore a broken pipe.
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for `{line}`: {e}"));
+        eprintln!(
+            "[e2e] {line} -> {} in {:.2}s",
+            out.status,
+            start.elapsed().as_secs_f64()
+        );
+        out
+    }
+
+    /// [`AuthWharf::cli`] that must succeed; returns its standard output.
+    pub fn must_cli(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.cli(args, stdin);
+        if !out.status.success() {
+            panic!(
+                "wharf {} failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes the configuration file and starts `wharf serve`; returns once `/readyz` is 200.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let cfg_path = self.base.join("wharf.toml");
+        fs::write(&cfg_path, &self.config).unwrap();
+        let log_path = self.base.join("server.log");
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        self.starts += 1;
+        writeln!(
+            log,
+            "===== start #{} on {} with config =====\n{}\n=====",
+            self.starts, self.addr, self.config
+        )
+        .unwrap();
+        // The port may linger briefly after a previous run; wait until it can be bound.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpListener::bind(self.addr).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(&cfg_path)
+            .env_remove("WHARF_CONFIG")
+            .env_remove("WHARF_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let line = cmdline(&cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start `{line}`: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let http = self.http();
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!(
+                    "wharf exited before answering /readyz ({st}):\n  {line}\n--- log ---\n{}",
+                    tail(&log_path, 100)
+                );
+            }
+            if let Ok(r) = http.get("/readyz")
+                && r.status == 200
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "wharf did not become ready within 30s:\n  {line}\n--- log ---\n{}",
+                    tail(&log_path, 100)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGTERM and wait for the server to exit (it releases the metadata database), so that the
+    /// CLI can work on the data dir. Panics if it has not exited within 30 s.
+    pub fn stop(&mut self) {
+        let mut c = self.child.take().expect("server not running");
+        signal(c.id(), "TERM");
+        if wait_timeout(&mut c, Duration::from_secs(30)).is_none() {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("wharf did not stop within 30 s of SIGTERM:\n{}", self.log());
+        }
+    }
+
+    /// Stops (if running) and starts again on the same address, data dir and key.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.start();
+    }
+
+    /// The server's combined output so far (every start).
+    pub fn log(&self) -> String {
+        fs::read(self.base.join("server.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for AuthWharf {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of the wharf log ({}) ---\n{}\n--- end of log ---",
+                self.addr,
+                tail(&self.base.join("server.log"), 60)
+            );
+            if std::env::var_os("WHARF_E2E_KEEP").is_some()
+                && let Some(d) = self.dir.take()
+            {
+                eprintln!(
+                    "WHARF_E2E_KEEP: data dir and log kept in {}",
+                    d.keep().display()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The management API under `/api/v1/` (a prefix that cannot clash with `/v2/`): users, robots,
+//! groups, permission rules and the audit log, for administrators. Described by the OpenAPI
+//! document at `/api/v1/openapi.json`.
+
+use std::sync::Arc;
+
+use auth::{Actions, Group, Robot, Rule, Subject, User};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+
+use crate::Registry;
+use crate::access::{AccessControl, Caller, Need, PeerAddr};
+use crate::error::{ApiError, Code};
+use crate::identities::AuditQuery;
+
+/// The OpenAPI document, kept beside the handlers it describes.
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub(crate) fn routes() -> Router<Registry> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{name}", axum::routing::delete(delete_user))
+        .route("/api/v1/users/{name}/password", put(set_password))
+        .route("/api/v1/robots", get(list_robots).post(create_robot))
+        .route("/api/v1/robots/{name}/revoke", post(revoke_robot))
+        .route("/api/v1/robots/{name}/rotate", post(rotate_robot))
+        .route("/api/v1/groups", get(list_groups))
+        .route("/api/v1/groups/{name}", put(set_group).delete(delete_group))
+        .route("/api/v1/rules", get(list_rules).post(create_rule))
+        .route("/api/v1/rules/{id}", axum::routing::delete(delete_rule))
+        .route("/api/v1/audit", get(audit))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+type MResult = Result<Response, ApiError>;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::new(Code::Unsupported, msg).with_status(StatusCode::BAD_REQUEST)
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError::new(Code::NameUnknown, msg)
+}
+
+fn internal(e: store::StoreError) -> ApiError {
+    ApiError::from(e)
+}
+
+/// Admits administrators; with access control not yet enforced, only loopback callers (so the
+/// first administrator can be created locally, never from the network).
+async fn admin(reg: &Registry, parts: &Parts) -> Result<(Arc<AccessControl>, Caller), ApiError> {
+    let ac = reg
+        .inner
+        .access
+        .clone()
+        .ok_or_else(|| not_found("access control is not configured"))?;
+    let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    let need = Need {
+        admin: true,
+        ..Need::default()
+    };
+    let caller = ac.authorize(&parts.headers, source, &need).await?;
+    if caller.open && !source.is_some_and(|ip| ip.is_loopback()) {
+        return Err(ApiError::new(
+            Code::Denied,
+            "the management API is open only on loopback until a user or robot exists",
+        ));
+    }
+    Ok((ac, caller))
+}
+
+async fn changed(ac: &AccessControl, caller: &Caller, detail: String) -> Result<(), ApiError> {
+    ac.reload().await.map_err(internal)?;
+    ac.audit(caller, "identity.change", None, None, detail)
+        .await;
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+    (status, Json(v)).into_response()
+}
+
+async fn body_json<T: serde::de::DeserializeOwned>(body: axum::body::Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| bad("request body too large or interrupted"))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+fn user_view(u: &User) -> serde_json::Value {
+    serde_json::json!({"name": u.name, "admin": u.admin, "disabled": u.disabled, "created": u.created})
+}
+
+async fn list_users(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, _) = admin(&reg, &parts).await?;
+    let users = ac.identities().users().await.map_err(internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &users.iter().map(user_view).collect::<Vec<_>>(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+fn check_password(pw: &str) -> Result<(), ApiError> {
+    if pw.len() < 8 || pw.len() > 1024 {
+        return Err(bad("password must be 8 to 1024 characters"));
+    }
+    Ok(())
+}
+
+async fn hash(pw: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || auth::secret::hash_password(&pw))
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))
+}
+
+async fn create_user(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    let n: NewUser = body_json(body).await?;
+    auth::identity::validate_name(&n.name).map_err(bad)?;
+    check_password(&n.password)?;
+    let ids = ac.identities();
+    if ids.user(&n.name).await.map_err(internal)?.is_some() {
+        return Err(
+            bad(format!("user {} already exists", n.name)).with_status(StatusCode::CONFLICT)
+        );
+    }
+    let u = User {
+        name: n.name.clone(),
+        password_hash: hash(n.password).await?,
+        admin: n.admin,
+        disabled: false,
+        created: auth::now(),
+        source: None,
+    };
+    ids.put_user(&u).await.map_err(internal)?;
+    changed(
+        &ac,
+        &caller,
+        format!("user {} added (admin: {})", u.name, u.admin),
+    )
+    .await?;
+    Ok(json(StatusCode::CREATED, &user_view(&u)))
+}
+
+async fn delete_user(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    if !ac.identities().delete_user(&name).await.map_err(internal)? {
+        return Err(not_found(format!("no user {name}")));
+    }
+    changed(&ac, &caller, format!("user {name} deleted")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Password {
+    password: String,
+}
+
+async fn set_password(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    req: Request,
+) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    let p: Password = body_json(body).await?;
+    check_password(&p.password)?;
+    let ids = ac.identities();
+    let mut u = ids
+        .user(&name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no user {name}")))?;
+    u.password_hash = hash(p.password).await?;
+    ids.put_user(&u).await.map_err(internal)?;
+    changed(&ac, &caller, format!("user {name} password changed")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn robot_view(r: &Robot) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.name, "login": format!("{}{}", auth::identity::ROBOT_PREFIX, r.name),
+        "repos": r.repos, "actions": r.actions, "expires_at": r.expires_at,
+        "revoked": r.revoked, "created": r.created, "description": r.description,
+    })
+}
+
+async fn list_robots(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, _) = admin(&reg, &parts).await?;
+    let robots = ac.identities().robots().await.map_err(internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &robots.iter().map(robot_view).collect::<Vec<_>>(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRobot {
+    name: String,
+    repos: Vec<String>,
+    actions: Actions,
+    #[serde(default)]
+    expires_in_seconds: Option<u64>,
+    #[serde(default)]
+    description: String,
+}
+
+fn secret_view(r: &Robot, secret: &str) -> serde_json::Value {
+    serde_json::json!({"login": format!("{}{}", auth::identity::ROBOT_PREFIX, r.name), "secret": secret})
+}
+
+async fn create_robot(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    let n: NewRobot = body_json(body).await?;
+    auth::identity::validate_name(&n.name).map_err(bad)?;
+    if n.repos.is_empty() {
+        return Err(bad("a robot needs at least one repository pattern"));
+    }
+    for p in &n.repos {
+        auth::Pattern::new(p).map_err(bad)?;
+    }
+    let ids = ac.identities();
+    if ids.robot(&n.name).await.map_err(internal)?.is_some() {
+        return Err(
+            bad(format!("robot {} already exists", n.name)).with_status(StatusCode::CONFLICT)
+        );
+    }
+    let secret = auth::secret::generate_secret()
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    let r = Robot {
+        name: n.name,
+        secret_hash: auth::secret::hash_secret(&secret),
+        repos: n.repos,
+        actions: n.actions,
+        expires_at: n.expires_in_seconds.map(|s| auth::now().saturating_add(s)),
+        revoked: false,
+        created: auth::now(),
+        description: n.description,
+    };
+    ids.put_robot(&r).await.map_err(internal)?;
+    changed(
+        &ac,
+        &caller,
+        format!(
+            "robot {} created for {} ({})",
+            r.name,
+            r.repos.join(" "),
+            r.actions
+        ),
+    )
+    .await?;
+    Ok(json(StatusCode::CREATED, &secret_view(&r, &secret)))
+}
+
+async fn robot_update(reg: &Registry, parts: &Parts, name: &str, rotate: bool) -> MResult {
+    let (ac, caller) = admin(reg, parts).await?;
+    let ids = ac.identities();
+    let mut r = ids
+        .robot(name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no robot {name}")))?;
+    if !rotate {
+        r.revoked = true;
+        ids.put_robot(&r).await.map_err(internal)?;
+        changed(&ac, &caller, format!("robot {name} revoked")).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let secret = auth::secret::generate_secret()
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    r.secret_hash = auth::secret::hash_secret(&secret);
+    r.revoked = false;
+    ids.put_robot(&r).await.map_err(internal)?;
+    changed(&ac, &caller, format!("robot {name} secret rotated")).await?;
+    Ok(json(StatusCode::OK, &secret_view(&r, &secret)))
+}
+
+async fn revoke_robot(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    robot_update(&reg, &parts, &name, false).await
+}
+
+async fn rotate_robot(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    robot_update(&reg, &parts, &name, true).await
+}
+
+async fn list_groups(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, _) = admin(&reg, &parts).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ac.identities().groups().await.map_err(internal)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Members {
+    members: Vec<String>,
+}
+
+async fn set_group(State(reg): State<Registry>, Path(name): Path<String>, req: Request) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    auth::identity::validate_name(&name).map_err(bad)?;
+    let m: Members = body_json(body).await?;
+    let g = Group {
+        name: name.clone(),
+        members: m.members,
+    };
+    ac.identities().put_group(&g).await.map_err(internal)?;
+    changed(
+        &ac,
+        &caller,
+        format!("group {name} set to [{}]", g.members.join(", ")),
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &g))
+}
+
+async fn delete_group(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    if !ac
+        .identities()
+        .delete_group(&name)
+        .await
+        .map_err(internal)?
+    {
+        return Err(not_found(format!("no group {name}")));
+    }
+    changed(&ac, &caller, format!("group {name} deleted")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_rules(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, _) = admin(&reg, &parts).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ac.identities().rules().await.map_err(internal)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRule {
+    subject: String,
+    repos: String,
+    actions: Actions,
+}
+
+async fn create_rule(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    let n: NewRule = body_json(body).await?;
+    let subject = Subject::parse(&n.subject)
+        .ok_or_else(|| bad("subject must be user:NAME, group:NAME, robot:NAME or anonymous"))?;
+    auth::Pattern::new(&n.repos).map_err(bad)?;
+    if n.actions.is_empty() {
+        return Err(bad("a rule needs at least one action"));
+    }
+    let id = hex::encode(
+        auth::secret::random_bytes::<6>()
+            .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?,
+    );
+    let rule = Rule {
+        id,
+        subject,
+        repos: n.repos,
+        actions: n.actions,
+    };
+    ac.identities().put_rule(&rule).await.map_err(internal)?;
+    changed(
+        &ac,
+        &caller,
+        format!(
+            "rule {}: {} may {} {}",
+            rule.id, rule.subject, rule.actions, rule.repos
+        ),
+    )
+    .await?;
+    Ok(json(StatusCode::CREATED, &rule))
+}
+
+async fn delete_rule(State(reg): State<Registry>, Path(id): Path<String>, req: Request) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    if !ac.identities().delete_rule(&id).await.map_err(internal)? {
+        return Err(not_found(format!("no rule {id}")));
+    }
+    changed(&ac, &caller, format!("rule {id} deleted")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    actor: Option<String>,
+    repo: Option<String>,
+    action: Option<String>,
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(State(reg): State<Registry>, Query(q): Query<AuditParams>, req: Request) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (ac, _) = admin(&reg, &parts).await?;
+    let events = ac
+        .identities()
+        .audit_query(&AuditQuery {
+            actor: q.actor,
+            repo: q.repo,
+            action: q.action,
+            since: q.since,
+            limit: q.limit.unwrap_or(100),
+        })
+        .await
+        .map_err(internal)?;
+    Ok(json(StatusCode::OK, &events))
+}

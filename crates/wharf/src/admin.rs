@@ -1,0 +1,632 @@
+//! Identity management from the command line: users, robots, groups, permission rules, the
+//! audit log and token keys, working on a data directory (with the server stopped: the metadata
+//! database admits one process at a time).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use auth::{Actions, Group, Robot, Rule, Subject, User};
+use clap::{Args, Subcommand};
+use registry::identities::{AuditQuery, Identities};
+
+/// Where the data lives.
+#[derive(Args, Debug, Clone)]
+pub struct DataDir {
+    /// Data directory of the registry (stop the server first).
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "wharf-data")]
+    pub data_dir: PathBuf,
+}
+
+/// `wharf user ...`
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user (password read from standard input's first line).
+    Add {
+        /// Login name.
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Set a new password (read from standard input's first line).
+    Passwd {
+        /// Login name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Disable or enable a user.
+    Disable {
+        /// Login name.
+        name: String,
+        /// Enable instead.
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Delete a user.
+    Delete {
+        /// Login name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `wharf robot ...`
+#[derive(Subcommand, Debug)]
+pub enum RobotCmd {
+    /// Create a robot account; its secret is printed once and only its hash is kept.
+    Create {
+        /// Name (the login is `robot$NAME`).
+        name: String,
+        /// Repository pattern it may act on (repeatable), e.g. 'team-a/*'.
+        #[arg(long = "repo", required = true)]
+        repos: Vec<String>,
+        /// Actions, e.g. pull,push.
+        #[arg(long, default_value = "pull")]
+        actions: String,
+        /// Lifetime such as 90d, 12h or 30m; never expires when absent.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List robots.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Revoke a robot: it can no longer log in and its tokens stop working.
+    Revoke {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Replace a robot's secret; the new one is printed once.
+    Rotate {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `wharf group ...`
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Create or replace a group with these members.
+    Set {
+        /// Group name.
+        name: String,
+        /// Member login names (repeatable; robots as robot$NAME).
+        #[arg(long = "member")]
+        members: Vec<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List groups.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Delete a group.
+    Delete {
+        /// Group name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `wharf rule ...`
+#[derive(Subcommand, Debug)]
+pub enum RuleCmd {
+    /// Grant SUBJECT (user:NAME, group:NAME, robot:NAME or anonymous) actions on a pattern.
+    Add {
+        /// Who.
+        subject: String,
+        /// Repository pattern, e.g. 'team-a/*'.
+        #[arg(long)]
+        repo: String,
+        /// Actions, e.g. pull,push,delete (or admin).
+        #[arg(long)]
+        actions: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List rules.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Delete a rule by id.
+    Delete {
+        /// Rule id.
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `wharf audit`
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only this actor.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this repository.
+    #[arg(long)]
+    repo: Option<String>,
+    /// Only this action (push, delete, mount, auth.failed, identity.change).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only events newer than this (e.g. 24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+/// `wharf token-key ...`
+#[derive(Subcommand, Debug)]
+pub enum TokenKeyCmd {
+    /// Make a new signing key; tokens signed by the previous one stay valid until pruned.
+    Rotate {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Forget previous keys: tokens they signed stop working.
+    Prune {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// Parses `90d`, `12h`, `30m` or `45s` into seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" | "" => 86_400,
+        "w" => 7 * 86_400,
+        _ => bail!("invalid duration unit in {s:?}: use s, m, h, d or w"),
+    };
+    n.checked_mul(mult).context("duration too large")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn open(data: &Path) -> anyhow::Result<Identities> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let meta = store::RedbMetaStore::open(&data.join("meta.redb")).with_context(|| {
+        format!(
+            "opening the metadata database in {} (is a server running on it? stop it first)",
+            data.display()
+        )
+    })?;
+    Ok(Identities::new(Arc::new(meta)))
+}
+
+fn read_secret_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+    if pw.len() < 8 {
+        bail!("password must be at least 8 characters (read from standard input)");
+    }
+    Ok(pw)
+}
+
+async fn audit_change(ids: &Identities, detail: String) {
+    let _ = ids
+        .audit(&registry::identities::AuditEvent {
+            time: auth::now(),
+            action: "identity.change".into(),
+            actor: format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            ),
+            repo: None,
+            target: None,
+            source: None,
+            detail,
+        })
+        .await;
+}
+
+/// Imports bcrypt users from an htpasswd file: new users are added, changed hashes updated,
+/// and users imported earlier who are no longer in the file are removed.
+pub async fn import_htpasswd(ids: &Identities, path: &Path) -> anyhow::Result<()> {
+    const SOURCE: &str = "htpasswd";
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading htpasswd file {}", path.display()))?;
+    let (users, skipped) = auth::secret::parse_htpasswd(&text);
+    for s in skipped {
+        tracing::warn!(file = %path.display(), "{s}");
+    }
+    let mut listed = std::collections::HashSet::new();
+    for (name, hash) in users {
+        if let Err(e) = auth::identity::validate_name(&name) {
+            tracing::warn!(file = %path.display(), "{e}");
+            continue;
+        }
+        listed.insert(name.clone());
+        let existing = ids.user(&name).await?;
+        if let Some(u) = &existing
+            && u.source.as_deref() != Some(SOURCE)
+        {
+            tracing::warn!(user = %name, "htpasswd entry ignored: a local user of that name exists");
+            continue;
+        }
+        if existing.as_ref().is_some_and(|u| u.password_hash == hash) {
+            continue;
+        }
+        let user = User {
+            name: name.clone(),
+            password_hash: hash,
+            admin: existing.as_ref().is_some_and(|u| u.admin),
+            disabled: existing.as_ref().is_some_and(|u| u.disabled),
+            created: existing.map_or_else(auth::now, |u| u.created),
+            source: Some(SOURCE.into()),
+        };
+        ids.put_user(&user).await?;
+        tracing::info!(user = %name, "imported user from htpasswd");
+    }
+    for u in ids.users().await? {
+        if u.source.as_deref() == Some(SOURCE) && !listed.contains(&u.name) {
+            ids.delete_user(&u.name).await?;
+            tracing::info!(user = %u.name, "removed user no longer in the htpasswd file");
+        }
+    }
+    Ok(())
+}
+
+fn print_secret(login: &str, secret: &str) {
+    println!("login:  {login}");
+    println!("secret: {secret}");
+    eprintln!("(the secret is shown only now; store it in your CI or cluster secret store)");
+}
+
+/// Runs `wharf user ...`.
+pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            UserCmd::Add { name, admin, data } => {
+                auth::identity::validate_name(&name).map_err(anyhow::Error::msg)?;
+                let ids = open(&data.data_dir)?;
+                if ids.user(&name).await?.is_some() {
+                    bail!("user {name} already exists (use `wharf user passwd`)");
+                }
+                let pw = read_secret_line()?;
+                let hash = auth::secret::hash_password(&pw)?;
+                ids.put_user(&User {
+                    name: name.clone(),
+                    password_hash: hash,
+                    admin,
+                    disabled: false,
+                    created: auth::now(),
+                    source: None,
+                })
+                .await?;
+                audit_change(&ids, format!("user {name} added (admin: {admin})")).await;
+                println!(
+                    "user {name} added{}",
+                    if admin { " as administrator" } else { "" }
+                );
+            }
+            UserCmd::List { data } => {
+                for u in open(&data.data_dir)?.users().await? {
+                    println!(
+                        "{}\t{}{}",
+                        u.name,
+                        if u.admin { "admin" } else { "user" },
+                        if u.disabled { "\tdisabled" } else { "" }
+                    );
+                }
+            }
+            UserCmd::Passwd { name, data } => {
+                let ids = open(&data.data_dir)?;
+                let mut u = ids
+                    .user(&name)
+                    .await?
+                    .with_context(|| format!("no user {name}"))?;
+                u.password_hash = auth::secret::hash_password(&read_secret_line()?)?;
+                ids.put_user(&u).await?;
+                audit_change(&ids, format!("user {name} password changed")).await;
+                println!("password of {name} changed");
+            }
+            UserCmd::Disable { name, enable, data } => {
+                let ids = open(&data.data_dir)?;
+                let mut u = ids
+                    .user(&name)
+                    .await?
+                    .with_context(|| format!("no user {name}"))?;
+                u.disabled = !enable;
+                ids.put_user(&u).await?;
+                audit_change(
+                    &ids,
+                    format!(
+                        "user {name} {}",
+                        if enable { "enabled" } else { "disabled" }
+                    ),
+                )
+                .await;
+            }
+            UserCmd::Delete { name, data } => {
+                let ids = open(&data.data_dir)?;
+                if !ids.delete_user(&name).await? {
+                    bail!("no user {name}");
+                }
+                audit_change(&ids, format!("user {name} deleted")).await;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `wharf robot ...`.
+pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            RobotCmd::Create {
+                name,
+                repos,
+                actions,
+                expires,
+                description,
+                data,
+            } => {
+                auth::identity::validate_name(&name).map_err(anyhow::Error::msg)?;
+                for r in &repos {
+                    auth::Pattern::new(r).map_err(anyhow::Error::msg)?;
+                }
+                let actions = Actions::parse_list(&actions).map_err(anyhow::Error::msg)?;
+                let expires_at = expires
+                    .map(|e| parse_duration(&e))
+                    .transpose()?
+                    .map(|d| auth::now() + d);
+                let ids = open(&data.data_dir)?;
+                if ids.robot(&name).await?.is_some() {
+                    bail!("robot {name} already exists (use `wharf robot rotate`)");
+                }
+                let secret = auth::secret::generate_secret()?;
+                ids.put_robot(&Robot {
+                    name: name.clone(),
+                    secret_hash: auth::secret::hash_secret(&secret),
+                    repos: repos.clone(),
+                    actions,
+                    expires_at,
+                    revoked: false,
+                    created: auth::now(),
+                    description,
+                })
+                .await?;
+                audit_change(
+                    &ids,
+                    format!("robot {name} created for {} ({actions})", repos.join(" ")),
+                )
+                .await;
+                print_secret(&format!("robot${name}"), &secret);
+            }
+            RobotCmd::List { data } => {
+                let now = auth::now();
+                for r in open(&data.data_dir)?.robots().await? {
+                    let state = if r.revoked {
+                        "revoked".to_owned()
+                    } else if !r.active(now) {
+                        "expired".to_owned()
+                    } else {
+                        r.expires_at.map_or("active".to_owned(), |e| {
+                            format!("active, expires in {}d", (e - now) / 86_400)
+                        })
+                    };
+                    println!(
+                        "robot${}\t{}\t{}\t{state}",
+                        r.name,
+                        r.repos.join(","),
+                        r.actions
+                    );
+                }
+            }
+            RobotCmd::Revoke { name, data } => {
+                let ids = open(&data.data_dir)?;
+                let mut r = ids
+                    .robot(&name)
+                    .await?
+                    .with_context(|| format!("no robot {name}"))?;
+                r.revoked = true;
+                ids.put_robot(&r).await?;
+                audit_change(&ids, format!("robot {name} revoked")).await;
+                println!("robot {name} revoked");
+            }
+            RobotCmd::Rotate { name, data } => {
+                let ids = open(&data.data_dir)?;
+                let mut r = ids
+                    .robot(&name)
+                    .await?
+                    .with_context(|| format!("no robot {name}"))?;
+                let secret = auth::secret::generate_secret()?;
+                r.secret_hash = auth::secret::hash_secret(&secret);
+                r.revoked = false;
+                ids.put_robot(&r).await?;
+                audit_change(&ids, format!("robot {name} secret rotated")).await;
+                print_secret(&format!("robot${name}"), &secret);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `wharf group ...`.
+pub fn group(cmd: GroupCmd) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            GroupCmd::Set {
+                name,
+                members,
+                data,
+            } => {
+                auth::identity::validate_name(&name).map_err(anyhow::Error::msg)?;
+                let ids = open(&data.data_dir)?;
+                ids.put_group(&Group {
+                    name: name.clone(),
+                    members: members.clone(),
+                })
+                .await?;
+                audit_change(
+                    &ids,
+                    format!("group {name} set to [{}]", members.join(", ")),
+                )
+                .await;
+            }
+            GroupCmd::List { data } => {
+                for g in open(&data.data_dir)?.groups().await? {
+                    println!("{}\t{}", g.name, g.members.join(","));
+                }
+            }
+            GroupCmd::Delete { name, data } => {
+                let ids = open(&data.data_dir)?;
+                if !ids.delete_group(&name).await? {
+                    bail!("no group {name}");
+                }
+                audit_change(&ids, format!("group {name} deleted")).await;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `wharf rule ...`.
+pub fn rule(cmd: RuleCmd) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            RuleCmd::Add { subject, repo, actions, data } => {
+                let subject = Subject::parse(&subject)
+                    .with_context(|| format!("invalid subject {subject:?}: use user:NAME, group:NAME, robot:NAME or anonymous"))?;
+                auth::Pattern::new(&repo).map_err(anyhow::Error::msg)?;
+                let actions = Actions::parse_list(&actions).map_err(anyhow::Error::msg)?;
+                let id = hex::encode(auth::secret::random_bytes::<6>()?);
+                let ids = open(&data.data_dir)?;
+                let rule = Rule { id: id.clone(), subject, repos: repo, actions };
+                ids.put_rule(&rule).await?;
+                audit_change(&ids, format!("rule {id}: {} may {} {}", rule.subject, rule.actions, rule.repos)).await;
+                println!("rule {id} added");
+            }
+            RuleCmd::List { data } => {
+                for r in open(&data.data_dir)?.rules().await? {
+                    println!("{}\t{}\t{}\t{}", r.id, r.subject, r.repos, r.actions);
+                }
+            }
+            RuleCmd::Delete { id, data } => {
+                let ids = open(&data.data_dir)?;
+                if !ids.delete_rule(&id).await? {
+                    bail!("no rule {id}");
+                }
+                audit_change(&ids, format!("rule {id} deleted")).await;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `wharf audit`.
+pub fn audit(a: AuditArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let since = a
+            .since
+            .map(|s| parse_duration(&s))
+            .transpose()?
+            .map(|d| auth::now().saturating_sub(d));
+        let events = open(&a.data.data_dir)?
+            .audit_query(&AuditQuery {
+                actor: a.actor,
+                repo: a.repo,
+                action: a.action,
+                since,
+                limit: a.limit,
+            })
+            .await?;
+        for e in events {
+            if a.json {
+                println!("{}", serde_json::to_string(&e)?);
+            } else {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    e.time,
+                    e.action,
+                    e.actor,
+                    e.repo.as_deref().unwrap_or("-"),
+                    e.target.as_deref().unwrap_or("-"),
+                    e.source.as_deref().unwrap_or("-"),
+                    e.detail
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `wharf token-key ...`.
+pub fn token_key(cmd: TokenKeyCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenKeyCmd::Rotate { data } => {
+            crate::keys::rotate(&data.data_dir)?;
+            println!("new token signing key in place; restart the server to use it");
+        }
+        TokenKeyCmd::Prune { data } => {
+            let n = crate::keys::prune(&data.data_dir)?;
+            println!("{n} previous key(s) removed");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d").unwrap(), 90 * 86_400);
+        assert_eq!(parse_duration("12h").unwrap(), 43_200);
+        assert_eq!(parse_duration("30m").unwrap(), 1_800);
+        assert_eq!(parse_duration("7").unwrap(), 7 * 86_400);
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}
