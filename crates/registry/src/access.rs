@@ -412,12 +412,15 @@ impl AccessControl {
         &self,
         headers: &HeaderMap,
         source: Option<IpAddr>,
+        cert_user: Option<&str>,
     ) -> Result<(Principal, Option<Arc<Claims>>), ApiError> {
         let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
         else {
-            return Ok((Principal::anonymous(), None));
+            // A client certificate verified by the TLS handshake names a user by its CN.
+            let by_cert = cert_user.and_then(|cn| self.principal_active(&self.snap(), cn, auth::now()));
+            return Ok((by_cert.unwrap_or_else(Principal::anonymous), None));
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
@@ -467,10 +470,12 @@ impl AccessControl {
     }
 
     /// Decides a request: the caller, or the 401/403 to answer.
+    /// `cert_user` is the common name of a client certificate the TLS handshake verified.
     pub async fn authorize(
         &self,
         headers: &HeaderMap,
         source: Option<IpAddr>,
+        cert_user: Option<&str>,
         need: &Need,
     ) -> Result<Caller, ApiError> {
         if !self.enforced() {
@@ -479,7 +484,7 @@ impl AccessControl {
                 ..Caller::open()
             });
         }
-        let (principal, grants) = match self.identify(headers, source).await {
+        let (principal, grants) = match self.identify(headers, source, cert_user).await {
             Ok(x) => x,
             Err(e) if e.code == Code::Unauthorized => {
                 return Err(self.challenge(headers, need, None, e.message));

@@ -168,7 +168,14 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
         Some(ac) => {
             let need = need_of(&route, req.method());
             let source = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-            match ac.authorize(req.headers(), source, &need).await {
+            let cert = req
+                .extensions()
+                .get::<crate::tls::ClientIdentity>()
+                .and_then(|c| c.common_name().map(str::to_owned));
+            match ac
+                .authorize(req.headers(), source, cert.as_deref(), &need)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     let mut resp = e.into_response();

@@ -69,7 +69,11 @@ async fn admin(reg: &Registry, parts: &Parts) -> Result<(Arc<AccessControl>, Cal
         admin: true,
         ..Need::default()
     };
-    let caller = ac.authorize(&parts.headers, source, &need).await?;
+    let cert = parts
+        .extensions
+        .get::<crate::tls::ClientIdentity>()
+        .and_then(|c| c.common_name());
+    let caller = ac.authorize(&parts.headers, source, cert, &need).await?;
     if caller.open && !source.is_some_and(|ip| ip.is_loopback()) {
         return Err(ApiError::new(
             Code::Denied,
