@@ -1,6 +1,7 @@
 //! Identity management from the command line: users, robots, groups, permission rules, the
-//! audit log and token keys, working on a data directory (with the server stopped: the metadata
-//! database admits one process at a time).
+//! audit log and token keys. Works on a data directory with the server stopped (the metadata
+//! database admits one process at a time), or, with `--server URL`, through a running server's
+//! management API as an administrator.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -11,12 +12,86 @@ use auth::{Actions, Group, Robot, Rule, Subject, User};
 use clap::{Args, Subcommand};
 use registry::identities::{AuditQuery, Identities};
 
-/// Where the data lives.
+/// Where the data lives: a data directory, or a running server.
 #[derive(Args, Debug, Clone)]
 pub struct DataDir {
-    /// Data directory of the registry (stop the server first).
+    /// Data directory of the registry (stop the server first, or use --server).
     #[arg(long, env = "WHARF_DATA_DIR", default_value = "wharf-data")]
     pub data_dir: PathBuf,
+    /// A running server (e.g. https://registry.example.com): use its management API instead
+    /// of the data directory.
+    #[arg(long, env = "WHARF_SERVER")]
+    pub server: Option<String>,
+    /// Administrator login for --server; the password comes from WHARF_PASSWORD.
+    #[arg(long = "as", env = "WHARF_USER")]
+    pub login_as: Option<String>,
+}
+
+/// A running server's management API.
+struct Remote {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<(String, String)>,
+}
+
+impl Remote {
+    fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
+        let Some(server) = &d.server else {
+            return Ok(None);
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let auth = match &d.login_as {
+            Some(u) => Some((
+                u.clone(),
+                std::env::var("WHARF_PASSWORD")
+                    .context("--as needs the password in WHARF_PASSWORD")?,
+            )),
+            None => None,
+        };
+        Ok(Some(Remote {
+            http: reqwest::Client::builder()
+                .build()
+                .context("setting up the HTTP client")?,
+            base: server.trim_end_matches('/').to_owned(),
+            auth,
+        }))
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&b)?);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {}{path}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let msg = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            bail!("{method} {path}: {status}: {msg}");
+        }
+        if text.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("{method} {path}: answer is not JSON"))
+    }
 }
 
 /// `wharf user ...`
@@ -322,9 +397,187 @@ fn print_secret(login: &str, secret: &str) {
     eprintln!("(the secret is shown only now; store it in your CI or cluster secret store)");
 }
 
+fn print_json_lines(v: &serde_json::Value) {
+    for item in v.as_array().into_iter().flatten() {
+        println!("{item}");
+    }
+}
+
+/// Runs a command through the management API; `None` when the command works locally.
+async fn user_remote(cmd: &UserCmd) -> anyhow::Result<Option<()>> {
+    use reqwest::Method;
+    let data = match cmd {
+        UserCmd::Add { data, .. }
+        | UserCmd::List { data }
+        | UserCmd::Passwd { data, .. }
+        | UserCmd::Disable { data, .. }
+        | UserCmd::Delete { data, .. } => data,
+    };
+    let Some(r) = Remote::of(data)? else {
+        return Ok(None);
+    };
+    match cmd {
+        UserCmd::Add { name, admin, .. } => {
+            let pw = read_secret_line()?;
+            r.call(
+                Method::POST,
+                "/api/v1/users",
+                Some(serde_json::json!({"name": name, "password": pw, "admin": admin})),
+            )
+            .await?;
+            println!(
+                "user {name} added{}",
+                if *admin { " as administrator" } else { "" }
+            );
+        }
+        UserCmd::List { .. } => {
+            print_json_lines(&r.call(Method::GET, "/api/v1/users", None).await?)
+        }
+        UserCmd::Passwd { name, .. } => {
+            let pw = read_secret_line()?;
+            r.call(
+                Method::PUT,
+                &format!("/api/v1/users/{name}/password"),
+                Some(serde_json::json!({"password": pw})),
+            )
+            .await?;
+            println!("password of {name} changed");
+        }
+        UserCmd::Disable { .. } => bail!(
+            "disabling a user is available on the data directory only; delete the user instead"
+        ),
+        UserCmd::Delete { name, .. } => {
+            r.call(Method::DELETE, &format!("/api/v1/users/{name}"), None)
+                .await?;
+        }
+    }
+    Ok(Some(()))
+}
+
+async fn robot_remote(cmd: &RobotCmd) -> anyhow::Result<Option<()>> {
+    use reqwest::Method;
+    let data = match cmd {
+        RobotCmd::Create { data, .. }
+        | RobotCmd::List { data }
+        | RobotCmd::Revoke { data, .. }
+        | RobotCmd::Rotate { data, .. } => data,
+    };
+    let Some(r) = Remote::of(data)? else {
+        return Ok(None);
+    };
+    let show = |v: serde_json::Value| {
+        print_secret(
+            v["login"].as_str().unwrap_or(""),
+            v["secret"].as_str().unwrap_or(""),
+        );
+    };
+    match cmd {
+        RobotCmd::Create {
+            name,
+            repos,
+            actions,
+            expires,
+            description,
+            ..
+        } => {
+            let actions = Actions::parse_list(actions).map_err(anyhow::Error::msg)?;
+            let expires = expires.as_deref().map(parse_duration).transpose()?;
+            let body = serde_json::json!({"name": name, "repos": repos, "actions": actions,
+                "expires_in_seconds": expires, "description": description});
+            show(r.call(Method::POST, "/api/v1/robots", Some(body)).await?);
+        }
+        RobotCmd::List { .. } => {
+            print_json_lines(&r.call(Method::GET, "/api/v1/robots", None).await?)
+        }
+        RobotCmd::Revoke { name, .. } => {
+            r.call(Method::POST, &format!("/api/v1/robots/{name}/revoke"), None)
+                .await?;
+            println!("robot {name} revoked");
+        }
+        RobotCmd::Rotate { name, .. } => {
+            show(
+                r.call(Method::POST, &format!("/api/v1/robots/{name}/rotate"), None)
+                    .await?,
+            );
+        }
+    }
+    Ok(Some(()))
+}
+
+async fn group_remote(cmd: &GroupCmd) -> anyhow::Result<Option<()>> {
+    use reqwest::Method;
+    let data = match cmd {
+        GroupCmd::Set { data, .. } | GroupCmd::List { data } | GroupCmd::Delete { data, .. } => {
+            data
+        }
+    };
+    let Some(r) = Remote::of(data)? else {
+        return Ok(None);
+    };
+    match cmd {
+        GroupCmd::Set { name, members, .. } => {
+            r.call(
+                Method::PUT,
+                &format!("/api/v1/groups/{name}"),
+                Some(serde_json::json!({"members": members})),
+            )
+            .await?;
+        }
+        GroupCmd::List { .. } => {
+            print_json_lines(&r.call(Method::GET, "/api/v1/groups", None).await?)
+        }
+        GroupCmd::Delete { name, .. } => {
+            r.call(Method::DELETE, &format!("/api/v1/groups/{name}"), None)
+                .await?;
+        }
+    }
+    Ok(Some(()))
+}
+
+async fn rule_remote(cmd: &RuleCmd) -> anyhow::Result<Option<()>> {
+    use reqwest::Method;
+    let data = match cmd {
+        RuleCmd::Add { data, .. } | RuleCmd::List { data } | RuleCmd::Delete { data, .. } => data,
+    };
+    let Some(r) = Remote::of(data)? else {
+        return Ok(None);
+    };
+    match cmd {
+        RuleCmd::Add {
+            subject,
+            repo,
+            actions,
+            ..
+        } => {
+            let actions = Actions::parse_list(actions).map_err(anyhow::Error::msg)?;
+            let v = r
+                .call(
+                    Method::POST,
+                    "/api/v1/rules",
+                    Some(
+                        serde_json::json!({"subject": subject, "repos": repo, "actions": actions}),
+                    ),
+                )
+                .await?;
+            println!("rule {} added", v["id"].as_str().unwrap_or("?"));
+        }
+        RuleCmd::List { .. } => {
+            print_json_lines(&r.call(Method::GET, "/api/v1/rules", None).await?)
+        }
+        RuleCmd::Delete { id, .. } => {
+            r.call(Method::DELETE, &format!("/api/v1/rules/{id}"), None)
+                .await?;
+        }
+    }
+    Ok(Some(()))
+}
+
 /// Runs `wharf user ...`.
 pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
+        if user_remote(&cmd).await?.is_some() {
+            return Ok(());
+        }
         match cmd {
             UserCmd::Add { name, admin, data } => {
                 auth::identity::validate_name(&name).map_err(anyhow::Error::msg)?;
@@ -402,6 +655,9 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
 /// Runs `wharf robot ...`.
 pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
+        if robot_remote(&cmd).await?.is_some() {
+            return Ok(());
+        }
         match cmd {
             RobotCmd::Create {
                 name,
@@ -495,6 +751,9 @@ pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
 /// Runs `wharf group ...`.
 pub fn group(cmd: GroupCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
+        if group_remote(&cmd).await?.is_some() {
+            return Ok(());
+        }
         match cmd {
             GroupCmd::Set {
                 name,
@@ -534,6 +793,9 @@ pub fn group(cmd: GroupCmd) -> anyhow::Result<()> {
 /// Runs `wharf rule ...`.
 pub fn rule(cmd: RuleCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
+        if rule_remote(&cmd).await?.is_some() {
+            return Ok(());
+        }
         match cmd {
             RuleCmd::Add { subject, repo, actions, data } => {
                 let subject = Subject::parse(&subject)
@@ -572,6 +834,30 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<()> {
             .map(|s| parse_duration(&s))
             .transpose()?
             .map(|d| auth::now().saturating_sub(d));
+        if let Some(r) = Remote::of(&a.data)? {
+            let mut q = vec![format!("limit={}", a.limit)];
+            for (k, v) in [
+                ("actor", &a.actor),
+                ("repo", &a.repo),
+                ("action", &a.action),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", urlencode(v)));
+                }
+            }
+            if let Some(s) = since {
+                q.push(format!("since={s}"));
+            }
+            let v = r
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/audit?{}", q.join("&")),
+                    None,
+                )
+                .await?;
+            print_json_lines(&v);
+            return Ok(());
+        }
         let events = open(&a.data.data_dir)?
             .audit_query(&AuditQuery {
                 actor: a.actor,
@@ -614,6 +900,17 @@ pub fn token_key(cmd: TokenKeyCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,3 +75,14 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Catches clashing flag names and other CLI definition mistakes in every subcommand.
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}
