@@ -419,7 +419,8 @@ impl AccessControl {
             .and_then(|v| v.to_str().ok())
         else {
             // A client certificate verified by the TLS handshake names a user by its CN.
-            let by_cert = cert_user.and_then(|cn| self.principal_active(&self.snap(), cn, auth::now()));
+            let by_cert =
+                cert_user.and_then(|cn| self.principal_active(&self.snap(), cn, auth::now()));
             return Ok((by_cert.unwrap_or_else(Principal::anonymous), None));
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
