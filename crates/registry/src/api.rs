@@ -445,6 +445,26 @@ async fn get_manifest(reg: &Registry, name: &str, r: Reference, head: bool) -> A
         .get_manifest(name, &r)
         .await?
         .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
+    // HEAD only reveals the digest (signers need it to sign); content needs the signature.
+    if let (Some(policy), false) = (&reg.inner.signing, head) {
+        let tag = match &r {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let decision = policy
+            .check_pull(
+                reg.inner.meta.as_ref(),
+                reg.inner.blobs.as_ref(),
+                name,
+                tag,
+                &m.digest,
+                &m.body,
+            )
+            .await?;
+        if let Err(why) = decision {
+            return Err(ApiError::new(Code::Denied, why));
+        }
+    }
     let digest = m.digest.to_string();
     let len = m.body.len();
     let mut resp = if head {
@@ -555,6 +575,9 @@ async fn put_manifest(
         .meta
         .put_manifest(name, record, tags.clone())
         .await?;
+    if let Some(p) = &reg.inner.signing {
+        p.invalidate();
+    }
     tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
     reg.audit(caller, "push", name, digest.to_string(), tags.join(","))
         .await;
@@ -580,6 +603,9 @@ async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Call
         Reference::Digest(d) => reg.inner.meta.delete_manifest(name, d).await?,
         Reference::Tag(t) => reg.inner.meta.delete_tag(name, t).await?,
     };
+    if let Some(p) = &reg.inner.signing {
+        p.invalidate();
+    }
     if !found {
         return Err(ApiError::new(Code::ManifestUnknown, "manifest unknown"));
     }
@@ -696,6 +722,9 @@ async fn delete_blob(reg: &Registry, name: &str, d: Digest, caller: &Caller) -> 
         ));
     }
     tracing::info!(repo = name, digest = %d, "blob unlinked");
+    if let Some(p) = &reg.inner.signing {
+        p.invalidate();
+    }
     reg.audit(caller, "delete", name, d.to_string(), "blob".into())
         .await;
     Ok(StatusCode::ACCEPTED.into_response())

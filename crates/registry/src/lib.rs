@@ -12,6 +12,7 @@ pub mod identities;
 pub mod metrics;
 mod mgmt;
 pub mod server;
+pub mod signatures;
 pub mod tls;
 mod token;
 
@@ -58,6 +59,7 @@ pub struct Registry {
 
 struct Inner {
     access: Option<Arc<access::AccessControl>>,
+    signing: Option<Arc<signatures::SigningPolicy>>,
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
     metrics: Arc<Metrics>,
@@ -71,6 +73,7 @@ impl Registry {
         Registry {
             inner: Arc::new(Inner {
                 access: None,
+                signing: None,
                 blobs,
                 meta,
                 metrics: Arc::new(Metrics::new()),
@@ -88,6 +91,19 @@ impl Registry {
         Registry {
             inner: Arc::new(Inner {
                 access: Some(ac),
+                ..inner
+            }),
+        }
+    }
+
+    /// Adds trusted signing keys and the rules that require verified signatures for pulls.
+    pub fn with_signing(self, policy: Arc<signatures::SigningPolicy>) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
+            panic!("with_signing must be called before the registry is shared")
+        });
+        Registry {
+            inner: Arc::new(Inner {
+                signing: Some(policy),
                 ..inner
             }),
         }

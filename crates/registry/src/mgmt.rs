@@ -36,6 +36,8 @@ pub(crate) fn routes() -> Router<Registry> {
         .route("/api/v1/rules", get(list_rules).post(create_rule))
         .route("/api/v1/rules/{id}", axum::routing::delete(delete_rule))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/signatures", get(signatures))
+        .route("/api/v1/trusted-keys", get(trusted_keys))
 }
 
 async fn openapi() -> Response {
@@ -465,4 +467,103 @@ async fn audit(State(reg): State<Registry>, Query(q): Query<AuditParams>, req: R
         .await
         .map_err(internal)?;
     Ok(json(StatusCode::OK, &events))
+}
+
+#[derive(Deserialize)]
+struct SignatureQuery {
+    repo: String,
+    reference: String,
+}
+
+/// Admits callers who may pull `repo` (signature reports are read access, not administration).
+async fn reader(reg: &Registry, parts: &Parts, repo: &str) -> Result<(), ApiError> {
+    let Some(ac) = &reg.inner.access else {
+        return Ok(());
+    };
+    let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    let cert = parts
+        .extensions
+        .get::<crate::tls::ClientIdentity>()
+        .and_then(|c| c.common_name());
+    let need = Need {
+        repo: Some((repo.to_owned(), Actions::of(auth::Action::Pull))),
+        scope_actions: Actions::of(auth::Action::Pull),
+        ..Need::default()
+    };
+    ac.authorize(&parts.headers, source, cert, &need)
+        .await
+        .map(|_| ())
+}
+
+/// `GET /api/v1/signatures?repo=R&reference=TAG|DIGEST`: the image's signatures and which
+/// trusted keys verified them.
+async fn signatures(
+    State(reg): State<Registry>,
+    Query(q): Query<SignatureQuery>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    oci::validate_repository(&q.repo)
+        .map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
+    reader(&reg, &parts, &q.repo).await?;
+    let r = oci::Reference::parse(&q.reference).map_err(|e| bad(e.to_string()))?;
+    let m = reg
+        .inner
+        .meta
+        .get_manifest(&q.repo, &r)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
+    let Some(policy) = &reg.inner.signing else {
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({"digest": m.digest, "trusted_keys": [], "verified": [], "rejected": []}),
+        ));
+    };
+    let v = policy
+        .report(
+            reg.inner.meta.as_ref(),
+            reg.inner.blobs.as_ref(),
+            &q.repo,
+            &m.digest,
+        )
+        .await
+        .map_err(internal)?;
+    let verified: Vec<serde_json::Value> = v
+        .verified
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "source": s.source, "format": s.format, "key": policy.keys()[s.key_index].name,
+                "key_id": s.key_id, "identity": s.identity, "annotations": s.annotations,
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "digest": m.digest,
+            "trusted_keys": policy.keys().iter().map(|k| &k.name).collect::<Vec<_>>(),
+            "verified": verified,
+            "rejected": v.rejected,
+        }),
+    ))
+}
+
+/// `GET /api/v1/trusted-keys`: names and ids of the keys the server trusts.
+async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, _) = req.into_parts();
+    if let Some(ac) = &reg.inner.access {
+        let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+        ac.authorize(&parts.headers, source, None, &Need::default())
+            .await?;
+    }
+    let keys: Vec<serde_json::Value> = reg
+        .inner
+        .signing
+        .iter()
+        .flat_map(|p| p.keys())
+        .map(|k| serde_json::json!({"name": k.name, "key_id": k.key.key_id(), "algorithm": k.key.algorithm().to_string()}))
+        .collect();
+    Ok(json(StatusCode::OK, &keys))
 }

@@ -86,6 +86,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tags(&self, repo: &str, page: Page) -> Result<Option<Vec<String>>>;
     /// Repository names in lexical order.
     async fn repositories(&self, page: Page) -> Result<Vec<String>>;
+    /// Digests of the indexes in `repo` that list `child`.
+    async fn parents(&self, repo: &str, child: &Digest) -> Result<Vec<Digest>>;
     /// Descriptors of the manifests whose subject is `subject`.
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>>;
     /// Records a new upload session.
@@ -120,6 +122,8 @@ const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const REFERRERS: TableDefinition<&str, &[u8]> = TableDefinition::new("referrers");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// Index -> child links, keyed child first: "which indexes in this repository list this manifest".
+const PARENTS: TableDefinition<&str, u64> = TableDefinition::new("manifest_parents");
 
 /// Keys join parts with NUL, which no name, tag or digest may contain, so prefixes never collide.
 fn key(parts: &[&str]) -> String {
@@ -140,6 +144,9 @@ struct ManifestMeta {
     media_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<Digest>,
+    /// Index children, so their parent links can be removed with the index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    children: Vec<Digest>,
 }
 
 /// Stored value of a manifest: a length-prefixed JSON header, then the body bytes verbatim.
@@ -150,6 +157,13 @@ fn encode_manifest(meta: &ManifestMeta, body: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&head);
     v.extend_from_slice(body);
     v
+}
+
+fn decode_meta(v: &[u8]) -> Result<ManifestMeta> {
+    let corrupt = || StoreError::Db("corrupt manifest record".into());
+    let len = u32::from_le_bytes(v.get(..4).ok_or_else(corrupt)?.try_into().expect("4 bytes"));
+    let head = v.get(4..4 + len as usize).ok_or_else(corrupt)?;
+    serde_json::from_slice(head).map_err(|_| corrupt())
 }
 
 fn decode_manifest(digest: Digest, v: &[u8]) -> Result<StoredManifest> {
@@ -217,6 +231,7 @@ impl RedbMetaStore {
             txn.open_table(REFERRERS)?;
             txn.open_table(UPLOADS)?;
             txn.open_table(RECORDS)?;
+            txn.open_table(PARENTS)?;
             txn.commit()?;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
@@ -416,7 +431,17 @@ impl MetaStore for RedbMetaStore {
             let meta = ManifestMeta {
                 media_type: m.media_type.clone(),
                 subject: m.subject.clone(),
+                children: m.children.clone(),
             };
+            {
+                let mut parents = txn.open_table(PARENTS)?;
+                for c in &m.children {
+                    parents.insert(
+                        key(&[&repo, &c.to_string(), &m.digest.to_string()]).as_str(),
+                        0u64,
+                    )?;
+                }
+            }
             txn.open_table(MANIFESTS)?.insert(
                 key(&[&repo, &d]).as_str(),
                 encode_manifest(&meta, &m.body).as_slice(),
@@ -461,13 +486,20 @@ impl MetaStore for RedbMetaStore {
         self.write(move |txn| {
             let d = digest.to_string();
             let mk = key(&[&repo, &d]);
-            let subject = {
+            let (subject, children) = {
                 let t = txn.open_table(MANIFESTS)?;
                 let Some(v) = t.get(mk.as_str())? else {
                     return Ok(false);
                 };
-                decode_manifest(digest.clone(), v.value())?.subject
+                let meta = decode_meta(v.value())?;
+                (meta.subject, meta.children)
             };
+            {
+                let mut parents = txn.open_table(PARENTS)?;
+                for c in &children {
+                    parents.remove(key(&[&repo, &c.to_string(), &d]).as_str())?;
+                }
+            }
             txn.open_table(MANIFESTS)?.remove(mk.as_str())?;
             let mut tags = txn.open_table(TAGS)?;
             let (lo, hi) = prefix_range(&repo, None);
@@ -506,6 +538,22 @@ impl MetaStore for RedbMetaStore {
 
     async fn repositories(&self, page: Page) -> Result<Vec<String>> {
         self.read(|txn| list_keys(&txn.open_table(REPOS)?, None, &page))
+    }
+
+    async fn parents(&self, repo: &str, child: &Digest) -> Result<Vec<Digest>> {
+        self.read(|txn| {
+            let t = txn.open_table(PARENTS)?;
+            let p = key(&[repo, &child.to_string()]);
+            let (lo, hi) = prefix_range(&p, None);
+            let mut out = Vec::new();
+            for e in t.range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))? {
+                let (k, _) = e?;
+                if let Ok(d) = Digest::parse(&k.value()[p.len() + 1..]) {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        })
     }
 
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>> {

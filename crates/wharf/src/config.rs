@@ -22,6 +22,65 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Access control.
     pub auth: AuthConfig,
+    /// Trusted signing keys and signed-pull rules.
+    pub signing: SigningConfig,
+}
+
+/// `[signing]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// Trusted public keys (cosign `.pub` PEM files) by name.
+    pub trusted_keys: std::collections::BTreeMap<String, PathBuf>,
+    /// Repositories whose images must carry a verified signature to be pulled.
+    pub require: Vec<RequireSignature>,
+}
+
+/// One `[[signing.require]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireSignature {
+    /// Repository pattern (`*` and `?` wildcards).
+    pub repos: String,
+    /// Names of trusted keys that count; all of them when empty.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+impl SigningConfig {
+    /// Loads the keys and checks the rules; `None` when nothing is configured.
+    pub fn policy(&self) -> anyhow::Result<Option<registry::signatures::SigningPolicy>> {
+        if self.trusted_keys.is_empty() && self.require.is_empty() {
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        for (name, path) in &self.trusted_keys {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading trusted key {name} from {}", path.display()))?;
+            let key = trust::PublicKey::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("trusted key {name} ({}): {e}", path.display()))?;
+            keys.push(registry::signatures::TrustedKey {
+                name: name.clone(),
+                key,
+            });
+        }
+        let mut rules = Vec::new();
+        for r in &self.require {
+            let repos = auth::Pattern::new(&r.repos).map_err(anyhow::Error::msg)?;
+            for k in &r.keys {
+                anyhow::ensure!(
+                    self.trusted_keys.contains_key(k),
+                    "signing rule for {} names unknown key {k}",
+                    r.repos
+                );
+            }
+            rules.push(registry::signatures::RequireRule {
+                repos,
+                keys: r.keys.clone(),
+            });
+        }
+        Ok(Some(registry::signatures::SigningPolicy::new(keys, rules)))
+    }
 }
 
 /// `[auth]`

@@ -99,7 +99,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("loading identities")?;
     let auth_enforced = access.enforced();
-    let reg = registry::Registry::new(Arc::new(blobs), meta, limits).with_access(Arc::new(access));
+    let mut reg =
+        registry::Registry::new(Arc::new(blobs), meta, limits).with_access(Arc::new(access));
+    if let Some(policy) = cfg.signing.policy()? {
+        tracing::info!(keys = policy.keys().len(), "signature policy loaded");
+        reg = reg.with_signing(Arc::new(policy));
+    }
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await

@@ -751,3 +751,125 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+/// The registry's own signature rule: pulls of `prod/*` need a signature verified by the trusted
+/// key `release`; signatures stay pullable; other repositories are unaffected; the management
+/// API reports which keys verified which signatures.
+#[test]
+fn registry_requires_verified_signatures_for_matching_repositories() {
+    let k = keys();
+    let config = format!(
+        "[signing]\ntrusted_keys = {{ release = {:?} }}\n[[signing.require]]\nrepos = \"prod/*\"\nkeys = [\"release\"]\n",
+        k.p1.display().to_string()
+    );
+    let mut s = AuthWharf::new(&config);
+    s.start();
+    let http = s.http();
+    let host = s.host();
+    let prod = push_image(&http, "prod/app", "v1", 11);
+    push_image(&http, "dev/app", "v1", 12);
+
+    // Unsigned: refused by tag and by digest, with a reason; other repositories pull freely.
+    let r = http.get_manifest("prod/app", "v1").unwrap();
+    assert_eq!(r.status, 403, "{}", r.dump());
+    assert_eq!(r.json()["errors"][0]["code"], "DENIED");
+    assert!(
+        r.text()
+            .contains("no signature verified by a trusted key (release)"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(http.get_manifest("prod/app", &prod).unwrap().status, 403);
+    http.get_manifest("dev/app", "v1").unwrap().expect(200);
+
+    // Signed with a key the registry does not trust: still refused, and the reason says why;
+    // the signature itself is pullable (clients must be able to verify).
+    run(wharf()
+        .args(["sign", &format!("{host}/prod/app:v1"), "--key"])
+        .arg(&k.k2));
+    let r = http.get_manifest("prod/app", "v1").unwrap();
+    assert_eq!(r.status, 403, "{}", r.dump());
+    let sig_tag = format!("{}.sig", prod.replace(':', "-"));
+    http.get_manifest("prod/app", &sig_tag).unwrap().expect(200);
+
+    // Signed with the trusted key: pulls by tag and by digest work, and skopeo copies it.
+    run(wharf()
+        .env("COSIGN_PASSWORD", "pw")
+        .args(["sign", &format!("{host}/prod/app:v1"), "--key"])
+        .arg(&k.k1));
+    http.get_manifest("prod/app", "v1").unwrap().expect(200);
+    http.get_manifest("prod/app", &prod).unwrap().expect(200);
+    if have_tools(
+        "registry_requires_verified_signatures (skopeo)",
+        &["skopeo"],
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        run(skopeo(tmp.path()).args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{host}/prod/app:v1"),
+            &format!("oci:{}:v1", tmp.path().join("out").display()),
+        ]));
+    }
+
+    // The management API reports the verdict per key.
+    let r = http
+        .get(&format!(
+            "/api/v1/signatures?repo=prod/app&reference={prod}"
+        ))
+        .unwrap()
+        .expect(200);
+    let v = r.json();
+    assert_eq!(v["digest"], prod.as_str());
+    assert_eq!(v["trusted_keys"], json!(["release"]));
+    assert_eq!(v["verified"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["verified"][0]["key"], "release");
+    assert!(
+        !v["rejected"].as_array().unwrap().is_empty(),
+        "the untrusted signature is reported: {v}"
+    );
+    let keys = http.get("/api/v1/trusted-keys").unwrap().expect(200).json();
+    assert_eq!(keys[0]["name"], "release");
+
+    // A signed multi-platform index covers its platform manifests (clients fetch them by digest).
+    let amd = push_image(&http, "prod/multi", "amd64-build", 21);
+    let arm = push_image(&http, "prod/multi", "arm64-build", 22);
+    // HEAD stays allowed (it reveals only the digest and size).
+    let size = |d: &str| -> u64 {
+        let r = http
+            .head(&format!("/v2/prod/multi/manifests/{d}"))
+            .unwrap()
+            .expect(200);
+        r.must_header("content-length").parse().unwrap()
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": amd, "size": size(&amd),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": OCI_MANIFEST, "digest": arm, "size": size(&arm),
+             "platform": {"architecture": "arm64", "os": "linux"}}
+        ]
+    }))
+    .unwrap();
+    http.push_manifest(
+        "prod/multi",
+        "v1",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    )
+    .unwrap()
+    .expect(201);
+    assert_eq!(http.get_manifest("prod/multi", &amd).unwrap().status, 403);
+    run(wharf()
+        .env("COSIGN_PASSWORD", "pw")
+        .args(["sign", &format!("{host}/prod/multi:v1"), "--key"])
+        .arg(&k.k1));
+    http.get_manifest("prod/multi", "v1").unwrap().expect(200);
+    http.get_manifest("prod/multi", &amd).unwrap().expect(200);
+    http.get_manifest("prod/multi", &arm).unwrap().expect(200);
+
+    // A new unsigned push to the same tag is refused again (verdicts are not stale).
+    push_image(&http, "prod/app", "v1", 13);
+    assert_eq!(http.get_manifest("prod/app", "v1").unwrap().status, 403);
+}
