@@ -24,6 +24,7 @@ PACKAGES=(
   openssl                # RSA and SEC1 test keys in e2e_tls
   procps                 # kill(1), used by the tests to send signals
   apache2-utils          # htpasswd, for the htpasswd import test
+  patch                  # applies wharf pin --dry-run diffs in e2e_pin
 )
 
 SUDO=()
