@@ -19,11 +19,11 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test --workspace --release"
+step "cargo test --workspace --release --no-fail-fast"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --release 2>&1 </dev/null | tee "$log"
+cargo test --workspace --release --no-fail-fast 2>&1 </dev/null | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
