@@ -299,10 +299,21 @@ fn writer_loop(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
         let mut poisoned = false;
         let replies: Vec<Reply> = jobs
             .into_iter()
-            .map(|j| {
-                let (p, r) = j(&txn);
-                poisoned |= p;
-                r
+            .filter_map(|j| {
+                // A panicking operation must not take the writer thread (and every later write)
+                // down with it: its caller gets an error (the reply is dropped) and the batch,
+                // which may hold its partial writes, is aborted.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j(&txn))) {
+                    Ok((p, r)) => {
+                        poisoned |= p;
+                        Some(r)
+                    }
+                    Err(_) => {
+                        tracing::error!("a metadata operation panicked; aborting its batch");
+                        poisoned = true;
+                        None
+                    }
+                }
             })
             .collect();
         let outcome: Result<()> = if poisoned {
@@ -685,5 +696,58 @@ impl MetaStore for RedbMetaStore {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_operation_does_not_stop_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        let r: Result<()> = store
+            .write(|_txn| -> Result<()> { panic!("injected failure") })
+            .await;
+        assert!(
+            r.is_err(),
+            "the caller of a panicking operation gets an error"
+        );
+        store.record_put("t", "k", b"v".to_vec()).await.unwrap();
+        assert_eq!(
+            store.record_get("t", "k").await.unwrap(),
+            Some(b"v".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_manifest_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        let body = Bytes::from_static(b"{}");
+        let missing = Digest::sha256(b"missing blob");
+        let rec = ManifestRecord {
+            digest: Digest::sha256(&body),
+            media_type: oci::media_types::OCI_MANIFEST.into(),
+            body,
+            blobs: vec![missing.clone()],
+            children: vec![],
+            subject: None,
+            referrer: None,
+        };
+        let err = store
+            .put_manifest("a/b", rec, vec!["t".into()])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ManifestBlobUnknown(d) if d == missing));
+        assert!(store.tags("a/b", Page::default()).await.unwrap().is_none());
+        assert!(
+            store
+                .repositories(Page::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
