@@ -293,10 +293,10 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
         Route::Upload(name, id) => {
             check_name(name)?;
             match method {
-                Method::GET => upload_status(reg, name, id).await,
-                Method::PATCH => patch_upload(reg, name, id, req, body).await,
-                Method::PUT => finish_upload(reg, name, id, req, body).await,
-                Method::DELETE => cancel_upload(reg, name, id).await,
+                Method::GET => upload_status(reg, name, id, caller).await,
+                Method::PATCH => patch_upload(reg, name, id, req, body, caller).await,
+                Method::PUT => finish_upload(reg, name, id, req, body, caller).await,
+                Method::DELETE => cancel_upload(reg, name, id, caller).await,
                 _ => unsupported(),
             }
         }
@@ -831,21 +831,33 @@ async fn start_upload(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            owner: (!caller.open).then(|| caller.principal.display().to_owned()),
         })
         .await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
 }
 
 /// Finds an upload session of `name`, or answers BLOB_UPLOAD_UNKNOWN.
-async fn session(reg: &Registry, name: &str, id: &str) -> ApiResult<UploadRecord> {
+/// Finds an upload session of `name` started by this caller (when access control recorded an
+/// owner), or answers BLOB_UPLOAD_UNKNOWN: a session id is no bearer token.
+async fn session(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiResult<UploadRecord> {
     match reg.inner.meta.upload_get(id).await? {
-        Some(rec) if rec.repo == name => Ok(rec),
+        Some(rec)
+            if rec.repo == name
+                && (caller.open
+                    || rec
+                        .owner
+                        .as_deref()
+                        .is_none_or(|o| o == caller.principal.display())) =>
+        {
+            Ok(rec)
+        }
         _ => Err(ApiError::new(Code::BlobUploadUnknown, "upload unknown")),
     }
 }
 
-async fn upload_status(reg: &Registry, name: &str, id: &str) -> ApiResult {
-    session(reg, name, id).await?;
+async fn upload_status(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiResult {
+    session(reg, name, id, caller).await?;
     let state = reg
         .inner
         .blobs
@@ -911,19 +923,33 @@ async fn append(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -
     }
 }
 
-async fn patch_upload(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -> ApiResult {
-    session(reg, name, id).await?;
+async fn patch_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    req: &Parts,
+    body: Body,
+    caller: &Caller,
+) -> ApiResult {
+    session(reg, name, id, caller).await?;
     let size = append(reg, name, id, req, body).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, id, size))
 }
 
-async fn finish_upload(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -> ApiResult {
+async fn finish_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    req: &Parts,
+    body: Body,
+    caller: &Caller,
+) -> ApiResult {
     let q = query(req);
     let d = parse_digest(
         param(&q, "digest")
             .ok_or_else(|| ApiError::new(Code::DigestInvalid, "digest parameter missing"))?,
     )?;
-    session(reg, name, id).await?;
+    session(reg, name, id, caller).await?;
     // Whatever the headers say (HTTP/2 may send neither length nor encoding), a body that
     // carries bytes is the last chunk; an empty one appends nothing.
     append(reg, name, id, req, body).await?;
@@ -933,8 +959,8 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, req: &Parts, body: 
     Ok(blob_created(name, &d))
 }
 
-async fn cancel_upload(reg: &Registry, name: &str, id: &str) -> ApiResult {
-    session(reg, name, id).await?;
+async fn cancel_upload(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiResult {
+    session(reg, name, id, caller).await?;
     match reg.inner.blobs.upload_delete(id).await {
         Ok(()) | Err(StoreError::UploadUnknown) => {}
         Err(e) => return Err(e.into()),

@@ -53,6 +53,9 @@ pub struct UploadRecord {
     pub repo: String,
     /// Unix seconds when it started.
     pub started: u64,
+    /// Who started it, when access control was enforced: only they may continue it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Pagination for listings: at most `n` entries after `last`.

@@ -2897,3 +2897,57 @@ fn helpers_base64_and_hmac() {
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     );
 }
+
+/// An upload session belongs to whoever started it: another user who may push to the same
+/// repository and learns the session id can neither read, continue, finish nor cancel it.
+#[test]
+fn upload_sessions_belong_to_their_starter() {
+    let mut s = AuthWharf::new(PUBLIC_CONFIG);
+    add_user(&s, ROOT, true);
+    add_user(&s, BOB, false);
+    add_rule(&s, "user:bob", "team-a/*", "pull,push");
+    s.start();
+    let http = s.http();
+    let root = Cred::basic(ROOT);
+    let bob = Cred::basic(BOB);
+    let loc = call(
+        &http,
+        "POST",
+        "/v2/team-a/shared/blobs/uploads/",
+        &root,
+        &[],
+        &[],
+    )
+    .expect(202)
+    .location();
+    let chunk = b"root's bytes";
+    let headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Range", "0-11"),
+    ];
+    call(&http, "PATCH", &loc, &root, &headers, chunk).expect(202);
+    let digest = sha256_digest(chunk);
+    let put = with_query(&loc, &format!("digest={digest}"));
+    for (method, path, body) in [
+        ("GET", loc.as_str(), &b""[..]),
+        ("PATCH", loc.as_str(), &b"more"[..]),
+        ("PUT", put.as_str(), &b""[..]),
+        ("DELETE", loc.as_str(), &b""[..]),
+    ] {
+        let r = call(&http, method, path, &bob, &[], body);
+        assert_eq!(r.status, 404, "bob {method} on root's upload\n{}", r.dump());
+        assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+    }
+    // The starter finishes it untouched.
+    call(&http, "PUT", &put, &root, &[], &[]).expect(201);
+    let r = call(
+        &http,
+        "GET",
+        &format!("/v2/team-a/shared/blobs/{digest}"),
+        &root,
+        &[],
+        &[],
+    )
+    .expect(200);
+    assert_eq!(r.body, chunk);
+}
