@@ -35,28 +35,35 @@ impl Pattern {
         &self.0
     }
 
-    /// Whether `name` matches (iterative glob with single backtrack point: linear-ish time).
+    /// Whether `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        let (p, n) = (self.0.as_bytes(), name.as_bytes());
-        let (mut pi, mut ni) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ni < n.len() {
-            if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
-                pi += 1;
-                ni += 1;
-            } else if pi < p.len() && p[pi] == b'*' {
-                star = Some((pi, ni));
-                pi += 1;
-            } else if let Some((sp, sn)) = star {
-                pi = sp + 1;
-                ni = sn + 1;
-                star = Some((sp, sn + 1));
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|&c| c == b'*')
+        glob_match(&self.0, name)
     }
+}
+
+/// Glob matching with `*` (any run of characters) and `?` (one character), iterative with a
+/// single backtrack point so it runs in linear-ish time whatever the input. Shared by repository
+/// patterns and tag rules.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// What kind of caller a principal is.

@@ -570,6 +570,11 @@ async fn put_manifest(
         subject: m.subject.as_ref().map(|s| s.digest.clone()),
         referrer,
         body,
+        frozen_tags: tags
+            .iter()
+            .filter(|t| reg.inner.tag_rules.immutable(name, t).is_some())
+            .cloned()
+            .collect(),
     };
     reg.inner
         .meta
@@ -599,6 +604,24 @@ async fn put_manifest(
 }
 
 async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Caller) -> ApiResult {
+    let protected: Vec<String> = match &r {
+        Reference::Tag(t) => vec![t.clone()],
+        Reference::Digest(d) => reg.inner.meta.tags_of(name, d).await?,
+    }
+    .into_iter()
+    .filter(|t| reg.inner.tag_rules.immutable(name, t).is_some())
+    .collect();
+    if let Some(t) = protected.first() {
+        let rule = reg
+            .inner
+            .tag_rules
+            .immutable(name, t)
+            .expect("filtered above");
+        return Err(ApiError::new(
+            Code::Denied,
+            format!("tag {t} of {name} is immutable ({rule}); it cannot be deleted"),
+        ));
+    }
     let found = match &r {
         Reference::Digest(d) => reg.inner.meta.delete_manifest(name, d).await?,
         Reference::Tag(t) => reg.inner.meta.delete_tag(name, t).await?,

@@ -153,6 +153,12 @@ impl From<StoreError> for ApiError {
                 format!("manifest references {d}, which is not in this repository"),
             ),
             StoreError::UploadUnknown => ApiError::new(Code::BlobUploadUnknown, "upload unknown"),
+            StoreError::TagImmutable { tag, current } => ApiError::new(
+                Code::Denied,
+                format!(
+                    "tag {tag} is immutable: it points at {current} and cannot be moved (pushing that same manifest again is fine)"
+                ),
+            ),
             e @ StoreError::DigestMismatch { .. } => {
                 ApiError::new(Code::DigestInvalid, e.to_string())
             }

@@ -13,6 +13,7 @@ pub mod metrics;
 mod mgmt;
 pub mod server;
 pub mod signatures;
+pub mod tagrules;
 pub mod tls;
 mod token;
 
@@ -60,6 +61,7 @@ pub struct Registry {
 struct Inner {
     access: Option<Arc<access::AccessControl>>,
     signing: Option<Arc<signatures::SigningPolicy>>,
+    tag_rules: tagrules::TagRules,
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
     metrics: Arc<Metrics>,
@@ -74,6 +76,7 @@ impl Registry {
             inner: Arc::new(Inner {
                 access: None,
                 signing: None,
+                tag_rules: tagrules::TagRules::default(),
                 blobs,
                 meta,
                 metrics: Arc::new(Metrics::new()),
@@ -104,6 +107,19 @@ impl Registry {
         Registry {
             inner: Arc::new(Inner {
                 signing: Some(policy),
+                ..inner
+            }),
+        }
+    }
+
+    /// Adds immutable-tag rules.
+    pub fn with_tag_rules(self, rules: tagrules::TagRules) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
+            panic!("with_tag_rules must be called before the registry is shared")
+        });
+        Registry {
+            inner: Arc::new(Inner {
+                tag_rules: rules,
                 ..inner
             }),
         }

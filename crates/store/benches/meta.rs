@@ -24,6 +24,7 @@ fn record(i: usize) -> ManifestRecord {
         children: vec![],
         subject: None,
         referrer: None,
+        frozen_tags: vec![],
     }
 }
 

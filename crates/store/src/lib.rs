@@ -25,6 +25,14 @@ pub enum StoreError {
     /// A manifest refers to a blob the repository does not hold.
     #[error("manifest references blob {0} which is not in the repository")]
     ManifestBlobUnknown(oci::Digest),
+    /// An immutable tag would move to another digest.
+    #[error("tag {tag} is immutable and points at {current}")]
+    TagImmutable {
+        /// The tag.
+        tag: String,
+        /// The digest it keeps.
+        current: String,
+    },
     /// No such upload session.
     #[error("upload unknown")]
     UploadUnknown,

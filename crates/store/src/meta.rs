@@ -29,6 +29,9 @@ pub struct ManifestRecord {
     pub subject: Option<Digest>,
     /// The descriptor to list in the subject's referrers index.
     pub referrer: Option<Descriptor>,
+    /// Tags (among those being set) that are immutable: they may be created, or set again to
+    /// the same digest, but never moved to another one.
+    pub frozen_tags: Vec<String>,
 }
 
 /// A manifest as read back.
@@ -89,6 +92,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tags(&self, repo: &str, page: Page) -> Result<Option<Vec<String>>>;
     /// Repository names in lexical order.
     async fn repositories(&self, page: Page) -> Result<Vec<String>>;
+    /// Tags of `repo` that point at `digest`.
+    async fn tags_of(&self, repo: &str, digest: &Digest) -> Result<Vec<String>>;
     /// Digests of the indexes in `repo` that list `child`.
     async fn parents(&self, repo: &str, child: &Digest) -> Result<Vec<Digest>>;
     /// Descriptors of the manifests whose subject is `subject`.
@@ -430,6 +435,18 @@ impl MetaStore for RedbMetaStore {
                         return Err(StoreError::ManifestBlobUnknown(b.clone()));
                     }
                 }
+                let tags = txn.open_table(TAGS)?;
+                let d = m.digest.to_string();
+                for t in &m.frozen_tags {
+                    if let Some(cur) = tags.get(key(&[&repo, t]).as_str())?
+                        && cur.value() != d
+                    {
+                        return Err(StoreError::TagImmutable {
+                            tag: t.clone(),
+                            current: cur.value().to_owned(),
+                        });
+                    }
+                }
                 let manifests = txn.open_table(MANIFESTS)?;
                 for c in &m.children {
                     if manifests
@@ -552,6 +569,22 @@ impl MetaStore for RedbMetaStore {
 
     async fn repositories(&self, page: Page) -> Result<Vec<String>> {
         self.read(|txn| list_keys(&txn.open_table(REPOS)?, None, &page))
+    }
+
+    async fn tags_of(&self, repo: &str, digest: &Digest) -> Result<Vec<String>> {
+        let d = digest.to_string();
+        self.read(|txn| {
+            let t = txn.open_table(TAGS)?;
+            let (lo, hi) = prefix_range(repo, None);
+            let mut out = Vec::new();
+            for e in t.range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))? {
+                let (k, v) = e?;
+                if v.value() == d {
+                    out.push(k.value()[repo.len() + 1..].to_owned());
+                }
+            }
+            Ok(out)
+        })
     }
 
     async fn parents(&self, repo: &str, child: &Digest) -> Result<Vec<Digest>> {
@@ -738,6 +771,7 @@ mod tests {
             children: vec![],
             subject: None,
             referrer: None,
+            frozen_tags: vec![],
         };
         let err = store
             .put_manifest("a/b", rec, vec!["t".into()])

@@ -24,6 +24,51 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Trusted signing keys and signed-pull rules.
     pub signing: SigningConfig,
+    /// Tag rules.
+    pub tags: TagsConfig,
+}
+
+/// `[tags]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagsConfig {
+    /// `[[tags.immutable]]` rules.
+    pub immutable: Vec<ImmutableTagConfig>,
+}
+
+/// One `[[tags.immutable]]` rule: give `tags` (a glob) or `semver = true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImmutableTagConfig {
+    /// Repository pattern.
+    pub repos: String,
+    /// Tag glob (`*`, `?`).
+    #[serde(default)]
+    pub tags: Option<String>,
+    /// Every semantic-version tag.
+    #[serde(default)]
+    pub semver: bool,
+}
+
+impl TagsConfig {
+    /// The registry's immutable-tag rules.
+    pub fn rules(&self) -> anyhow::Result<registry::tagrules::TagRules> {
+        use registry::tagrules::{ImmutableRule, TagMatch};
+        let mut out = Vec::new();
+        for r in &self.immutable {
+            let repos = auth::Pattern::new(&r.repos).map_err(anyhow::Error::msg)?;
+            let tags = match (&r.tags, r.semver) {
+                (Some(g), false) => TagMatch::Glob(g.clone()),
+                (None, true) => TagMatch::Semver,
+                _ => anyhow::bail!(
+                    "immutable tag rule for {}: give exactly one of `tags = \"GLOB\"` or `semver = true`",
+                    r.repos
+                ),
+            };
+            out.push(ImmutableRule { repos, tags });
+        }
+        Ok(registry::tagrules::TagRules::new(out))
+    }
 }
 
 /// `[signing]`

@@ -101,6 +101,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let auth_enforced = access.enforced();
     let mut reg =
         registry::Registry::new(Arc::new(blobs), meta, limits).with_access(Arc::new(access));
+    reg = reg.with_tag_rules(cfg.tags.rules()?);
     if let Some(policy) = cfg.signing.policy()? {
         tracing::info!(keys = policy.keys().len(), "signature policy loaded");
         reg = reg.with_signing(Arc::new(policy));
