@@ -575,6 +575,7 @@ async fn put_manifest(
             .filter(|t| reg.inner.tag_rules.immutable(name, t).is_some())
             .cloned()
             .collect(),
+        actor: caller.principal.display().to_owned(),
     };
     reg.inner
         .meta
@@ -623,8 +624,18 @@ async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Call
         ));
     }
     let found = match &r {
-        Reference::Digest(d) => reg.inner.meta.delete_manifest(name, d).await?,
-        Reference::Tag(t) => reg.inner.meta.delete_tag(name, t).await?,
+        Reference::Digest(d) => {
+            reg.inner
+                .meta
+                .delete_manifest(name, d, caller.principal.display())
+                .await?
+        }
+        Reference::Tag(t) => {
+            reg.inner
+                .meta
+                .delete_tag(name, t, caller.principal.display())
+                .await?
+        }
     };
     if let Some(p) = &reg.inner.signing {
         p.invalidate();

@@ -37,6 +37,8 @@ pub(crate) fn routes() -> Router<Registry> {
         .route("/api/v1/rules/{id}", axum::routing::delete(delete_rule))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/signatures", get(signatures))
+        .route("/api/v1/tags/history", get(tag_history))
+        .route("/api/v1/tags/rollback", post(tag_rollback))
         .route("/api/v1/trusted-keys", get(trusted_keys))
 }
 
@@ -477,8 +479,20 @@ struct SignatureQuery {
 
 /// Admits callers who may pull `repo` (signature reports are read access, not administration).
 async fn reader(reg: &Registry, parts: &Parts, repo: &str) -> Result<(), ApiError> {
+    repo_caller(reg, parts, repo, auth::Action::Pull)
+        .await
+        .map(|_| ())
+}
+
+/// Admits callers who may take `action` on `repo`; returns the caller.
+async fn repo_caller(
+    reg: &Registry,
+    parts: &Parts,
+    repo: &str,
+    action: auth::Action,
+) -> Result<Caller, ApiError> {
     let Some(ac) = &reg.inner.access else {
-        return Ok(());
+        return Ok(Caller::open());
     };
     let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     let cert = parts
@@ -486,13 +500,11 @@ async fn reader(reg: &Registry, parts: &Parts, repo: &str) -> Result<(), ApiErro
         .get::<crate::tls::ClientIdentity>()
         .and_then(|c| c.common_name());
     let need = Need {
-        repo: Some((repo.to_owned(), Actions::of(auth::Action::Pull))),
-        scope_actions: Actions::of(auth::Action::Pull),
+        repo: Some((repo.to_owned(), Actions::of(action))),
+        scope_actions: Actions::of(action),
         ..Need::default()
     };
-    ac.authorize(&parts.headers, source, cert, &need)
-        .await
-        .map(|_| ())
+    ac.authorize(&parts.headers, source, cert, &need).await
 }
 
 /// `GET /api/v1/signatures?repo=R&reference=TAG|DIGEST`: the image's signatures and which
@@ -566,4 +578,104 @@ async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
         .map(|k| serde_json::json!({"name": k.name, "key_id": k.key.key_id(), "algorithm": k.key.algorithm().to_string()}))
         .collect();
     Ok(json(StatusCode::OK, &keys))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    repo: String,
+    tag: String,
+    limit: Option<usize>,
+}
+
+fn check_repo_tag(repo: &str, tag: &str) -> Result<(), ApiError> {
+    oci::validate_repository(repo).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
+    oci::validate_tag(tag).map_err(|e| bad(e.to_string()))
+}
+
+/// `GET /api/v1/tags/history?repo=R&tag=T`: every change of the tag, newest first.
+async fn tag_history(
+    State(reg): State<Registry>,
+    Query(q): Query<HistoryQuery>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    check_repo_tag(&q.repo, &q.tag)?;
+    reader(&reg, &parts, &q.repo).await?;
+    let events = reg
+        .inner
+        .meta
+        .tag_history(&q.repo, &q.tag, q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await
+        .map_err(internal)?;
+    Ok(json(StatusCode::OK, &events))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    repo: String,
+    tag: String,
+    /// Move the tag to this digest...
+    #[serde(default)]
+    to: Option<String>,
+    /// ...or to where it pointed this many changes ago.
+    #[serde(default)]
+    steps: Option<usize>,
+}
+
+/// `POST /api/v1/tags/rollback {repo, tag, to | steps}`: moves a tag back (needs push; the move
+/// is itself recorded; immutable tags refuse it).
+async fn tag_rollback(State(reg): State<Registry>, req: Request) -> MResult {
+    let (parts, body) = req.into_parts();
+    let r: Rollback = body_json(body).await?;
+    check_repo_tag(&r.repo, &r.tag)?;
+    let caller = repo_caller(&reg, &parts, &r.repo, auth::Action::Push).await?;
+    let target = match (&r.to, r.steps) {
+        (Some(d), None) => {
+            oci::Digest::parse(d).map_err(|e| ApiError::new(Code::DigestInvalid, e.to_string()))?
+        }
+        (None, Some(n)) if n >= 1 => {
+            let history = reg
+                .inner
+                .meta
+                .tag_history(&r.repo, &r.tag, n + 1)
+                .await
+                .map_err(internal)?;
+            let prev = history
+                .get(n - 1)
+                .and_then(|e| e.previous.clone())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{}:{} has fewer than {n} earlier positions",
+                        r.repo, r.tag
+                    ))
+                })?;
+            oci::Digest::parse(&prev).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
+        }
+        _ => {
+            return Err(bad(
+                "give exactly one of `to` (a digest) or `steps` (1 or more)",
+            ));
+        }
+    };
+    let frozen = reg.inner.tag_rules.immutable(&r.repo, &r.tag).is_some();
+    reg.inner
+        .meta
+        .set_tag(&r.repo, &r.tag, &target, caller.principal.display(), frozen)
+        .await?;
+    if let Some(p) = &reg.inner.signing {
+        p.invalidate();
+    }
+    reg.audit(
+        &caller,
+        "rollback",
+        &r.repo,
+        target.to_string(),
+        format!("tag {}", r.tag),
+    )
+    .await;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"repo": r.repo, "tag": r.tag, "digest": target}),
+    ))
 }

@@ -25,6 +25,7 @@ fn record(i: usize) -> ManifestRecord {
         subject: None,
         referrer: None,
         frozen_tags: vec![],
+        actor: "bench".into(),
     }
 }
 

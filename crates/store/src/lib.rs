@@ -11,7 +11,9 @@ pub mod blob;
 pub mod meta;
 
 pub use blob::{BlobStore, BlobStream, FsBlobStore, UploadState};
-pub use meta::{ManifestRecord, MetaStore, Page, RedbMetaStore, StoredManifest, UploadRecord};
+pub use meta::{
+    ManifestRecord, MetaStore, Page, RedbMetaStore, StoredManifest, TagEvent, UploadRecord,
+};
 
 /// Everything that can go wrong in storage, typed so callers can map it to protocol errors.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,21 @@ pub struct ManifestRecord {
     /// Tags (among those being set) that are immutable: they may be created, or set again to
     /// the same digest, but never moved to another one.
     pub frozen_tags: Vec<String>,
+    /// Who pushed it, for the tag history.
+    pub actor: String,
+}
+
+/// One change of a tag: created (`previous` empty), moved, or deleted (`new` empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagEvent {
+    /// Unix seconds.
+    pub time: u64,
+    /// Who changed it.
+    pub actor: String,
+    /// The digest it pointed at before.
+    pub previous: Option<String>,
+    /// The digest it points at after.
+    pub new: Option<String>,
 }
 
 /// A manifest as read back.
@@ -84,10 +99,22 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn put_manifest(&self, repo: &str, m: ManifestRecord, tags: Vec<String>) -> Result<()>;
     /// Reads a manifest by tag or digest.
     async fn get_manifest(&self, repo: &str, r: &Reference) -> Result<Option<StoredManifest>>;
-    /// Deletes a manifest and the tags that point at it.
-    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// Deletes a manifest and the tags that point at it (recorded in their history as `actor`).
+    async fn delete_manifest(&self, repo: &str, digest: &Digest, actor: &str) -> Result<bool>;
     /// Deletes one tag, leaving the manifest.
-    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
+    async fn delete_tag(&self, repo: &str, tag: &str, actor: &str) -> Result<bool>;
+    /// Points `tag` at a manifest already in `repo` (rollback). `frozen` refuses moving a tag
+    /// that exists and points elsewhere.
+    async fn set_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+        actor: &str,
+        frozen: bool,
+    ) -> Result<()>;
+    /// The changes of a tag, newest first.
+    async fn tag_history(&self, repo: &str, tag: &str, limit: usize) -> Result<Vec<TagEvent>>;
     /// Tags in lexical order, or `None` when the repository does not exist.
     async fn tags(&self, repo: &str, page: Page) -> Result<Option<Vec<String>>>;
     /// Repository names in lexical order.
@@ -130,6 +157,8 @@ const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const REFERRERS: TableDefinition<&str, &[u8]> = TableDefinition::new("referrers");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// Tag changes: key repo, tag, time-ordered sequence.
+const TAG_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_history");
 /// Index -> child links, keyed child first: "which indexes in this repository list this manifest".
 const PARENTS: TableDefinition<&str, u64> = TableDefinition::new("manifest_parents");
 
@@ -240,6 +269,7 @@ impl RedbMetaStore {
             txn.open_table(UPLOADS)?;
             txn.open_table(RECORDS)?;
             txn.open_table(PARENTS)?;
+            txn.open_table(TAG_HISTORY)?;
             txn.commit()?;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
@@ -342,6 +372,38 @@ fn writer_loop(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
             });
         }
     }
+}
+
+static TAG_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records a tag change in the same transaction as the change itself.
+fn record_tag_change(
+    txn: &WriteTransaction,
+    repo: &str,
+    tag: &str,
+    actor: &str,
+    previous: Option<String>,
+    new: Option<String>,
+) -> Result<()> {
+    if previous == new {
+        return Ok(());
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seq = TAG_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000;
+    let k = key(&[repo, tag, &format!("{nanos:024}{seq:06}")]);
+    let e = TagEvent {
+        time: now(),
+        actor: actor.to_owned(),
+        previous,
+        new,
+    };
+    let v = serde_json::to_vec(&e).expect("tag event serializes");
+    txn.open_table(TAG_HISTORY)?
+        .insert(k.as_str(), v.as_slice())?;
+    Ok(())
 }
 
 fn ensure_repo(txn: &WriteTransaction, repo: &str) -> Result<()> {
@@ -478,8 +540,11 @@ impl MetaStore for RedbMetaStore {
                 encode_manifest(&meta, &m.body).as_slice(),
             )?;
             for t in &tags {
-                txn.open_table(TAGS)?
-                    .insert(key(&[&repo, t]).as_str(), d.as_str())?;
+                let previous = txn
+                    .open_table(TAGS)?
+                    .insert(key(&[&repo, t]).as_str(), d.as_str())?
+                    .map(|v| v.value().to_owned());
+                record_tag_change(txn, &repo, t, &m.actor, previous, Some(d.clone()))?;
             }
             if let (Some(s), Some(desc)) = (&m.subject, &m.referrer) {
                 let v = serde_json::to_vec(desc).expect("descriptor serializes");
@@ -512,8 +577,8 @@ impl MetaStore for RedbMetaStore {
         })
     }
 
-    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.to_owned(), digest.clone());
+    async fn delete_manifest(&self, repo: &str, digest: &Digest, actor: &str) -> Result<bool> {
+        let (repo, digest, actor) = (repo.to_owned(), digest.clone(), actor.to_owned());
         self.write(move |txn| {
             let d = digest.to_string();
             let mk = key(&[&repo, &d]);
@@ -540,8 +605,13 @@ impl MetaStore for RedbMetaStore {
                 .filter(|(_, v)| v.value() == d)
                 .map(|(k, _)| k.value().to_owned())
                 .collect();
-            for k in doomed {
+            for k in &doomed {
                 tags.remove(k.as_str())?;
+            }
+            drop(tags);
+            for k in doomed {
+                let tag = &k[repo.len() + 1..];
+                record_tag_change(txn, &repo, tag, &actor, Some(d.clone()), None)?;
             }
             if let Some(s) = subject {
                 txn.open_table(REFERRERS)?
@@ -552,10 +622,83 @@ impl MetaStore for RedbMetaStore {
         .await
     }
 
-    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
-        let k = key(&[repo, tag]);
-        self.write(move |txn| Ok(txn.open_table(TAGS)?.remove(k.as_str())?.is_some()))
-            .await
+    async fn delete_tag(&self, repo: &str, tag: &str, actor: &str) -> Result<bool> {
+        let (repo, tag, actor) = (repo.to_owned(), tag.to_owned(), actor.to_owned());
+        self.write(move |txn| {
+            let previous = txn
+                .open_table(TAGS)?
+                .remove(key(&[&repo, &tag]).as_str())?
+                .map(|v| v.value().to_owned());
+            let existed = previous.is_some();
+            record_tag_change(txn, &repo, &tag, &actor, previous, None)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn set_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+        actor: &str,
+        frozen: bool,
+    ) -> Result<()> {
+        let (repo, tag, actor, digest) = (
+            repo.to_owned(),
+            tag.to_owned(),
+            actor.to_owned(),
+            digest.clone(),
+        );
+        self.write(move |txn| {
+            let d = digest.to_string();
+            if txn
+                .open_table(MANIFESTS)?
+                .get(key(&[&repo, &d]).as_str())?
+                .is_none()
+            {
+                return Err(StoreError::ManifestUnknown);
+            }
+            let k = key(&[&repo, &tag]);
+            if frozen
+                && let Some(cur) = txn.open_table(TAGS)?.get(k.as_str())?
+                && cur.value() != d
+            {
+                return Err(StoreError::TagImmutable {
+                    tag: tag.clone(),
+                    current: cur.value().to_owned(),
+                });
+            }
+            let previous = txn
+                .open_table(TAGS)?
+                .insert(k.as_str(), d.as_str())?
+                .map(|v| v.value().to_owned());
+            record_tag_change(txn, &repo, &tag, &actor, previous, Some(d))
+        })
+        .await
+    }
+
+    async fn tag_history(&self, repo: &str, tag: &str, limit: usize) -> Result<Vec<TagEvent>> {
+        self.read(|txn| {
+            let t = txn.open_table(TAG_HISTORY)?;
+            let p = key(&[repo, tag]);
+            let (lo, hi) = prefix_range(&p, None);
+            let mut out = Vec::new();
+            for e in t
+                .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
+                .rev()
+            {
+                let (_, v) = e?;
+                out.push(
+                    serde_json::from_slice(v.value())
+                        .map_err(|_| StoreError::Db("corrupt tag history record".into()))?,
+                );
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
     }
 
     async fn tags(&self, repo: &str, page: Page) -> Result<Option<Vec<String>>> {
@@ -772,6 +915,7 @@ mod tests {
             subject: None,
             referrer: None,
             frozen_tags: vec![],
+            actor: "test".into(),
         };
         let err = store
             .put_manifest("a/b", rec, vec!["t".into()])

@@ -927,3 +927,144 @@ mod tests {
         assert!(parse_duration("5y").is_err());
     }
 }
+
+/// `wharf tag ...`
+#[derive(Subcommand, Debug)]
+pub enum TagCmd {
+    /// Every change of a tag (created, moved, deleted), newest first.
+    History {
+        /// REPOSITORY:TAG
+        image: String,
+        /// At most this many changes.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Move a tag back to an earlier manifest (the move is recorded too).
+    Rollback {
+        /// REPOSITORY:TAG
+        image: String,
+        /// The digest to move the tag to.
+        #[arg(long, conflicts_with = "steps", required_unless_present = "steps")]
+        to: Option<String>,
+        /// Move the tag to where it pointed this many changes ago.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Server configuration file, for its immutable-tag rules (data-directory mode).
+        #[arg(long, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// Splits `repo:tag` (the tag after the last colon, which a registry host's port cannot be here
+/// since references name repositories of this registry).
+fn split_image(image: &str) -> anyhow::Result<(String, String)> {
+    let (repo, tag) = image
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .with_context(|| format!("expected REPOSITORY:TAG, got {image:?}"))?;
+    oci::validate_repository(repo).map_err(|e| anyhow::anyhow!("{repo}: {e}"))?;
+    oci::validate_tag(tag).map_err(|e| anyhow::anyhow!("{tag}: {e}"))?;
+    Ok((repo.to_owned(), tag.to_owned()))
+}
+
+fn print_tag_event(e: &store::TagEvent, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(e)?);
+    } else {
+        println!(
+            "{}\t{}\t{} -> {}",
+            e.time,
+            e.actor,
+            e.previous.as_deref().unwrap_or("(none)"),
+            e.new.as_deref().unwrap_or("(deleted)")
+        );
+    }
+    Ok(())
+}
+
+/// Runs `wharf tag ...`.
+pub fn tag(cmd: TagCmd) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            TagCmd::History { image, limit, json, data } => {
+                let (repo, tag) = split_image(&image)?;
+                if let Some(r) = Remote::of(&data)? {
+                    let v = r
+                        .call(
+                            reqwest::Method::GET,
+                            &format!("/api/v1/tags/history?repo={}&tag={}&limit={limit}", urlencode(&repo), urlencode(&tag)),
+                            None,
+                        )
+                        .await?;
+                    for e in serde_json::from_value::<Vec<store::TagEvent>>(v)? {
+                        print_tag_event(&e, json)?;
+                    }
+                    return Ok(());
+                }
+                let meta = open_meta(&data.data_dir)?;
+                for e in store::MetaStore::tag_history(&meta, &repo, &tag, limit.max(1)).await? {
+                    print_tag_event(&e, json)?;
+                }
+            }
+            TagCmd::Rollback { image, to, steps, config, data } => {
+                let (repo, tag) = split_image(&image)?;
+                if let Some(r) = Remote::of(&data)? {
+                    let v = r
+                        .call(
+                            reqwest::Method::POST,
+                            "/api/v1/tags/rollback",
+                            Some(serde_json::json!({"repo": repo, "tag": tag, "to": to, "steps": steps})),
+                        )
+                        .await?;
+                    println!("{repo}:{tag} -> {}", v["digest"].as_str().unwrap_or("?"));
+                    return Ok(());
+                }
+                let rules = match &config {
+                    Some(p) => crate::config::Config::load(p)?.tags.rules()?,
+                    None => registry::tagrules::TagRules::default(),
+                };
+                let meta = open_meta(&data.data_dir)?;
+                let target = match (to, steps) {
+                    (Some(d), _) => oci::Digest::parse(&d).map_err(|e| anyhow::anyhow!("{d}: {e}"))?,
+                    (None, Some(n)) if n >= 1 => {
+                        let h = store::MetaStore::tag_history(&meta, &repo, &tag, n + 1).await?;
+                        let prev = h
+                            .get(n - 1)
+                            .and_then(|e| e.previous.clone())
+                            .with_context(|| format!("{repo}:{tag} has fewer than {n} earlier positions"))?;
+                        oci::Digest::parse(&prev).map_err(|e| anyhow::anyhow!("{prev}: {e}"))?
+                    }
+                    _ => bail!("give --to DIGEST or --steps N (1 or more)"),
+                };
+                let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+                let frozen = rules.immutable(&repo, &tag).is_some();
+                store::MetaStore::set_tag(&meta, &repo, &tag, &target, &actor, frozen)
+                    .await
+                    .map_err(|e| match e {
+                        store::StoreError::TagImmutable { tag, current } => anyhow::anyhow!(
+                            "tag {tag} is immutable and points at {current}; it cannot be rolled back"
+                        ),
+                        e => e.into(),
+                    })?;
+                println!("{repo}:{tag} -> {target}");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn open_meta(data: &Path) -> anyhow::Result<store::RedbMetaStore> {
+    store::RedbMetaStore::open(&data.join("meta.redb")).with_context(|| {
+        format!(
+            "opening the metadata database in {} (is a server running on it? stop it first, or use --server)",
+            data.display()
+        )
+    })
+}

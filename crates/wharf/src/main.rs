@@ -40,6 +40,9 @@ enum Command {
     Rule(admin::RuleCmd),
     /// Read the audit log.
     Audit(admin::AuditArgs),
+    /// Tag history and rollback.
+    #[command(subcommand)]
+    Tag(admin::TagCmd),
     /// Rotate or prune the registry token signing keys.
     #[command(subcommand)]
     TokenKey(admin::TokenKeyCmd),
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Group(c) => admin::group(c),
         Command::Rule(c) => admin::rule(c),
         Command::Audit(a) => admin::audit(a),
+        Command::Tag(c) => admin::tag(c),
         Command::TokenKey(c) => admin::token_key(c),
         Command::Pin(args) => pin::run(args),
         Command::Key(c) => key::run(c),

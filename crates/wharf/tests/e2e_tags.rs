@@ -158,3 +158,118 @@ fn immutable_tag_creation_race_has_one_winner() {
         Some(winners[0])
     );
 }
+
+/// Every tag change is recorded with actor and previous/new digest; rollback moves a tag back
+/// (by digest or by steps), is recorded itself, respects immutability, and works through the
+/// management API and through the CLI on the data directory.
+#[test]
+fn tag_history_and_rollback() {
+    let mut s = AuthWharf::new("[[tags.immutable]]\nrepos = \"prod/*\"\ntags = \"v*\"\n");
+    s.start();
+    let http = s.http();
+    let (a, ma) = manifest(&http, "prod/app", 31);
+    let (b, mb) = manifest(&http, "prod/app", 32);
+    let (c, mc) = manifest(&http, "prod/app", 33);
+    for m in [&ma, &mb, &mc] {
+        http.push_manifest("prod/app", "latest", OCI_MANIFEST, m)
+            .unwrap()
+            .expect(201);
+    }
+    // Pushing the same manifest again is no change and leaves no event.
+    http.push_manifest("prod/app", "latest", OCI_MANIFEST, &mc)
+        .unwrap()
+        .expect(201);
+    http.push_manifest("prod/app", "v1", OCI_MANIFEST, &ma)
+        .unwrap()
+        .expect(201);
+
+    let h = http
+        .get("/api/v1/tags/history?repo=prod/app&tag=latest")
+        .unwrap()
+        .expect(200)
+        .json();
+    let moves: Vec<(Option<&str>, Option<&str>)> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["previous"].as_str(), e["new"].as_str()))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            (Some(b.as_str()), Some(c.as_str())),
+            (Some(a.as_str()), Some(b.as_str())),
+            (None, Some(a.as_str()))
+        ],
+        "{h}"
+    );
+    assert_eq!(h[0]["actor"], "anonymous");
+
+    // Rollback one step: latest goes back to b, and the rollback is in the history.
+    let r = http
+        .request(
+            "POST",
+            "/api/v1/tags/rollback",
+            &[("Content-Type", "application/json")],
+            br#"{"repo":"prod/app","tag":"latest","steps":1}"#,
+        )
+        .unwrap()
+        .expect(200);
+    assert_eq!(r.json()["digest"], b.as_str());
+    assert_eq!(
+        tagged(&http, "prod/app", "latest").as_deref(),
+        Some(b.as_str())
+    );
+    let h = http
+        .get("/api/v1/tags/history?repo=prod/app&tag=latest")
+        .unwrap()
+        .expect(200)
+        .json();
+    assert_eq!(h[0]["previous"], c.as_str());
+    assert_eq!(h[0]["new"], b.as_str());
+
+    // An immutable tag cannot be rolled back to another manifest; an unknown digest is refused.
+    let body = format!(r#"{{"repo":"prod/app","tag":"v1","to":"{c}"}}"#);
+    let r = http
+        .request(
+            "POST",
+            "/api/v1/tags/rollback",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.dump());
+    let missing = sha256_digest(b"nothing");
+    let body = format!(r#"{{"repo":"prod/app","tag":"latest","to":"{missing}"}}"#);
+    let r = http
+        .request(
+            "POST",
+            "/api/v1/tags/rollback",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.dump());
+
+    // Deleting a tag is recorded.
+    http.request("DELETE", "/v2/prod/app/manifests/latest", &[], &[])
+        .unwrap()
+        .expect(202);
+
+    // The CLI on the data directory (server stopped) sees the same history and can roll back.
+    s.stop();
+    let out = s.must_cli(&["tag", "history", "prod/app:latest", "--json"], "");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines[0]["previous"], b.as_str());
+    assert!(lines[0]["new"].is_null(), "deletion recorded: {out}");
+    s.must_cli(&["tag", "rollback", "prod/app:latest", "--to", &a], "");
+    s.start();
+    assert_eq!(
+        tagged(&s.http(), "prod/app", "latest").as_deref(),
+        Some(a.as_str())
+    );
+}
