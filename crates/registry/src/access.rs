@@ -141,6 +141,8 @@ pub struct AccessControl {
     /// robot out would let anyone stop a pipeline) and, with a higher threshold since clients
     /// behind one NAT share it, per source address.
     limiter: Mutex<Limiters>,
+    /// Bounds audit writes running in the background.
+    audit_inflight: Arc<tokio::sync::Semaphore>,
 }
 
 struct Limiters {
@@ -196,6 +198,7 @@ impl AccessControl {
             token_cache: Mutex::new(HashMap::new()),
             basic_cache: Mutex::new(HashMap::new()),
             limiter: Mutex::new(limiter),
+            audit_inflight: Arc::new(tokio::sync::Semaphore::new(MAX_AUDIT_INFLIGHT)),
         };
         ac.reload().await?;
         Ok(ac)
@@ -745,11 +748,36 @@ impl AccessControl {
             source: caller.source.map(|s| s.to_string()),
             detail,
         };
-        if let Err(err) = self.ids.audit(&e).await {
-            tracing::error!(error = %err, "writing audit event failed");
+        // The event joins the next group commit without holding up the response; when too
+        // many are already in flight, the request waits for its own (backpressure, bounded).
+        let ids = self.ids.clone();
+        let write = async move {
+            if let Err(err) = ids.audit(&e).await {
+                tracing::error!(error = %err, "writing audit event failed");
+            }
+        };
+        match self.audit_inflight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    write.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => write.await,
         }
     }
 }
+
+impl AccessControl {
+    /// Waits (up to `limit`) for audit events still being written, so a shutdown loses none.
+    pub async fn flush_audit(&self, limit: std::time::Duration) {
+        let all = u32::try_from(MAX_AUDIT_INFLIGHT).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(limit, self.audit_inflight.acquire_many(all)).await;
+    }
+}
+
+/// Audit events written in the background at most at once.
+const MAX_AUDIT_INFLIGHT: usize = 4096;
 
 /// An argon2id hash of a random password, verified against when the user does not exist.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0r8jJkVxJ3bV7kY8Qw2m0o3QmYV4k5Cz9p2Nw1q0s8E";

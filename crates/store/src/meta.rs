@@ -226,6 +226,9 @@ fn now() -> u64 {
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
 type Job = Box<dyn FnOnce(&WriteTransaction) -> (bool, Reply) + Send>;
 
+/// Page cache of the metadata database.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Bound on queued write operations; callers wait when it is full.
 const WRITE_QUEUE: usize = 1024;
 /// Most operations folded into one commit.
@@ -257,7 +260,13 @@ impl Drop for RedbMetaStore {
 impl RedbMetaStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Arc::new(Database::create(path)?);
+        // redb's page cache would otherwise grow toward its 1 GiB default as metadata is
+        // written: bound it so memory stays flat (hot manifests still fit many times over).
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
         {
             let txn = db.begin_write()?;
             txn.open_table(REPOS)?;

@@ -99,8 +99,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("loading identities")?;
     let auth_enforced = access.enforced();
+    let access = Arc::new(access);
     let mut reg =
-        registry::Registry::new(Arc::new(blobs), meta, limits).with_access(Arc::new(access));
+        registry::Registry::new(Arc::new(blobs), meta, limits).with_access(access.clone());
     reg = reg.with_tag_rules(cfg.tags.rules()?);
     if let Some(policy) = cfg.signing.policy()? {
         tracing::info!(keys = policy.keys().len(), "signature policy loaded");
@@ -140,6 +141,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     })
     .await
     .context("serving")?;
+    access.flush_audit(Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
 }
