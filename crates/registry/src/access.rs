@@ -77,6 +77,16 @@ impl Default for AuthSettings {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// Where a request comes from, as the connection loop recorded it: the source address, and the
+/// common name of a client certificate the TLS handshake verified.
+pub fn request_origin(ext: &axum::http::Extensions) -> (Option<IpAddr>, Option<&str>) {
+    let source = ext.get::<PeerAddr>().map(|p| p.0.ip());
+    let cert = ext
+        .get::<crate::tls::ClientIdentity>()
+        .and_then(|c| c.common_name());
+    (source, cert)
+}
+
 /// What a request needs.
 #[derive(Clone, Debug, Default)]
 pub struct Need {

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use oci::{Descriptor, Digest, Manifest, NameError, RangeError, Reference, media_types};
 use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
-use crate::access::{Caller, Need, PeerAddr};
+use crate::access::{Caller, Need, request_origin};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::{Registry, RouteLabel};
 use auth::{Action, Actions};
@@ -167,15 +167,8 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
         None => Caller::open(),
         Some(ac) => {
             let need = need_of(&route, req.method());
-            let source = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-            let cert = req
-                .extensions()
-                .get::<crate::tls::ClientIdentity>()
-                .and_then(|c| c.common_name().map(str::to_owned));
-            match ac
-                .authorize(req.headers(), source, cert.as_deref(), &need)
-                .await
-            {
+            let (source, cert) = request_origin(req.extensions());
+            match ac.authorize(req.headers(), source, cert, &need).await {
                 Ok(c) => c,
                 Err(e) => {
                     let mut resp = e.into_response();
@@ -861,10 +854,7 @@ async fn start_upload(
         .upload_create(UploadRecord {
             id: id.clone(),
             repo: name.to_owned(),
-            started: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            started: auth::now(),
             owner: (!caller.open).then(|| caller.principal.display().to_owned()),
         })
         .await?;

@@ -15,7 +15,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 
 use crate::Registry;
-use crate::access::{AccessControl, Caller, Need, PeerAddr};
+use crate::access::{AccessControl, Caller, Need, request_origin};
 use crate::error::{ApiError, Code};
 use crate::identities::AuditQuery;
 
@@ -68,15 +68,11 @@ async fn admin(reg: &Registry, parts: &Parts) -> Result<(Arc<AccessControl>, Cal
         .access
         .clone()
         .ok_or_else(|| not_found("access control is not configured"))?;
-    let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    let (source, cert) = request_origin(&parts.extensions);
     let need = Need {
         admin: true,
         ..Need::default()
     };
-    let cert = parts
-        .extensions
-        .get::<crate::tls::ClientIdentity>()
-        .and_then(|c| c.common_name());
     let caller = ac.authorize(&parts.headers, source, cert, &need).await?;
     if caller.open && !source.is_some_and(|ip| ip.is_loopback()) {
         return Err(ApiError::new(
@@ -494,11 +490,7 @@ async fn repo_caller(
     let Some(ac) = &reg.inner.access else {
         return Ok(Caller::open());
     };
-    let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
-    let cert = parts
-        .extensions
-        .get::<crate::tls::ClientIdentity>()
-        .and_then(|c| c.common_name());
+    let (source, cert) = request_origin(&parts.extensions);
     let need = Need {
         repo: Some((repo.to_owned(), Actions::of(action))),
         scope_actions: Actions::of(action),
@@ -566,8 +558,8 @@ async fn signatures(
 async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
     let (parts, _) = req.into_parts();
     if let Some(ac) = &reg.inner.access {
-        let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
-        ac.authorize(&parts.headers, source, None, &Need::default())
+        let (source, cert) = request_origin(&parts.extensions);
+        ac.authorize(&parts.headers, source, cert, &Need::default())
             .await?;
     }
     let keys: Vec<serde_json::Value> = reg

@@ -229,11 +229,8 @@ impl SigningPolicy {
                 "{repo} requires signed images but no trusted key applies"
             )));
         }
-        if self
-            .verdict(meta, blobs, repo, digest, &keys)
-            .await?
-            .is_verified()
-        {
+        let own = self.verdict(meta, blobs, repo, digest, &keys).await?;
+        if own.is_verified() {
             return Ok(Ok(()));
         }
         // A platform manifest is covered by a signed index that lists it.
@@ -247,11 +244,10 @@ impl SigningPolicy {
             }
         }
         let names: Vec<&str> = keys.iter().map(|&i| self.keys[i].name.as_str()).collect();
-        let v = self.verdict(meta, blobs, repo, digest, &keys).await?;
-        let why = if v.rejected.is_empty() {
+        let why = if own.rejected.is_empty() {
             "it has no signature".to_owned()
         } else {
-            v.rejected
+            own.rejected
                 .iter()
                 .map(|r| format!("{}: {}", r.source, r.reason))
                 .collect::<Vec<_>>()

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::Registry;
-use crate::access::{AccessControl, PeerAddr, decode_basic};
+use crate::access::{AccessControl, decode_basic, request_origin};
 use crate::error::{ApiError, Code};
 
 fn form_pairs(s: &str) -> Vec<(String, String)> {
@@ -31,7 +31,7 @@ fn access(reg: &Registry) -> Result<&AccessControl, ApiError> {
 }
 
 fn source(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts.extensions.get::<PeerAddr>().map(|p| p.0.ip())
+    request_origin(&parts.extensions).0
 }
 
 fn check_service(ac: &AccessControl, service: Option<&str>) -> Result<(), ApiError> {

@@ -204,14 +204,13 @@ fn decode_meta(v: &[u8]) -> Result<ManifestMeta> {
 }
 
 fn decode_manifest(digest: Digest, v: &[u8]) -> Result<StoredManifest> {
-    let corrupt = || StoreError::Db("corrupt manifest record".into());
-    let len = u32::from_le_bytes(v.get(..4).ok_or_else(corrupt)?.try_into().expect("4 bytes"));
-    let head = v.get(4..4 + len as usize).ok_or_else(corrupt)?;
-    let meta: ManifestMeta = serde_json::from_slice(head).map_err(|_| corrupt())?;
+    let meta = decode_meta(v)?;
+    // decode_meta checked that the length prefix and header are in bounds.
+    let len = u32::from_le_bytes(v[..4].try_into().expect("4 bytes")) as usize;
     Ok(StoredManifest {
         digest,
         media_type: meta.media_type,
-        body: Bytes::copy_from_slice(&v[4 + len as usize..]),
+        body: Bytes::copy_from_slice(&v[4 + len..]),
         subject: meta.subject,
     })
 }

@@ -305,13 +305,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn open(data: &Path) -> anyhow::Result<Identities> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    let meta = store::RedbMetaStore::open(&data.join("meta.redb")).with_context(|| {
-        format!(
-            "opening the metadata database in {} (is a server running on it? stop it first)",
-            data.display()
-        )
-    })?;
-    Ok(Identities::new(Arc::new(meta)))
+    Ok(Identities::new(Arc::new(open_meta(data)?)))
 }
 
 fn read_secret_line() -> anyhow::Result<String> {
