@@ -2,10 +2,15 @@
 # Installs the Debian packages that Wharf's end-to-end tests drive (crates/wharf/tests/e2e_*.rs):
 # real clients (skopeo, podman, containerd's ctr), CNCF Distribution as a peer and baseline,
 # umoci + busybox-static to build test images offline, wrk and curl for benchmarks and by-hand
-# checks. Safe to run again; non-interactive; needs root (or sudo).
+# checks; and schemathesis (PyPI, pinned) in a venv under the user's cache directory, for the
+# OpenAPI test of the management API. Safe to run again (quick when all is there);
+# non-interactive; needs root (or sudo) for the Debian packages.
 #
 #   scripts/install-test-deps.sh            install what is missing
 #   FORCE_APT=1 scripts/install-test-deps.sh  always run apt-get update + install
+#   WHARF_TEST_VENV=DIR                       where the schemathesis venv goes (default:
+#                                             ${XDG_CACHE_HOME:-~/.cache}/wharf-test-deps/schemathesis;
+#                                             crates/wharf/tests/e2e_openapi.rs looks there too)
 set -euo pipefail
 
 PACKAGES=(
@@ -25,6 +30,7 @@ PACKAGES=(
   procps                 # kill(1), used by the tests to send signals
   apache2-utils          # htpasswd, for the htpasswd import test
   patch                  # applies wharf pin --dry-run diffs in e2e_pin
+  python3 python3-venv   # a private venv for schemathesis (PyPI), used by e2e_openapi
 )
 
 SUDO=()
@@ -53,4 +59,15 @@ fi
 for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
-echo "install-test-deps: ok ($(skopeo --version), $(podman --version), $(containerd --version | cut -d' ' -f3), $(docker-registry --version | cut -d' ' -f3), $(umoci --version))"
+# schemathesis, pinned, in its own venv (nothing system-wide; the test finds it at this path).
+SCHEMATHESIS_VERSION=4.32.5
+ST_VENV="${WHARF_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/schemathesis}"
+if [ "$("$ST_VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+  echo "install-test-deps: installing schemathesis $SCHEMATHESIS_VERSION into $ST_VENV"
+  rm -rf "$ST_VENV"
+  /usr/bin/python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" </dev/null
+fi
+"$ST_VENV/bin/schemathesis" --version >/dev/null || { echo "install-test-deps: schemathesis is broken in $ST_VENV" >&2; exit 1; }
+
+echo "install-test-deps: ok ($("$ST_VENV/bin/schemathesis" --version), $(skopeo --version), $(podman --version), $(containerd --version | cut -d' ' -f3), $(docker-registry --version | cut -d' ' -f3), $(umoci --version))"

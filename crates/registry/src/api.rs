@@ -15,6 +15,7 @@ use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
 use crate::access::{Caller, Need, request_origin};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::mirror;
 use crate::{Registry, RouteLabel};
 use auth::{Action, Actions};
 
@@ -32,6 +33,19 @@ enum Route<'a> {
 }
 
 impl Route<'_> {
+    /// The repository the route addresses, if any.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags(n)
+            | Route::Manifest(n, _)
+            | Route::Blob(n, _)
+            | Route::UploadStart(n)
+            | Route::Upload(n, _)
+            | Route::Referrers(n, _) => Some(n),
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Route::Base => "base",
@@ -156,7 +170,20 @@ fn parse_reference(s: &str) -> ApiResult<Reference> {
 
 /// Entry point for every request not served by a fixed route.
 pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
-    let path = req.uri().path().to_owned();
+    let mut path = req.uri().path().to_owned();
+    if let Some(cache) = &reg.inner.cache {
+        let ns = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|p| p.strip_prefix("ns="))
+                .map(percent_decode)
+        });
+        let name = parse_route(&path).and_then(|r| r.name().map(str::to_owned));
+        match crate::mirror::rewrite(cache, &path, name.as_deref(), ns.as_deref()) {
+            Ok(Some(p)) => path = p,
+            Ok(None) => {}
+            Err(e) => return e.into_response(),
+        }
+    }
     let Some(route) = parse_route(&path) else {
         return ApiError::new(Code::NameUnknown, "no such endpoint")
             .with_status(StatusCode::NOT_FOUND)
@@ -258,10 +285,19 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
             let r = parse_reference(r)?;
             match method {
                 Method::GET | Method::HEAD => {
+                    if let Some(cache) = mirror::cache_for(reg, name) {
+                        mirror::ensure_manifest(cache, name, &r).await?;
+                    }
                     get_manifest(reg, name, r, method == Method::HEAD).await
                 }
-                Method::PUT => put_manifest(reg, name, r, req, body, caller).await,
-                Method::DELETE => delete_manifest(reg, name, r, caller).await,
+                Method::PUT => {
+                    mirror::refuse_write(reg, name)?;
+                    put_manifest(reg, name, r, req, body, caller).await
+                }
+                Method::DELETE => {
+                    mirror::refuse_write(reg, name)?;
+                    delete_manifest(reg, name, r, caller).await
+                }
                 _ => unsupported(),
             }
         }
@@ -270,14 +306,39 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
             let d = parse_digest(d)?;
             match method {
                 Method::GET | Method::HEAD => {
+                    if let Some(cache) = mirror::cache_for(reg, name) {
+                        if reg.inner.meta.blob_linked(name, &d).await?.is_none() {
+                            let range = header_str(&req.headers, header::RANGE);
+                            if let Some(resp) =
+                                mirror::blob(reg, cache, name, &d, range, &method).await?
+                            {
+                                return Ok(resp);
+                            }
+                        }
+                        let resp = get_blob(reg, name, d, req, method == Method::HEAD).await?;
+                        if method == Method::GET
+                            && let Some(n) = resp
+                                .headers()
+                                .get(header::CONTENT_LENGTH)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse().ok())
+                        {
+                            cache.note_served(n);
+                        }
+                        return Ok(resp);
+                    }
                     get_blob(reg, name, d, req, method == Method::HEAD).await
                 }
-                Method::DELETE => delete_blob(reg, name, d, caller).await,
+                Method::DELETE => {
+                    mirror::refuse_write(reg, name)?;
+                    delete_blob(reg, name, d, caller).await
+                }
                 _ => unsupported(),
             }
         }
         Route::UploadStart(name) => {
             check_name(name)?;
+            mirror::refuse_write(reg, name)?;
             match method {
                 Method::POST => start_upload(reg, name, req, body, caller).await,
                 _ => unsupported(),
@@ -285,6 +346,7 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
         }
         Route::Upload(name, id) => {
             check_name(name)?;
+            mirror::refuse_write(reg, name)?;
             match method {
                 Method::GET => upload_status(reg, name, id, caller).await,
                 Method::PATCH => patch_upload(reg, name, id, req, body, caller).await,
@@ -458,6 +520,8 @@ async fn get_manifest(reg: &Registry, name: &str, r: Reference, head: bool) -> A
             return Err(ApiError::new(Code::Denied, why));
         }
     }
+    // Last-pull tracking (in memory, flushed in batches): HEAD counts too (pulls.rs).
+    reg.note_pull(name, &m.digest);
     let digest = m.digest.to_string();
     let len = m.body.len();
     let mut resp = if head {
@@ -679,9 +743,13 @@ async fn referrers(reg: &Registry, name: &str, subject: Digest, req: &Parts) -> 
 // Blobs
 
 async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool) -> ApiResult {
+    // GC: read the link under the digest's lock and touch it, so a blob found here stays for
+    // the grace period (a client may reference it in a manifest next).
+    let held = reg.inner.gc.hold(&d).await;
     let size = reg.inner.meta.blob_linked(name, &d).await?.ok_or_else(|| {
         ApiError::new(Code::BlobUnknown, format!("blob {d} unknown to repository"))
     })?;
+    drop(held);
     let range = match header_str(&req.headers, header::RANGE).map(|r| oci::parse_range(r, size)) {
         None | Some(Err(RangeError::Malformed)) => None,
         Some(Ok(r)) => Some(r),
@@ -815,6 +883,8 @@ async fn start_upload(
         // Mounting from a repository the caller cannot read falls back to a plain upload, so
         // it reveals nothing about that repository.
         let readable = reg.can(caller, from, Action::Pull);
+        // GC: check and link under the digest's lock (and touch it).
+        let _held = reg.inner.gc.hold(&d).await;
         if readable
             && let Some(size) = reg.inner.meta.blob_linked(from, &d).await?
             && reg.inner.blobs.size(&d).await?.is_some()
@@ -834,11 +904,17 @@ async fn start_upload(
         reg.inner.blobs.upload_create(&id).await?;
         let result = async {
             reg.inner.blobs.upload_append(&id, None, None, body).await?;
-            reg.inner.blobs.upload_commit(&id, &d).await
+            // GC: commit and link under the digest's lock.
+            let held = reg.inner.gc.hold(&d).await;
+            reg.inner
+                .blobs
+                .upload_commit(&id, &d)
+                .await
+                .map(|s| (s, held))
         }
         .await;
-        let size = match result {
-            Ok(size) => size,
+        let (size, _held) = match result {
+            Ok(done) => done,
             Err(e) => {
                 let _ = reg.inner.blobs.upload_delete(&id).await;
                 return Err(e.into());
@@ -977,6 +1053,8 @@ async fn finish_upload(
     // Whatever the headers say (HTTP/2 may send neither length nor encoding), a body that
     // carries bytes is the last chunk; an empty one appends nothing.
     append(reg, name, id, req, body).await?;
+    // GC: commit and link under the digest's lock, so the blob cannot go in between.
+    let _held = reg.inner.gc.hold(&d).await;
     let size = reg.inner.blobs.upload_commit(id, &d).await?;
     reg.inner.meta.upload_complete(id, &d, size).await?;
     tracing::info!(repo = name, digest = %d, size, "blob pushed");

@@ -37,6 +37,8 @@ pub enum Code {
     Unsupported,
     /// Too many requests.
     TooManyRequests,
+    /// A service the request depends on (a pull-through cache's upstream) is unavailable.
+    Unavailable,
     /// The server failed; not the client's fault.
     Internal,
 }
@@ -59,6 +61,7 @@ impl Code {
             Code::Denied => "DENIED",
             Code::Unsupported => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
+            Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "UNKNOWN",
         }
     }
@@ -74,6 +77,7 @@ impl Code {
             Code::Denied => StatusCode::FORBIDDEN,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

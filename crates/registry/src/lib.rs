@@ -8,9 +8,13 @@
 pub mod access;
 mod api;
 pub mod error;
+pub mod gc;
 pub mod identities;
 pub mod metrics;
 mod mgmt;
+mod mirror;
+pub mod pulls;
+pub mod retention;
 pub mod server;
 pub mod signatures;
 pub mod tagrules;
@@ -61,27 +65,48 @@ pub struct Registry {
 struct Inner {
     access: Option<Arc<access::AccessControl>>,
     signing: Option<Arc<signatures::SigningPolicy>>,
+    /// The pull-through cache, when upstreams are configured.
+    cache: Option<cache::Cache>,
     tag_rules: tagrules::TagRules,
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
     metrics: Arc<Metrics>,
+    /// Garbage collection, storage use, and the per-digest locks and touches it relies on.
+    gc: Arc<gc::Collector>,
     limits: Limits,
     ready: AtomicBool,
+    /// Manifest pulls noted since the last flush (pulls.rs).
+    pulls: pulls::PullTracker,
+    /// Retention policies and their schedule (retention.rs).
+    retention: retention::RetentionRules,
+    /// One retention run at a time.
+    retention_lock: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
     /// Builds a registry over the given stores.
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let gc = Arc::new(gc::Collector::new(
+            blobs.clone(),
+            meta.clone(),
+            metrics.clone(),
+        ));
         Registry {
             inner: Arc::new(Inner {
                 access: None,
                 signing: None,
+                cache: None,
                 tag_rules: tagrules::TagRules::default(),
                 blobs,
                 meta,
-                metrics: Arc::new(Metrics::new()),
+                metrics,
+                gc,
                 limits,
                 ready: AtomicBool::new(true),
+                pulls: pulls::PullTracker::new(pulls::DEFAULT_CAPACITY),
+                retention: retention::RetentionRules::default(),
+                retention_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -110,6 +135,27 @@ impl Registry {
                 ..inner
             }),
         }
+    }
+
+    /// Adds a pull-through cache: its repositories are served from upstream registries.
+    pub fn with_cache(self, cache: cache::Cache) -> Self {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_cache must be called before the registry is shared"));
+        cache.set_blob_locks(Arc::new(mirror::GcLocks(inner.gc.clone())));
+        let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
+        cache.metrics().register(&mut prom);
+        inner.metrics.attach(prom);
+        Registry {
+            inner: Arc::new(Inner {
+                cache: Some(cache),
+                ..inner
+            }),
+        }
+    }
+
+    /// The pull-through cache, if one is configured.
+    pub fn cache(&self) -> Option<&cache::Cache> {
+        self.inner.cache.as_ref()
     }
 
     /// Adds immutable-tag rules.
@@ -153,6 +199,17 @@ impl Registry {
         }
     }
 
+    /// The garbage collector (storage use, scheduled and on-demand collections; docs/gc.md).
+    pub fn collector(&self) -> &Arc<gc::Collector> {
+        &self.inner.gc
+    }
+
+    /// Runs one garbage collection now (after any running one) and returns its report. For
+    /// other modules, e.g. the pull-through cache after it evicts manifests.
+    pub async fn collect_garbage(&self, opts: &gc::GcOptions) -> Result<gc::GcReport, gc::GcError> {
+        self.inner.gc.collect(opts).await
+    }
+
     /// The metrics this registry records.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -166,6 +223,9 @@ impl Registry {
             .route("/metrics", get(metrics_text))
             .route("/token", get(token::get_token).post(token::post_token))
             .merge(mgmt::routes())
+            .merge(mirror::routes())
+            .merge(retention::routes())
+            .merge(gc::routes())
             .fallback(api::dispatch)
             .layer(middleware::from_fn_with_state(self.clone(), observe))
             .with_state(self.clone())

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Bytes held by committed blobs.
     pub storage_used: Gauge<u64, AtomicU64>,
+    /// Registries of other components, encoded after this one.
+    attached: std::sync::Mutex<Vec<PromRegistry>>,
+    /// Garbage collection and per-repository storage use.
+    pub gc: crate::gc::GcMetrics,
 }
 
 impl Default for Metrics {
@@ -53,6 +57,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds the metrics of another component (the pull-through cache) to what `/metrics` shows.
+    /// Its registry should carry the `wharf` prefix too.
+    pub fn attach(&self, registry: PromRegistry) {
+        self.attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(registry);
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = PromRegistry::with_prefix("wharf");
@@ -87,21 +100,34 @@ impl Metrics {
             "Bytes held by committed blobs",
             storage_used.clone(),
         );
+        let gc = crate::gc::GcMetrics::register(&mut registry);
         Metrics {
+            gc,
             registry,
             requests,
             latency,
             bytes_in,
             bytes_out,
             storage_used,
+            attached: Default::default(),
         }
     }
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        for r in self
+            .attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = encode_registry(&mut out, r);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use auth::{Actions, Group, Robot, Rule, Subject, User};
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -48,7 +49,7 @@ async fn openapi() -> Response {
 
 type MResult = Result<Response, ApiError>;
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(Code::Unsupported, msg).with_status(StatusCode::BAD_REQUEST)
 }
 
@@ -60,9 +61,19 @@ fn internal(e: store::StoreError) -> ApiError {
     ApiError::from(e)
 }
 
+/// The query string parsed as `T`, or a 400 with the registry's JSON error body (axum's own
+/// rejection is a plain-text body, which the OpenAPI document does not describe).
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| bad(format!("invalid query string: {}", e.body_text())))
+}
+
 /// Admits administrators; with access control not yet enforced, only loopback callers (so the
 /// first administrator can be created locally, never from the network).
-async fn admin(reg: &Registry, parts: &Parts) -> Result<(Arc<AccessControl>, Caller), ApiError> {
+pub(crate) async fn admin(
+    reg: &Registry,
+    parts: &Parts,
+) -> Result<(Arc<AccessControl>, Caller), ApiError> {
     let ac = reg
         .inner
         .access
@@ -90,7 +101,7 @@ async fn changed(ac: &AccessControl, caller: &Caller, detail: String) -> Result<
     Ok(())
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     (status, Json(v)).into_response()
 }
 
@@ -450,8 +461,13 @@ struct AuditParams {
     limit: Option<usize>,
 }
 
-async fn audit(State(reg): State<Registry>, Query(q): Query<AuditParams>, req: Request) -> MResult {
+async fn audit(
+    State(reg): State<Registry>,
+    q: Result<Query<AuditParams>, QueryRejection>,
+    req: Request,
+) -> MResult {
     let (parts, _) = req.into_parts();
+    let q = query(q)?;
     let (ac, _) = admin(&reg, &parts).await?;
     let events = ac
         .identities()
@@ -474,7 +490,7 @@ struct SignatureQuery {
 }
 
 /// Admits callers who may pull `repo` (signature reports are read access, not administration).
-async fn reader(reg: &Registry, parts: &Parts, repo: &str) -> Result<(), ApiError> {
+pub(crate) async fn reader(reg: &Registry, parts: &Parts, repo: &str) -> Result<(), ApiError> {
     repo_caller(reg, parts, repo, auth::Action::Pull)
         .await
         .map(|_| ())
@@ -503,10 +519,11 @@ async fn repo_caller(
 /// trusted keys verified them.
 async fn signatures(
     State(reg): State<Registry>,
-    Query(q): Query<SignatureQuery>,
+    q: Result<Query<SignatureQuery>, QueryRejection>,
     req: Request,
 ) -> MResult {
     let (parts, _) = req.into_parts();
+    let q = query(q)?;
     oci::validate_repository(&q.repo)
         .map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
     reader(&reg, &parts, &q.repo).await?;
@@ -587,10 +604,11 @@ fn check_repo_tag(repo: &str, tag: &str) -> Result<(), ApiError> {
 /// `GET /api/v1/tags/history?repo=R&tag=T`: every change of the tag, newest first.
 async fn tag_history(
     State(reg): State<Registry>,
-    Query(q): Query<HistoryQuery>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
     req: Request,
 ) -> MResult {
     let (parts, _) = req.into_parts();
+    let q = query(q)?;
     check_repo_tag(&q.repo, &q.tag)?;
     reader(&reg, &parts, &q.repo).await?;
     let events = reg

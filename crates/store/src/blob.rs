@@ -67,8 +67,48 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64>;
     /// Discards an upload.
     async fn upload_delete(&self, id: &str) -> Result<()>;
+    /// Opens an upload for reading while it is still being appended to: the pull-through cache
+    /// serves a blob to its clients as it arrives from upstream. The reader sees what has been
+    /// written so far and stays valid after the upload is committed or deleted.
+    async fn upload_reader(&self, id: &str) -> Result<Box<dyn PartialReader>>;
     /// Bytes held by committed blobs.
     fn used_bytes(&self) -> u64;
+    /// Garbage collection: blob files in digest order strictly after `after`, at most `limit`.
+    async fn list_blobs(
+        &self,
+        _after: Option<&Digest>,
+        _limit: usize,
+    ) -> Result<Vec<crate::gc::BlobFile>> {
+        Ok(Vec::new())
+    }
+    /// Garbage collection: upload files (finished or abandoned or not), at most `limit`.
+    async fn list_uploads(&self, _limit: usize) -> Result<Vec<crate::gc::UploadFile>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Reads a file that another task is appending to (see [`BlobStore::upload_reader`]).
+pub trait PartialReader: Send + Sync {
+    /// Up to `max` bytes from `offset`, as many as are written by now (empty when none are).
+    fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes>;
+}
+
+impl PartialReader for std::fs::File {
+    fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; max];
+        let mut n = 0;
+        while n < max {
+            match FileExt::read_at(self, &mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(r) => n += r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(n);
+        Ok(Bytes::from(buf))
+    }
 }
 
 /// Hash state of one upload; `None` when it must be rebuilt from the file (after a restart).
@@ -477,7 +517,38 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn upload_reader(&self, id: &str) -> Result<Box<dyn PartialReader>> {
+        check_upload_id(id)?;
+        match std::fs::File::open(self.upload_path(id)) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::UploadUnknown),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn used_bytes(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<crate::gc::BlobFile>> {
+        let (root, after) = (self.root.clone(), after.cloned());
+        tokio::task::spawn_blocking(move || {
+            crate::gc::list_blob_files(&root, after.as_ref(), limit)
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))?
+        .map_err(StoreError::Io)
+    }
+
+    async fn list_uploads(&self, limit: usize) -> Result<Vec<crate::gc::UploadFile>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || crate::gc::list_upload_files(&root, limit))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?
+            .map_err(StoreError::Io)
     }
 }

@@ -10,7 +10,10 @@
 pub mod blob;
 pub mod meta;
 
-pub use blob::{BlobStore, BlobStream, FsBlobStore, UploadState};
+pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, UploadState};
+pub use meta::gc;
+pub use meta::gc::{GcMeta, StorageUsage};
+pub use meta::{GuardedDelete, ManifestSummary, RepoSnapshot, TagEntry};
 pub use meta::{
     ManifestRecord, MetaStore, Page, RedbMetaStore, StoredManifest, TagEvent, UploadRecord,
 };

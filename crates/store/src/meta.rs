@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Result, StoreError};
 
+// Garbage collection primitives: a child module, so it can use the tables below.
+#[path = "gc.rs"]
+pub mod gc;
+
 /// A manifest as the registry hands it to storage, already parsed and validated.
 #[derive(Clone, Debug)]
 pub struct ManifestRecord {
@@ -47,6 +51,56 @@ pub struct TagEvent {
     pub previous: Option<String>,
     /// The digest it points at after.
     pub new: Option<String>,
+}
+
+/// A tag with the digest it points at and when it was last set (from its history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagEntry {
+    /// The tag.
+    pub tag: String,
+    /// The manifest it points at.
+    pub digest: Digest,
+    /// Unix seconds of the change that set it, when the history holds it.
+    pub set_at: Option<u64>,
+}
+
+/// A manifest's metadata, without its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestSummary {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Length of its bytes.
+    pub size: u64,
+    /// Its subject, when it is a referrer.
+    pub subject: Option<Digest>,
+    /// The manifests it lists, when it is an index.
+    pub children: Vec<Digest>,
+    /// Unix seconds of its first push; `None` for manifests stored before push times were kept.
+    pub pushed: Option<u64>,
+}
+
+/// A repository's tags and manifests, read in one transaction (retention plans from it).
+#[derive(Clone, Debug, Default)]
+pub struct RepoSnapshot {
+    /// Every tag, in lexical order.
+    pub tags: Vec<TagEntry>,
+    /// Every manifest, by digest.
+    pub manifests: Vec<ManifestSummary>,
+}
+
+/// What [`MetaStore::delete_manifest_if_unused`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuardedDelete {
+    /// Deleted.
+    Deleted,
+    /// It was not there.
+    Gone,
+    /// Kept: these tags point at it.
+    Tagged(Vec<String>),
+    /// Kept: these indexes list it.
+    Listed(Vec<Digest>),
 }
 
 /// A manifest as read back.
@@ -87,7 +141,7 @@ pub struct Page {
 
 /// Metadata storage. Every method is one transaction: callers never see half an operation.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: gc::GcMeta + Send + Sync + 'static {
     /// Size of `digest` if it is linked in `repo`.
     async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Links an already stored blob into `repo` (cross-repository mount).
@@ -97,6 +151,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Stores a manifest, checking its blobs and children in the same transaction, and
     /// points each of `tags` at it.
     async fn put_manifest(&self, repo: &str, m: ManifestRecord, tags: Vec<String>) -> Result<()>;
+    /// Stores a manifest fetched from an upstream registry by the pull-through cache: as
+    /// [`MetaStore::put_manifest`], except that its blobs and index children need not be present
+    /// yet (they are fetched when a client asks for them).
+    async fn put_cached_manifest(
+        &self,
+        repo: &str,
+        m: ManifestRecord,
+        tags: Vec<String>,
+    ) -> Result<()>;
     /// Reads a manifest by tag or digest.
     async fn get_manifest(&self, repo: &str, r: &Reference) -> Result<Option<StoredManifest>>;
     /// Deletes a manifest and the tags that point at it (recorded in their history as `actor`).
@@ -133,6 +196,31 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn upload_complete(&self, id: &str, digest: &Digest, size: u64) -> Result<()>;
     /// Ends an upload session without a blob.
     async fn upload_delete(&self, id: &str) -> Result<bool>;
+    /// Tags (with digests and when each was last set) and manifests (without their bytes) of
+    /// `repo`, in one read transaction.
+    async fn snapshot(&self, repo: &str) -> Result<RepoSnapshot>;
+    /// Records last-pull times `(repo, digest, unix seconds)` in one transaction, keeping the
+    /// later of the stored and the given time and skipping manifests no longer stored.
+    async fn note_pulls(&self, pulls: Vec<(String, Digest, u64)>) -> Result<()>;
+    /// Last-pull times of the manifests of `repo` that were ever pulled (since tracking began).
+    async fn last_pulls(&self, repo: &str) -> Result<Vec<(Digest, u64)>>;
+    /// Deletes `tag` only if it still points at `digest` (recorded in its history as `actor`).
+    /// Returns whether it did.
+    async fn delete_tag_if(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+        actor: &str,
+    ) -> Result<bool>;
+    /// Deletes a manifest only if no tag points at it and no index lists it, checked in the
+    /// same transaction: a manifest tagged or listed since it was planned away stays.
+    async fn delete_manifest_if_unused(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        actor: &str,
+    ) -> Result<GuardedDelete>;
     /// Reads a record of namespace `ns` (users, robots, rules, audit events, ...): values are
     /// opaque bytes to storage, serialized by their owner.
     async fn record_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>>;
@@ -161,6 +249,8 @@ const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const TAG_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_history");
 /// Index -> child links, keyed child first: "which indexes in this repository list this manifest".
 const PARENTS: TableDefinition<&str, u64> = TableDefinition::new("manifest_parents");
+/// Last pull of a manifest (unix seconds), key repo, digest; written in batches by the registry.
+const PULLS: TableDefinition<&str, u64> = TableDefinition::new("manifest_pulls");
 
 /// Keys join parts with NUL, which no name, tag or digest may contain, so prefixes never collide.
 fn key(parts: &[&str]) -> String {
@@ -184,6 +274,9 @@ struct ManifestMeta {
     /// Index children, so their parent links can be removed with the index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     children: Vec<Digest>,
+    /// When it was first pushed (unix seconds); absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pushed: Option<u64>,
 }
 
 /// Stored value of a manifest: a length-prefixed JSON header, then the body bytes verbatim.
@@ -278,6 +371,8 @@ impl RedbMetaStore {
             txn.open_table(RECORDS)?;
             txn.open_table(PARENTS)?;
             txn.open_table(TAG_HISTORY)?;
+            txn.open_table(PULLS)?;
+            gc::create_tables(&txn)?;
             txn.commit()?;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
@@ -414,6 +509,55 @@ fn record_tag_change(
     Ok(())
 }
 
+/// Deletes a manifest and the tags that point at it (recorded in their history as `actor`),
+/// its parent links, its referrer entry and its last-pull time. Returns whether it existed.
+fn remove_manifest(
+    txn: &WriteTransaction,
+    repo: &str,
+    digest: &Digest,
+    actor: &str,
+) -> Result<bool> {
+    let d = digest.to_string();
+    let mk = key(&[repo, &d]);
+    let (subject, children) = {
+        let t = txn.open_table(MANIFESTS)?;
+        let Some(v) = t.get(mk.as_str())? else {
+            return Ok(false);
+        };
+        let meta = decode_meta(v.value())?;
+        (meta.subject, meta.children)
+    };
+    {
+        let mut parents = txn.open_table(PARENTS)?;
+        for c in &children {
+            parents.remove(key(&[repo, &c.to_string(), &d]).as_str())?;
+        }
+    }
+    txn.open_table(MANIFESTS)?.remove(mk.as_str())?;
+    let mut tags = txn.open_table(TAGS)?;
+    let (lo, hi) = prefix_range(repo, None);
+    let doomed: Vec<String> = tags
+        .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
+        .filter_map(|e| e.ok())
+        .filter(|(_, v)| v.value() == d)
+        .map(|(k, _)| k.value().to_owned())
+        .collect();
+    for k in &doomed {
+        tags.remove(k.as_str())?;
+    }
+    drop(tags);
+    for k in doomed {
+        let tag = &k[repo.len() + 1..];
+        record_tag_change(txn, repo, tag, actor, Some(d.clone()), None)?;
+    }
+    if let Some(s) = subject {
+        txn.open_table(REFERRERS)?
+            .remove(key(&[repo, &s.to_string(), &d]).as_str())?;
+    }
+    txn.open_table(PULLS)?.remove(mk.as_str())?;
+    Ok(true)
+}
+
 fn ensure_repo(txn: &WriteTransaction, repo: &str) -> Result<()> {
     let mut t = txn.open_table(REPOS)?;
     if t.get(repo)?.is_none() {
@@ -428,6 +572,7 @@ fn link(txn: &WriteTransaction, repo: &str, digest: &Digest, size: u64) -> Resul
     txn.open_table(BLOBS)?.insert(d.as_str(), size)?;
     txn.open_table(LINKS)?
         .insert(key(&[repo, &d]).as_str(), size)?;
+    gc::note_link(txn, repo, &d)?;
     Ok(())
 }
 
@@ -473,34 +618,23 @@ fn as_ref_bound(b: &Bound<String>) -> Bound<&str> {
     }
 }
 
-#[async_trait]
-impl MetaStore for RedbMetaStore {
-    async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
-        self.read(|txn| {
-            let t = txn.open_table(LINKS)?;
-            Ok(t.get(key(&[repo, &digest.to_string()]).as_str())?
-                .map(|v| v.value()))
-        })
-    }
-
-    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
-        let (repo, digest) = (repo.to_owned(), digest.clone());
-        self.write(move |txn| link(txn, &repo, &digest, size)).await
-    }
-
-    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        let k = key(&[repo, &digest.to_string()]);
-        self.write(move |txn| Ok(txn.open_table(LINKS)?.remove(k.as_str())?.is_some()))
-            .await
-    }
-
-    async fn put_manifest(&self, repo: &str, m: ManifestRecord, tags: Vec<String>) -> Result<()> {
+impl RedbMetaStore {
+    /// Stores a manifest and points `tags` at it; `check_present` requires its blobs to be linked
+    /// and its index children stored (a client push), the cache stores without (see
+    /// [`MetaStore::put_cached_manifest`]).
+    async fn store_manifest(
+        &self,
+        repo: &str,
+        m: ManifestRecord,
+        tags: Vec<String>,
+        check_present: bool,
+    ) -> Result<()> {
         let repo = repo.to_owned();
         self.write(move |txn| {
             // Checks first: nothing is written unless everything the manifest needs is here.
             {
                 let links = txn.open_table(LINKS)?;
-                for b in &m.blobs {
+                for b in m.blobs.iter().filter(|_| check_present) {
                     if links.get(key(&[&repo, &b.to_string()]).as_str())?.is_none() {
                         return Err(StoreError::ManifestBlobUnknown(b.clone()));
                     }
@@ -518,7 +652,7 @@ impl MetaStore for RedbMetaStore {
                     }
                 }
                 let manifests = txn.open_table(MANIFESTS)?;
-                for c in &m.children {
+                for c in m.children.iter().filter(|_| check_present) {
                     if manifests
                         .get(key(&[&repo, &c.to_string()]).as_str())?
                         .is_none()
@@ -528,11 +662,18 @@ impl MetaStore for RedbMetaStore {
                 }
             }
             ensure_repo(txn, &repo)?;
+            gc::note_refs(txn, &m.blobs)?;
             let d = m.digest.to_string();
+            // Pushing the same manifest again keeps its first push time.
+            let pushed = match txn.open_table(MANIFESTS)?.get(key(&[&repo, &d]).as_str())? {
+                Some(v) => decode_meta(v.value())?.pushed,
+                None => Some(now()),
+            };
             let meta = ManifestMeta {
                 media_type: m.media_type.clone(),
                 subject: m.subject.clone(),
                 children: m.children.clone(),
+                pushed,
             };
             {
                 let mut parents = txn.open_table(PARENTS)?;
@@ -563,6 +704,41 @@ impl MetaStore for RedbMetaStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl MetaStore for RedbMetaStore {
+    async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        self.read(|txn| {
+            let t = txn.open_table(LINKS)?;
+            Ok(t.get(key(&[repo, &digest.to_string()]).as_str())?
+                .map(|v| v.value()))
+        })
+    }
+
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let (repo, digest) = (repo.to_owned(), digest.clone());
+        self.write(move |txn| link(txn, &repo, &digest, size)).await
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let k = key(&[repo, &digest.to_string()]);
+        self.write(move |txn| Ok(txn.open_table(LINKS)?.remove(k.as_str())?.is_some()))
+            .await
+    }
+
+    async fn put_manifest(&self, repo: &str, m: ManifestRecord, tags: Vec<String>) -> Result<()> {
+        self.store_manifest(repo, m, tags, true).await
+    }
+
+    async fn put_cached_manifest(
+        &self,
+        repo: &str,
+        m: ManifestRecord,
+        tags: Vec<String>,
+    ) -> Result<()> {
+        self.store_manifest(repo, m, tags, false).await
+    }
 
     async fn get_manifest(&self, repo: &str, r: &Reference) -> Result<Option<StoredManifest>> {
         self.read(|txn| {
@@ -587,47 +763,8 @@ impl MetaStore for RedbMetaStore {
 
     async fn delete_manifest(&self, repo: &str, digest: &Digest, actor: &str) -> Result<bool> {
         let (repo, digest, actor) = (repo.to_owned(), digest.clone(), actor.to_owned());
-        self.write(move |txn| {
-            let d = digest.to_string();
-            let mk = key(&[&repo, &d]);
-            let (subject, children) = {
-                let t = txn.open_table(MANIFESTS)?;
-                let Some(v) = t.get(mk.as_str())? else {
-                    return Ok(false);
-                };
-                let meta = decode_meta(v.value())?;
-                (meta.subject, meta.children)
-            };
-            {
-                let mut parents = txn.open_table(PARENTS)?;
-                for c in &children {
-                    parents.remove(key(&[&repo, &c.to_string(), &d]).as_str())?;
-                }
-            }
-            txn.open_table(MANIFESTS)?.remove(mk.as_str())?;
-            let mut tags = txn.open_table(TAGS)?;
-            let (lo, hi) = prefix_range(&repo, None);
-            let doomed: Vec<String> = tags
-                .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
-                .filter_map(|e| e.ok())
-                .filter(|(_, v)| v.value() == d)
-                .map(|(k, _)| k.value().to_owned())
-                .collect();
-            for k in &doomed {
-                tags.remove(k.as_str())?;
-            }
-            drop(tags);
-            for k in doomed {
-                let tag = &k[repo.len() + 1..];
-                record_tag_change(txn, &repo, tag, &actor, Some(d.clone()), None)?;
-            }
-            if let Some(s) = subject {
-                txn.open_table(REFERRERS)?
-                    .remove(key(&[&repo, &s.to_string(), &d]).as_str())?;
-            }
-            Ok(true)
-        })
-        .await
+        self.write(move |txn| remove_manifest(txn, &repo, &digest, &actor))
+            .await
     }
 
     async fn delete_tag(&self, repo: &str, tag: &str, actor: &str) -> Result<bool> {
@@ -812,6 +949,179 @@ impl MetaStore for RedbMetaStore {
         let id = id.to_owned();
         self.write(move |txn| Ok(txn.open_table(UPLOADS)?.remove(id.as_str())?.is_some()))
             .await
+    }
+
+    async fn snapshot(&self, repo: &str) -> Result<RepoSnapshot> {
+        self.read(|txn| {
+            let corrupt = |what: &str| StoreError::Db(format!("corrupt {what} record"));
+            let history = txn.open_table(TAG_HISTORY)?;
+            let mut out = RepoSnapshot::default();
+            let (lo, hi) = prefix_range(repo, None);
+            for e in txn
+                .open_table(TAGS)?
+                .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
+            {
+                let (k, v) = e?;
+                let tag = k.value()[repo.len() + 1..].to_owned();
+                let digest = Digest::parse(v.value()).map_err(|_| corrupt("tag"))?;
+                let (hlo, hhi) = prefix_range(&key(&[repo, &tag]), None);
+                let set_at = match history
+                    .range::<&str>((as_ref_bound(&hlo), as_ref_bound(&hhi)))?
+                    .next_back()
+                {
+                    Some(h) => {
+                        let ev: TagEvent = serde_json::from_slice(h?.1.value())
+                            .map_err(|_| corrupt("tag history"))?;
+                        (ev.new.as_deref() == Some(v.value())).then_some(ev.time)
+                    }
+                    None => None,
+                };
+                out.tags.push(TagEntry {
+                    tag,
+                    digest,
+                    set_at,
+                });
+            }
+            for e in txn
+                .open_table(MANIFESTS)?
+                .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
+            {
+                let (k, v) = e?;
+                let digest =
+                    Digest::parse(&k.value()[repo.len() + 1..]).map_err(|_| corrupt("manifest"))?;
+                let raw = v.value();
+                let meta = decode_meta(raw)?;
+                let head = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes")) as usize;
+                out.manifests.push(ManifestSummary {
+                    digest,
+                    media_type: meta.media_type,
+                    size: (raw.len() - 4 - head) as u64,
+                    subject: meta.subject,
+                    children: meta.children,
+                    pushed: meta.pushed,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    async fn note_pulls(&self, pulls: Vec<(String, Digest, u64)>) -> Result<()> {
+        if pulls.is_empty() {
+            return Ok(());
+        }
+        self.write(move |txn| {
+            let manifests = txn.open_table(MANIFESTS)?;
+            let mut t = txn.open_table(PULLS)?;
+            for (repo, digest, time) in &pulls {
+                let k = key(&[repo, &digest.to_string()]);
+                if manifests.get(k.as_str())?.is_none() {
+                    continue;
+                }
+                let stored = t.get(k.as_str())?.map(|v| v.value());
+                if stored.is_none_or(|s| s < *time) {
+                    t.insert(k.as_str(), *time)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_pulls(&self, repo: &str) -> Result<Vec<(Digest, u64)>> {
+        self.read(|txn| {
+            let (lo, hi) = prefix_range(repo, None);
+            let mut out = Vec::new();
+            for e in txn
+                .open_table(PULLS)?
+                .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
+            {
+                let (k, v) = e?;
+                if let Ok(d) = Digest::parse(&k.value()[repo.len() + 1..]) {
+                    out.push((d, v.value()));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn delete_tag_if(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+        actor: &str,
+    ) -> Result<bool> {
+        let (repo, tag, actor, d) = (
+            repo.to_owned(),
+            tag.to_owned(),
+            actor.to_owned(),
+            digest.to_string(),
+        );
+        self.write(move |txn| {
+            let k = key(&[&repo, &tag]);
+            let current = txn
+                .open_table(TAGS)?
+                .get(k.as_str())?
+                .map(|v| v.value().to_owned());
+            if current.as_deref() != Some(d.as_str()) {
+                return Ok(false);
+            }
+            txn.open_table(TAGS)?.remove(k.as_str())?;
+            record_tag_change(txn, &repo, &tag, &actor, current, None)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_manifest_if_unused(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        actor: &str,
+    ) -> Result<GuardedDelete> {
+        let (repo, digest, actor) = (repo.to_owned(), digest.clone(), actor.to_owned());
+        self.write(move |txn| {
+            let d = digest.to_string();
+            if txn
+                .open_table(MANIFESTS)?
+                .get(key(&[&repo, &d]).as_str())?
+                .is_none()
+            {
+                return Ok(GuardedDelete::Gone);
+            }
+            let (lo, hi) = prefix_range(&repo, None);
+            let mut tagged = Vec::new();
+            for e in txn
+                .open_table(TAGS)?
+                .range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))?
+            {
+                let (k, v) = e?;
+                if v.value() == d {
+                    tagged.push(k.value()[repo.len() + 1..].to_owned());
+                }
+            }
+            if !tagged.is_empty() {
+                return Ok(GuardedDelete::Tagged(tagged));
+            }
+            let p = key(&[&repo, &d]);
+            let (plo, phi) = prefix_range(&p, None);
+            let mut listed = Vec::new();
+            for e in txn
+                .open_table(PARENTS)?
+                .range::<&str>((as_ref_bound(&plo), as_ref_bound(&phi)))?
+            {
+                let (k, _) = e?;
+                if let Ok(parent) = Digest::parse(&k.value()[p.len() + 1..]) {
+                    listed.push(parent);
+                }
+            }
+            if !listed.is_empty() {
+                return Ok(GuardedDelete::Listed(listed));
+            }
+            remove_manifest(txn, &repo, &digest, &actor)?;
+            Ok(GuardedDelete::Deleted)
+        })
+        .await
     }
 
     async fn record_get(&self, ns: &str, key_: &str) -> Result<Option<Vec<u8>>> {

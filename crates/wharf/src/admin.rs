@@ -28,14 +28,14 @@ pub struct DataDir {
 }
 
 /// A running server's management API.
-struct Remote {
+pub(crate) struct Remote {
     http: reqwest::Client,
     base: String,
     auth: Option<(String, String)>,
 }
 
 impl Remote {
-    fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
+    pub(crate) fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
         let Some(server) = &d.server else {
             return Ok(None);
         };
@@ -57,7 +57,7 @@ impl Remote {
         }))
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

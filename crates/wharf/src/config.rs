@@ -26,6 +26,120 @@ pub struct Config {
     pub signing: SigningConfig,
     /// Tag rules.
     pub tags: TagsConfig,
+    /// Garbage collection and storage use (docs/gc.md).
+    pub gc: GcConfig,
+    /// Pull-through cache of upstream registries (docs/cache.md).
+    pub cache: cache::CacheConfig,
+    /// `[[retention]]` policies by repository pattern (docs/retention.md).
+    pub retention: Vec<RetentionConfig>,
+    /// When the server applies the retention policies.
+    pub retention_schedule: RetentionScheduleConfig,
+}
+
+/// One `[[retention]]` policy; the first whose `repos` matches a repository applies to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Repository pattern.
+    pub repos: String,
+    /// Retain the N most recently pushed tags.
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+    /// Retain the N highest semantic-version tags.
+    #[serde(default)]
+    pub keep_semver: Option<usize>,
+    /// Count `keep_semver` per major version.
+    #[serde(default)]
+    pub per_major: bool,
+    /// Tag globs always kept.
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Delete untagged manifests older than this (seconds, or "30d", "12h", ...).
+    #[serde(default)]
+    pub untagged_older_than: Option<DurationValue>,
+    /// Retain tags pulled within this long (seconds, or "90d", ...).
+    #[serde(default)]
+    pub unpulled_for: Option<DurationValue>,
+}
+
+/// A duration: seconds, or a number with a unit (`s`, `m`, `h`, `d`, `w`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    /// Seconds.
+    Seconds(u64),
+    /// `30d`, `12h`, ...
+    Text(String),
+}
+
+/// `[retention_schedule]`
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionScheduleConfig {
+    /// Apply the policies on a schedule.
+    pub enabled: bool,
+    /// Seconds between runs (the first one after one interval).
+    pub interval_seconds: u64,
+}
+
+impl Default for RetentionScheduleConfig {
+    fn default() -> Self {
+        RetentionScheduleConfig {
+            enabled: true,
+            interval_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// `[gc]`: scheduled garbage collection.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Run collections on a schedule.
+    pub enabled: bool,
+    /// Seconds between collections.
+    pub interval_seconds: u64,
+    /// Links, blob files and touched blobs younger than this are kept (seconds).
+    pub grace_seconds: u64,
+    /// Uploads idle for longer than this are deleted (seconds).
+    pub upload_expiry_seconds: u64,
+    /// Seconds between refreshes of the storage-use gauges.
+    pub usage_interval_seconds: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            enabled: true,
+            interval_seconds: 24 * 3600,
+            grace_seconds: 3600,
+            upload_expiry_seconds: 24 * 3600,
+            usage_interval_seconds: 900,
+        }
+    }
+}
+
+impl GcConfig {
+    /// The collector's options for scheduled and API-triggered runs.
+    pub fn options(&self) -> anyhow::Result<registry::gc::GcOptions> {
+        anyhow::ensure!(
+            self.grace_seconds >= 60,
+            "gc.grace_seconds must be at least 60: clients need time between pushing blobs and their manifest"
+        );
+        anyhow::ensure!(
+            self.interval_seconds >= 60,
+            "gc.interval_seconds must be at least 60"
+        );
+        anyhow::ensure!(
+            self.upload_expiry_seconds >= self.grace_seconds,
+            "gc.upload_expiry_seconds must be at least gc.grace_seconds"
+        );
+        Ok(registry::gc::GcOptions {
+            dry_run: false,
+            grace: std::time::Duration::from_secs(self.grace_seconds),
+            upload_expiry: std::time::Duration::from_secs(self.upload_expiry_seconds),
+        })
+    }
 }
 
 /// `[tags]`

@@ -4,13 +4,17 @@
 
 mod admin;
 mod blob;
+mod cache;
 mod config;
+mod gc;
 mod key;
 mod keys;
 mod pin;
+mod retention;
 mod serve;
 mod sign;
 mod verify;
+mod versions;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +30,12 @@ struct Cli {
 enum Command {
     /// Run the registry server.
     Serve(serve::ServeArgs),
+    /// Node configuration for the pull-through cache (containerd hosts.toml, CRI-O).
+    #[command(subcommand)]
+    Mirror(cache::MirrorCmd),
+    /// The pull-through cache: list, warm, pin, evict (through the running server).
+    #[command(subcommand)]
+    Cache(cache::CacheCmd),
     /// Manage users (passwords are argon2id hashes in the data directory).
     #[command(subcommand)]
     User(admin::UserCmd),
@@ -43,6 +53,11 @@ enum Command {
     /// Tag history and rollback.
     #[command(subcommand)]
     Tag(admin::TagCmd),
+    /// A repository's tags in version order, with digest, size, push and last-pull time.
+    Versions(versions::VersionsArgs),
+    /// Retention policies: plan (what would go and why) or apply (see docs/retention.md).
+    #[command(subcommand)]
+    Retention(retention::RetentionCmd),
     /// Rotate or prune the registry token signing keys.
     #[command(subcommand)]
     TokenKey(admin::TokenKeyCmd),
@@ -59,17 +74,23 @@ enum Command {
     Sign(sign::SignArgs),
     /// Verify an image's signatures (as cosign verify --key); exit 0 only when verified.
     Verify(verify::VerifyArgs),
+    /// Reclaim unreferenced blobs and expired uploads (see docs/gc.md).
+    Gc(gc::GcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
+        Command::Mirror(c) => cache::mirror(c),
+        Command::Cache(c) => cache::cache(c),
         Command::User(c) => admin::user(c),
         Command::Robot(c) => admin::robot(c),
         Command::Group(c) => admin::group(c),
         Command::Rule(c) => admin::rule(c),
         Command::Audit(a) => admin::audit(a),
         Command::Tag(c) => admin::tag(c),
+        Command::Versions(a) => versions::run(a),
+        Command::Retention(c) => retention::run(c),
         Command::TokenKey(c) => admin::token_key(c),
         Command::Pin(args) => pin::run(args),
         Command::Key(c) => key::run(c),
@@ -77,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         Command::VerifyBlob(args) => blob::verify(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Gc(args) => gc::run(args),
     }
 }
 

@@ -100,12 +100,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("loading identities")?;
     let auth_enforced = access.enforced();
     let access = Arc::new(access);
+    let blobs: Arc<dyn store::BlobStore> = Arc::new(blobs);
     let mut reg =
-        registry::Registry::new(Arc::new(blobs), meta, limits).with_access(access.clone());
+        registry::Registry::new(blobs.clone(), meta.clone(), limits).with_access(access.clone());
+    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta)? {
+        reg = reg.with_cache(cache);
+    }
     reg = reg.with_tag_rules(cfg.tags.rules()?);
+    reg = reg.with_retention(crate::retention::rules(&cfg)?);
     if let Some(policy) = cfg.signing.policy()? {
         tracing::info!(keys = policy.keys().len(), "signature policy loaded");
         reg = reg.with_signing(Arc::new(policy));
+    }
+
+    let gc_options = cfg.gc.options()?;
+    reg.collector().set_defaults(gc_options);
+    if cfg.gc.enabled {
+        reg.collector().clone().spawn_schedule(
+            Duration::from_secs(cfg.gc.interval_seconds),
+            Duration::from_secs(cfg.gc.usage_interval_seconds),
+        );
     }
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
@@ -133,6 +147,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_seconds),
         tls,
     };
+    // Last-pull times and retention policies (docs/retention.md).
+    reg.spawn_pull_flusher(registry::pulls::FLUSH_INTERVAL);
+    if reg.cache().is_some_and(|c| c.config().max_bytes > 0) {
+        let every = cfg.cache.eviction_interval_seconds.unwrap_or(60);
+        reg.spawn_cache_eviction(Duration::from_secs(every));
+    }
+    reg.spawn_retention();
     let shutdown_reg = reg.clone();
     registry::serve(listener, reg.router(), opts, async move {
         shutdown_signal().await;
@@ -141,6 +162,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     })
     .await
     .context("serving")?;
+    if let Err(e) = reg.flush_pulls().await {
+        tracing::warn!(error = %e, "flushing pull times on shutdown failed");
+    }
     access.flush_audit(Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())

@@ -1,0 +1,294 @@
+//! Blob fills: one upstream transfer per blob, written into an upload of the blob store while
+//! every client that asked for the blob reads the upload as it grows.
+//!
+//! The transfer runs in its own task, so a client that goes away does not abort it for the
+//! others. Clients never see the last byte of a blob before the whole blob has been verified
+//! against its digest and committed: a corrupt or truncated transfer ends every client's response
+//! early (a clean failure they retry) and leaves nothing in the cache.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oci::Digest;
+use store::{BlobStore, BlobStream, MetaStore, PartialReader, StoreError};
+use tokio::sync::watch;
+
+use crate::error::UpstreamError;
+use crate::metrics::CacheMetrics;
+use crate::upstream::Upstream;
+
+/// Bytes read from the growing upload per step.
+const READ_STEP: usize = 1024 * 1024;
+/// How long a reader waits for news before looking at the file again: writes reach the file a
+/// moment after the transfer reports them.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Where a fill stands.
+#[derive(Clone, Debug)]
+pub(crate) enum Stage {
+    /// Waiting for the upstream's response headers.
+    Connecting,
+    /// Bytes are arriving; the blob has `size` bytes.
+    Streaming { size: u64 },
+    /// Verified and committed.
+    Done { size: u64 },
+    /// Abandoned; nothing was kept.
+    Failed(UpstreamError),
+}
+
+/// What readers watch.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    pub stage: Stage,
+    /// Bytes handed to the store so far.
+    pub received: u64,
+}
+
+/// A fill in progress, as the registry of fills holds it.
+#[derive(Clone)]
+pub(crate) struct FillHandle {
+    pub id: String,
+    pub digest: Digest,
+    pub rx: watch::Receiver<Progress>,
+}
+
+impl FillHandle {
+    /// Waits until the blob's size is known (the upstream answered), or the fill failed.
+    pub(crate) async fn started(&mut self) -> Result<u64, UpstreamError> {
+        loop {
+            match &self.rx.borrow_and_update().stage {
+                Stage::Connecting => {}
+                Stage::Streaming { size } | Stage::Done { size } => return Ok(*size),
+                Stage::Failed(e) => return Err(e.clone()),
+            }
+            if self.rx.changed().await.is_err() {
+                if let Stage::Failed(e) = &self.rx.borrow().stage {
+                    return Err(e.clone());
+                }
+                return Err(UpstreamError::Storage(
+                    "cache fill ended unexpectedly".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// Everything a fill task needs.
+pub(crate) struct FillJob {
+    pub blobs: Arc<dyn BlobStore>,
+    pub meta: Arc<dyn MetaStore>,
+    pub upstream: Arc<Upstream>,
+    pub metrics: Arc<CacheMetrics>,
+    pub local_repo: String,
+    pub remote_repo: String,
+    pub digest: Digest,
+    pub id: String,
+    pub locks: Option<Arc<dyn crate::BlobLocks>>,
+}
+
+impl FillJob {
+    /// Runs the transfer to its end and publishes each stage. Returns the final stage.
+    pub(crate) async fn run(self, tx: watch::Sender<Progress>) -> Stage {
+        let tx = Arc::new(tx);
+        let result = self.transfer(tx.clone()).await;
+        self.upstream.note(result.as_ref().err());
+        let stage = match result {
+            Ok(size) => {
+                tracing::info!(
+                    upstream = %self.upstream.cfg.host, repo = %self.local_repo,
+                    digest = %self.digest, size, "blob cached"
+                );
+                Stage::Done { size }
+            }
+            Err(e) => {
+                // Nothing partial stays behind; the upload may not exist yet (NotFound is fine).
+                let _ = self.blobs.upload_delete(&self.id).await;
+                self.metrics.upstream_error(&self.upstream.cfg.host, &e);
+                tracing::warn!(
+                    upstream = %self.upstream.cfg.host, repo = %self.local_repo,
+                    digest = %self.digest, error = %e, "blob fill failed"
+                );
+                Stage::Failed(e)
+            }
+        };
+        tx.send_modify(|p| p.stage = stage.clone());
+        stage
+    }
+
+    async fn transfer(&self, tx: Arc<watch::Sender<Progress>>) -> Result<u64, UpstreamError> {
+        let resp = self
+            .upstream
+            .request(
+                reqwest::Method::GET,
+                &self.remote_repo,
+                &format!("blobs/{}", self.digest),
+                None,
+            )
+            .await?;
+        let size = resp.content_length().ok_or_else(|| {
+            UpstreamError::Invalid("blob response without a Content-Length".into())
+        })?;
+        self.blobs.upload_create(&self.id).await?;
+        tx.send_modify(|p| p.stage = Stage::Streaming { size });
+        // The store sees an io::Error; the real cause is kept here for the metrics.
+        let cause: Arc<Mutex<Option<UpstreamError>>> = Arc::default();
+        let (progress, why, metrics) = (tx.clone(), cause.clone(), self.metrics.clone());
+        let body: BlobStream = Box::pin(resp.bytes_stream().map(move |r| match r {
+            Ok(chunk) => {
+                metrics.upstream_bytes.inc_by(chunk.len() as u64);
+                progress.send_modify(|p| p.received += chunk.len() as u64);
+                Ok(chunk)
+            }
+            Err(e) => {
+                let e = UpstreamError::from_reqwest(&e);
+                let msg = e.to_string();
+                *why.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Err(io::Error::other(msg))
+            }
+        }));
+        let appended = self
+            .blobs
+            .upload_append(&self.id, Some(0), Some(size), body)
+            .await;
+        if let Err(e) = appended {
+            if let Some(c) = cause.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(c);
+            }
+            return Err(match e {
+                StoreError::SizeMismatch { declared, received } => {
+                    UpstreamError::Broken(format!("{received} of {declared} bytes arrived"))
+                }
+                StoreError::Body(m) => UpstreamError::Broken(m),
+                e => e.into(),
+            });
+        }
+        // Commit and link under the collector's lock, so the blob cannot go in between.
+        let _held = match &self.locks {
+            Some(l) => Some(l.hold(&self.digest).await),
+            None => None,
+        };
+        match self.blobs.upload_commit(&self.id, &self.digest).await {
+            Ok(_) => {}
+            Err(StoreError::DigestMismatch { .. }) => return Err(UpstreamError::DigestMismatch),
+            Err(e) => return Err(e.into()),
+        }
+        self.meta
+            .link_blob(&self.local_repo, &self.digest, size)
+            .await?;
+        Ok(size)
+    }
+}
+
+/// A reader of a fill, for [`follow`].
+struct Follower {
+    blobs: Arc<dyn BlobStore>,
+    fill: FillHandle,
+    size: u64,
+    pos: u64,
+    end: u64,
+    reader: Option<Arc<dyn PartialReader>>,
+    committed: Option<BlobStream>,
+    finished: bool,
+}
+
+/// Streams bytes `start..end` of a blob being filled, as they arrive. The final byte is held back
+/// until the fill is verified, so a bad transfer never delivers a complete wrong blob.
+pub(crate) fn follow(
+    blobs: Arc<dyn BlobStore>,
+    fill: FillHandle,
+    size: u64,
+    start: u64,
+    end: u64,
+) -> BlobStream {
+    let st = Follower {
+        blobs,
+        fill,
+        size,
+        pos: start,
+        end: end.min(size),
+        reader: None,
+        committed: None,
+        finished: false,
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        match next_chunk(&mut st).await {
+            Ok(Some(b)) => Some((Ok(b), st)),
+            Ok(None) => None,
+            Err(e) => {
+                st.finished = true;
+                Some((Err(e), st))
+            }
+        }
+    }))
+}
+
+async fn next_chunk(st: &mut Follower) -> io::Result<Option<Bytes>> {
+    loop {
+        if let Some(s) = &mut st.committed {
+            return s.next().await.transpose();
+        }
+        let stage = st.fill.rx.borrow_and_update().stage.clone();
+        let done = matches!(stage, Stage::Done { .. });
+        let limit = match stage {
+            Stage::Failed(e) => return Err(io::Error::other(e.to_string())),
+            Stage::Done { .. } => st.end,
+            // Hold back the last byte until the digest is verified.
+            Stage::Streaming { .. } | Stage::Connecting => st.end.min(st.size.saturating_sub(1)),
+        };
+        // A range that holds the blob's last byte ends only once the blob is verified.
+        if st.pos >= st.end && (done || st.end < st.size) {
+            return Ok(None);
+        }
+        if st.reader.is_none() {
+            match st.blobs.upload_reader(&st.fill.id).await {
+                Ok(r) => st.reader = Some(Arc::from(r)),
+                // Committed and moved before this reader opened it: read the stored blob.
+                Err(StoreError::UploadUnknown) if done => {
+                    let s = st
+                        .blobs
+                        .get(&st.fill.digest, st.pos, st.end - st.pos)
+                        .await
+                        .map_err(io::Error::other)?;
+                    st.committed = Some(s);
+                    continue;
+                }
+                Err(StoreError::UploadUnknown) => {}
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+        if let (Some(r), true) = (&st.reader, st.pos < limit) {
+            let (r, pos) = (r.clone(), st.pos);
+            let want = (limit - pos).min(READ_STEP as u64) as usize;
+            let chunk = tokio::task::spawn_blocking(move || r.read_at(pos, want))
+                .await
+                .map_err(io::Error::other)??;
+            if !chunk.is_empty() {
+                st.pos += chunk.len() as u64;
+                return Ok(Some(chunk));
+            }
+            if done {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "cached blob shorter than its size",
+                ));
+            }
+        }
+        match tokio::time::timeout(POLL, st.fill.rx.changed()).await {
+            Ok(Err(_))
+                if !matches!(
+                    st.fill.rx.borrow().stage,
+                    Stage::Done { .. } | Stage::Failed(_)
+                ) =>
+            {
+                return Err(io::Error::other("cache fill ended unexpectedly"));
+            }
+            _ => {}
+        }
+    }
+}

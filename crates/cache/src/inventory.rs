@@ -1,0 +1,384 @@
+//! What the cache holds, pins, and eviction of the least recently pulled images when the cache
+//! is over its size limit. Pushed repositories are never looked at: only cached ones.
+
+use std::collections::{HashMap, HashSet};
+
+use oci::{Digest, Manifest, Reference};
+use serde::Serialize;
+use store::{MetaStore, Page, StoreError};
+
+use crate::Cache;
+
+/// Metadata namespace of pins made at run time (`wharf cache pin`).
+const PINS: &str = "cache_pins";
+/// Who evictions are recorded as, in tag history.
+const EVICTOR: &str = "cache-eviction";
+
+/// One cached image: a manifest or index that no other cached manifest lists, with its tags.
+#[derive(Clone, Debug, Serialize)]
+pub struct CachedImage {
+    /// The cached repository (`docker.io/library/alpine`).
+    pub repo: String,
+    /// The top manifest's digest.
+    pub digest: String,
+    /// Tags pointing at it.
+    pub tags: Vec<String>,
+    /// The top manifest's media type.
+    pub media_type: String,
+    /// Bytes of its manifests and of the blobs held for it (shared blobs count in each image).
+    pub bytes: u64,
+    /// Platform manifests held (an index's children that clients asked for).
+    pub manifests: usize,
+    /// When it (or one of its manifests) was last pulled, unix seconds.
+    pub last_pull: Option<u64>,
+    /// When it was cached, unix seconds.
+    pub cached_at: Option<u64>,
+    /// Whether a pin keeps it whatever the size limit.
+    pub pinned: bool,
+    /// Blobs held for it, with sizes (for eviction; not listed).
+    #[serde(skip)]
+    blobs: Vec<(Digest, u64)>,
+    /// Every manifest digest of the image: top, children, referrers.
+    #[serde(skip)]
+    members: Vec<Digest>,
+}
+
+/// What an eviction pass did (or, dry, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EvictReport {
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// The size limit (0: none).
+    pub max_bytes: u64,
+    /// Bytes held before.
+    pub cached_bytes: u64,
+    /// Images evicted, as `repo@digest`.
+    pub evicted: Vec<String>,
+    /// Bytes of blobs no remaining cached image needs (freed once garbage collection runs).
+    pub bytes_released: u64,
+}
+
+/// A pin pattern: `host/repo:tag`, `host/repo@digest`, `host/repo` (every image of it), with `*`
+/// matching within a path component and a trailing `/*` any deeper path.
+fn pin_matches(pattern: &str, repo: &str, tags: &[String], digest: &str) -> bool {
+    let (repo_pat, want) = match pattern.split_once('@') {
+        Some((r, d)) => (r, Some(Err(d))),
+        None => match pattern.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, Some(Ok(t))),
+            _ => (pattern, None),
+        },
+    };
+    if !glob(repo_pat, repo) {
+        return false;
+    }
+    match want {
+        None => true,
+        Some(Ok(tag)) => tags.iter().any(|t| glob(tag, t)),
+        Some(Err(d)) => d == digest,
+    }
+}
+
+/// `*` matches any run of characters except `/`; a trailing `/*` also matches deeper paths.
+fn glob(pattern: &str, s: &str) -> bool {
+    if let Some(prefix) = pattern.strip_suffix("/*")
+        && let Some(rest) = s.strip_prefix(prefix)
+        && rest.starts_with('/')
+    {
+        return true;
+    }
+    fn rec(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                rec(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && rec(p, &s[1..]))
+            }
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    rec(pattern.as_bytes(), s.as_bytes())
+}
+
+impl Cache {
+    /// Repositories holding cached content.
+    async fn cached_repos(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut last = None;
+        loop {
+            let batch = self
+                .inner
+                .meta
+                .repositories(Page {
+                    n: Some(1000),
+                    last: last.clone(),
+                })
+                .await?;
+            let done = batch.len() < 1000;
+            last = batch.last().cloned();
+            out.extend(batch.into_iter().filter(|r| self.is_cached(r)));
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Pins made at run time.
+    pub async fn runtime_pins(&self) -> Result<Vec<String>, StoreError> {
+        let list = self
+            .inner
+            .meta
+            .record_list(PINS, Page::default(), false)
+            .await?;
+        Ok(list.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Keeps images matching `pattern` whatever the size limit.
+    pub async fn pin(&self, pattern: &str) -> Result<(), String> {
+        let repo = pattern.split(['@', ':']).next().unwrap_or(pattern);
+        let repo = repo.strip_suffix("/*").unwrap_or(repo);
+        if !self.is_cached(&format!("{repo}/x")) && !self.is_cached(repo) {
+            return Err(format!(
+                "{pattern} is not in a cached namespace (one of: {})",
+                self.inner
+                    .upstreams
+                    .iter()
+                    .map(|u| u.prefix.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        self.inner
+            .meta
+            .record_put(PINS, pattern, Vec::new())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Removes a run-time pin. Returns whether it existed.
+    pub async fn unpin(&self, pattern: &str) -> Result<bool, StoreError> {
+        self.inner.meta.record_delete(PINS, pattern).await
+    }
+
+    /// Every cached image, least recently pulled first.
+    pub async fn images(&self) -> Result<Vec<CachedImage>, StoreError> {
+        let mut pins = self.inner.config.pinned.clone();
+        pins.extend(self.runtime_pins().await?);
+        let meta = &self.inner.meta;
+        let mut out = Vec::new();
+        for repo in self.cached_repos().await? {
+            let snap = meta.snapshot(&repo).await?;
+            let pulls: HashMap<Digest, u64> = meta.last_pulls(&repo).await?.into_iter().collect();
+            let listed: HashSet<&Digest> = snap
+                .manifests
+                .iter()
+                .flat_map(|m| m.children.iter())
+                .collect();
+            let by_digest: HashMap<&Digest, &store::ManifestSummary> =
+                snap.manifests.iter().map(|m| (&m.digest, m)).collect();
+            for top in snap
+                .manifests
+                .iter()
+                .filter(|m| !listed.contains(&m.digest) && m.subject.is_none())
+            {
+                // The image: the top manifest, the children held, and referrers of any of them.
+                let mut members = vec![top.digest.clone()];
+                members.extend(
+                    top.children
+                        .iter()
+                        .filter(|c| by_digest.contains_key(c))
+                        .cloned(),
+                );
+                let referrers: Vec<Digest> = snap
+                    .manifests
+                    .iter()
+                    .filter(|m| m.subject.as_ref().is_some_and(|s| members.contains(s)))
+                    .map(|m| m.digest.clone())
+                    .collect();
+                members.extend(referrers);
+                let mut bytes = 0;
+                let mut blobs = Vec::new();
+                let mut seen = HashSet::new();
+                for d in &members {
+                    let Some(m) = by_digest.get(d) else { continue };
+                    bytes += m.size;
+                    let Some(stored) = meta
+                        .get_manifest(&repo, &Reference::Digest(d.clone()))
+                        .await?
+                    else {
+                        continue;
+                    };
+                    let Ok(parsed) = Manifest::parse(Some(&stored.media_type), &stored.body) else {
+                        continue;
+                    };
+                    for b in parsed.required_blobs() {
+                        if seen.insert(b.digest.clone())
+                            && let Some(size) = meta.blob_linked(&repo, &b.digest).await?
+                        {
+                            bytes += size;
+                            blobs.push((b.digest.clone(), size));
+                        }
+                    }
+                }
+                let tags: Vec<String> = snap
+                    .tags
+                    .iter()
+                    .filter(|t| t.digest == top.digest)
+                    .map(|t| t.tag.clone())
+                    .collect();
+                let digest = top.digest.to_string();
+                let pinned = pins.iter().any(|p| pin_matches(p, &repo, &tags, &digest));
+                out.push(CachedImage {
+                    repo: repo.clone(),
+                    digest,
+                    media_type: top.media_type.clone(),
+                    bytes,
+                    manifests: members.len(),
+                    last_pull: members.iter().filter_map(|d| pulls.get(d)).max().copied(),
+                    cached_at: top.pushed,
+                    pinned,
+                    tags,
+                    blobs,
+                    members,
+                });
+            }
+        }
+        out.sort_by_key(|i| i.last_pull.or(i.cached_at).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// Brings the cache under its size limit by deleting the least recently pulled unpinned
+    /// images (tags, manifests, blob links); their blobs go at the next garbage collection.
+    pub async fn evict(&self, dry_run: bool) -> Result<EvictReport, StoreError> {
+        let max = self.inner.config.max_bytes;
+        let images = self.images().await?;
+        // Distinct blobs held, and how many images use each.
+        let mut users: HashMap<(String, Digest), (u64, usize)> = HashMap::new();
+        for i in &images {
+            for (d, size) in &i.blobs {
+                users
+                    .entry((i.repo.clone(), d.clone()))
+                    .or_insert((*size, 0))
+                    .1 += 1;
+            }
+        }
+        let mut held: u64 = users.values().map(|(s, _)| s).sum::<u64>()
+            + images
+                .iter()
+                .map(|i| i.bytes - i.blobs.iter().map(|(_, s)| s).sum::<u64>())
+                .sum::<u64>();
+        self.inner.metrics.cached_bytes.set(held);
+        let mut report = EvictReport {
+            dry_run,
+            max_bytes: max,
+            cached_bytes: held,
+            ..Default::default()
+        };
+        if max == 0 || held <= max {
+            return Ok(report);
+        }
+        for img in images.iter().filter(|i| !i.pinned) {
+            if held <= max {
+                break;
+            }
+            let mut released = img.bytes - img.blobs.iter().map(|(_, s)| s).sum::<u64>();
+            let mut unlink = Vec::new();
+            for (d, size) in &img.blobs {
+                let e = users
+                    .get_mut(&(img.repo.clone(), d.clone()))
+                    .expect("counted above");
+                e.1 -= 1;
+                if e.1 == 0 {
+                    released += size;
+                    unlink.push(d.clone());
+                }
+            }
+            if !dry_run {
+                self.remove_image(img, &unlink).await?;
+                self.inner.metrics.evictions.inc();
+            }
+            tracing::info!(
+                repo = %img.repo, digest = %img.digest, bytes = released, dry_run,
+                "cached image evicted"
+            );
+            held = held.saturating_sub(released);
+            report.bytes_released += released;
+            report.evicted.push(format!("{}@{}", img.repo, img.digest));
+        }
+        if !dry_run {
+            self.inner.metrics.cached_bytes.set(held);
+        }
+        Ok(report)
+    }
+
+    async fn remove_image(&self, img: &CachedImage, unlink: &[Digest]) -> Result<(), StoreError> {
+        let meta: &dyn MetaStore = self.inner.meta.as_ref();
+        for t in &img.tags {
+            meta.delete_tag(&img.repo, t, EVICTOR).await?;
+        }
+        // Referrers first, then the top manifest, then the children it listed.
+        for d in img.members.iter().rev() {
+            meta.delete_manifest(&img.repo, d, EVICTOR).await?;
+        }
+        for d in unlink {
+            meta.unlink_blob(&img.repo, d).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins() {
+        let tags = vec!["3.20".to_owned(), "latest".to_owned()];
+        let r = "docker.io/library/alpine";
+        assert!(pin_matches(
+            "docker.io/library/alpine:3.20",
+            r,
+            &tags,
+            "sha256:x"
+        ));
+        assert!(pin_matches(
+            "docker.io/library/alpine:3.*",
+            r,
+            &tags,
+            "sha256:x"
+        ));
+        assert!(!pin_matches(
+            "docker.io/library/alpine:3.19",
+            r,
+            &tags,
+            "sha256:x"
+        ));
+        assert!(pin_matches(
+            "docker.io/library/alpine",
+            r,
+            &tags,
+            "sha256:x"
+        ));
+        assert!(pin_matches("docker.io/library/*", r, &tags, "sha256:x"));
+        assert!(pin_matches("docker.io/*", r, &tags, "sha256:x"));
+        assert!(!pin_matches("docker.io/lib*", r, &tags, "sha256:x"));
+        assert!(pin_matches(
+            "docker.io/library/alpine@sha256:x",
+            r,
+            &tags,
+            "sha256:x"
+        ));
+        assert!(!pin_matches(
+            "docker.io/library/alpine@sha256:y",
+            r,
+            &tags,
+            "sha256:x"
+        ));
+        assert!(!pin_matches("ghcr.io/*", r, &tags, "sha256:x"));
+        assert!(pin_matches(
+            "localhost-5001/team/app:v1",
+            "localhost-5001/team/app",
+            &["v1".into()],
+            "d"
+        ));
+    }
+}

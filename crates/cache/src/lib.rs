@@ -1,0 +1,680 @@
+//! Wharf's pull-through cache: public registries (Docker Hub, ghcr.io, quay.io, ...) served
+//! through Wharf, from local storage once fetched.
+//!
+//! Cached content lives in ordinary local repositories named `<upstream prefix>/<repository>`
+//! (`docker.io/library/alpine`), so the registry serves hits through its normal read path and
+//! access rules apply to them as to any repository. This crate decides when to ask the upstream
+//! (manifests by digest once, tags again after their time-to-live), shares one upstream fetch
+//! among all the clients that want the same thing, streams blobs to clients while they are
+//! written and verified, and falls back to the cached copy when the upstream is down or rate
+//! limiting. It knows nothing of HTTP servers: the registry calls it.
+
+mod config;
+mod error;
+mod fill;
+mod inventory;
+mod metrics;
+pub mod nodeconfig;
+mod upstream;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::{FutureExt, StreamExt};
+use oci::{Descriptor, Digest, Manifest, Reference};
+use reqwest::Method;
+use store::{BlobStore, BlobStream, ManifestRecord, MetaStore};
+
+pub use config::{CacheConfig, DOCKER_HUB, UpstreamConfig, validate};
+pub use error::UpstreamError;
+pub use inventory::{CachedImage, EvictReport};
+pub use metrics::CacheMetrics;
+
+use fill::{FillHandle, FillJob, Progress, Stage};
+use upstream::{MANIFEST_ACCEPT, Upstream, read_limited};
+
+/// Tag freshness records kept; beyond it they are forgotten (each costs one HEAD to relearn).
+const MAX_CHECKED_TAGS: usize = 100_000;
+/// Who cached content is recorded as having pushed, in tag history.
+const ACTOR: &str = "pull-through-cache";
+
+/// Serialises "commit a fetched blob and link it" with garbage collection: the registry's
+/// collector holds the same per-digest lock while it re-checks and deletes a blob.
+pub trait BlobLocks: Send + Sync + 'static {
+    /// Takes the lock of `digest`; it is released when the returned guard drops.
+    fn hold(&self, digest: &Digest) -> BoxFuture<'static, Box<dyn Send>>;
+}
+
+/// How a manifest lookup was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// From the cache, within its time-to-live (or by digest, which never changes).
+    Hit,
+    /// From the cache, after the upstream confirmed it is current.
+    Revalidated,
+    /// Fetched from the upstream now.
+    Miss,
+    /// From the cache although it could not be checked: the upstream is unavailable.
+    Stale,
+}
+
+/// How to answer a blob request in a cached repository.
+pub enum BlobAnswer {
+    /// The blob is stored and linked in the repository: serve it as any local blob.
+    Local,
+    /// A HEAD answered from the upstream without fetching: the blob's size.
+    Size(u64),
+    /// The blob is arriving; [`Incoming::stream`] yields it as it comes.
+    Incoming(Incoming),
+}
+
+/// A blob on its way from the upstream.
+pub struct Incoming {
+    blobs: Arc<dyn BlobStore>,
+    fill: FillHandle,
+    /// Its size.
+    pub size: u64,
+}
+
+impl Incoming {
+    /// Bytes `start..end` of the blob, delivered as they arrive. The stream fails (and the client
+    /// sees a short response) if the transfer breaks or the content does not match its digest.
+    pub fn stream(self, start: u64, end: u64) -> BlobStream {
+        fill::follow(self.blobs, self.fill, self.size, start, end)
+    }
+}
+
+/// What [`Cache::warm`] did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WarmReport {
+    /// The image as given.
+    pub image: String,
+    /// The cached repository it went into.
+    pub repo: String,
+    /// Its (top) manifest digest.
+    pub digest: String,
+    /// Manifests now cached for it.
+    pub manifests: usize,
+    /// Blobs it needs.
+    pub blobs: usize,
+    /// Bytes fetched from the upstream now (0 when everything was cached already).
+    pub bytes_fetched: u64,
+}
+
+/// Whether an index entry is for `platform` (`os/arch[/variant]`), or any when `None`.
+fn platform_matches(d: &Descriptor, platform: Option<&str>) -> bool {
+    let Some(want) = platform else {
+        return true;
+    };
+    let Some(p) = &d.platform else {
+        return false;
+    };
+    let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let mut parts = want.split('/');
+    let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
+    os == Some(field("os"))
+        && arch.is_none_or(|a| a == field("architecture"))
+        && variant.is_none_or(|v| v == field("variant"))
+}
+
+/// A cached repository resolved to its upstream.
+struct Target {
+    upstream: Arc<Upstream>,
+    /// The repository's name upstream.
+    remote: String,
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Freshness, UpstreamError>>>;
+
+struct Inner {
+    upstreams: Vec<Arc<Upstream>>,
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    metrics: Arc<CacheMetrics>,
+    /// When each cached tag was last confirmed upstream: `repo\0tag`.
+    checked: Mutex<HashMap<String, Instant>>,
+    /// Manifest fetches in flight, by `repo@reference`.
+    flights: Mutex<HashMap<String, Flight>>,
+    /// Blob fills in flight. An async lock: the check "stored already?" and the start of a fill
+    /// happen under it, so one blob is never fetched twice at once.
+    fills: tokio::sync::Mutex<HashMap<Digest, FillHandle>>,
+    config: CacheConfig,
+    /// Set once by the registry (see [`Cache::set_blob_locks`]).
+    locks: std::sync::OnceLock<Arc<dyn BlobLocks>>,
+}
+
+/// The pull-through cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl Cache {
+    /// A cache of the configured upstreams over the registry's stores.
+    pub fn new(
+        config: CacheConfig,
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetaStore>,
+    ) -> Result<Self, String> {
+        validate(&config)?;
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                upstreams,
+                blobs,
+                meta,
+                metrics: Arc::new(CacheMetrics::default()),
+                checked: Mutex::new(HashMap::new()),
+                flights: Mutex::new(HashMap::new()),
+                fills: tokio::sync::Mutex::new(HashMap::new()),
+                config,
+                locks: std::sync::OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Makes fetched blobs commit and link under `locks` (the garbage collector's). Only the
+    /// first call counts.
+    pub fn set_blob_locks(&self, locks: Arc<dyn BlobLocks>) {
+        let _ = self.inner.locks.set(locks);
+    }
+
+    /// The cache's metrics, to register with the server's.
+    pub fn metrics(&self) -> &CacheMetrics {
+        &self.inner.metrics
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// Mirror mode (containerd's `ns` query parameter): the local repository that caches
+    /// `name` of the upstream `ns`, or `None` when `ns` is not a configured upstream.
+    pub fn mirror_name(&self, ns: &str, name: &str) -> Option<String> {
+        let host = config::canonical_host(ns);
+        let up = self
+            .inner
+            .upstreams
+            .iter()
+            .find(|u| config::canonical_host(&u.cfg.host) == host)?;
+        Some(format!("{}/{}", up.prefix, up.normalize(name)))
+    }
+
+    /// Path mode (`/v2/docker.io/alpine/...`): when `name` is in a cached namespace, its
+    /// canonical local name (`docker.io/library/alpine`); `None` for local repositories.
+    pub fn canonical_name(&self, name: &str) -> Option<String> {
+        let t = self.target(name)?;
+        Some(format!("{}/{}", t.upstream.prefix, t.remote))
+    }
+
+    /// Whether `name` is a cached repository (read-only to clients).
+    pub fn is_cached(&self, name: &str) -> bool {
+        self.target(name).is_some()
+    }
+
+    /// The upstream host that repository `name` caches, if it is a cached repository.
+    pub fn upstream_of(&self, name: &str) -> Option<&str> {
+        let (prefix, _) = name.split_once('/')?;
+        self.inner
+            .upstreams
+            .iter()
+            .find(|u| u.prefix == prefix)
+            .map(|u| u.cfg.host.as_str())
+    }
+
+    fn target(&self, name: &str) -> Option<Target> {
+        let (prefix, rest) = name.split_once('/')?;
+        let up = self.inner.upstreams.iter().find(|u| u.prefix == prefix)?;
+        Some(Target {
+            remote: up.normalize(rest),
+            upstream: up.clone(),
+        })
+    }
+
+    fn enabled_target(&self, name: &str) -> Result<Target, UpstreamError> {
+        let t = self.target(name).ok_or(UpstreamError::NotFound)?;
+        if !t.upstream.cfg.enabled {
+            return Err(UpstreamError::Disabled);
+        }
+        Ok(t)
+    }
+
+    /// Makes sure the cached repository `name` holds a current copy of manifest `r`, fetching
+    /// it when needed; the caller then serves it from the metadata store. Errors only when
+    /// there is no copy to serve.
+    pub async fn manifest(&self, name: &str, r: &Reference) -> Result<Freshness, UpstreamError> {
+        let t = self.enabled_target(name)?;
+        let local = self.inner.meta.get_manifest(name, r).await?;
+        let key = match r {
+            Reference::Digest(d) => {
+                if local.is_some() {
+                    self.inner.metrics.lookup("manifest", "hit");
+                    return Ok(Freshness::Hit);
+                }
+                format!("{name}@{d}")
+            }
+            Reference::Tag(tag) => {
+                if local.is_some() && self.fresh(name, tag, t.upstream.tag_ttl()) {
+                    self.inner.metrics.lookup("manifest", "hit");
+                    return Ok(Freshness::Hit);
+                }
+                format!("{name}:{tag}")
+            }
+        };
+        if local.is_some() && t.upstream.is_down() {
+            let e = UpstreamError::Unreachable("it failed moments ago".into());
+            return Ok(self.stale(&t, name, r, &e));
+        }
+        let known = local.map(|m| m.digest);
+        let inner = self.inner.clone();
+        let (name2, r2, up) = (name.to_owned(), r.clone(), t.upstream.clone());
+        let remote = t.remote.clone();
+        let result = self
+            .flight(key, move || {
+                async move { inner.fetch_manifest(up, name2, remote, r2, known).await }.boxed()
+            })
+            .await;
+        match result {
+            Ok(f) => {
+                let label = if f == Freshness::Revalidated {
+                    "revalidated"
+                } else {
+                    "miss"
+                };
+                self.inner.metrics.lookup("manifest", label);
+                Ok(f)
+            }
+            Err(e) => {
+                let have = self.inner.meta.get_manifest(name, r).await?.is_some();
+                if have && e.serve_stale() {
+                    return Ok(self.stale(&t, name, r, &e));
+                }
+                self.inner.metrics.lookup("manifest", "error");
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts and logs serving a cached manifest that could not be checked.
+    fn stale(&self, t: &Target, name: &str, r: &Reference, e: &UpstreamError) -> Freshness {
+        let host = t.upstream.cfg.host.clone();
+        tracing::warn!(
+            upstream = %host, repo = name, reference = %ref_str(r), error = %e,
+            "upstream unavailable: serving the cached manifest"
+        );
+        self.inner
+            .metrics
+            .served_stale
+            .get_or_create(&metrics::UpstreamLabels { upstream: host })
+            .inc();
+        self.inner.metrics.lookup("manifest", "stale");
+        Freshness::Stale
+    }
+
+    /// Answers a blob request in the cached repository `name` whose blob is not linked there.
+    pub async fn blob(
+        &self,
+        name: &str,
+        digest: &Digest,
+        head: bool,
+    ) -> Result<BlobAnswer, UpstreamError> {
+        let t = self.enabled_target(name)?;
+        let inner = &self.inner;
+        let mut fills = inner.fills.lock().await;
+        let handle = match fills.get(digest) {
+            Some(h) => h.clone(),
+            None => {
+                if let Some(size) = inner.blobs.size(digest).await? {
+                    // Stored for another repository: cached already.
+                    inner.meta.link_blob(name, digest, size).await?;
+                    inner.metrics.lookup("blob", "hit");
+                    return Ok(BlobAnswer::Local);
+                }
+                if head {
+                    drop(fills);
+                    return self.head_blob(&t, digest).await.map(BlobAnswer::Size);
+                }
+                let handle = self.start_fill(&t, name, digest);
+                fills.insert(digest.clone(), handle.clone());
+                handle
+            }
+        };
+        drop(fills);
+        let mut h = handle;
+        let size = match h.started().await {
+            Ok(s) => s,
+            Err(e) => {
+                inner.metrics.lookup("blob", "error");
+                return Err(e);
+            }
+        };
+        inner.metrics.lookup("blob", "miss");
+        if head {
+            return Ok(BlobAnswer::Size(size));
+        }
+        Ok(BlobAnswer::Incoming(Incoming {
+            blobs: inner.blobs.clone(),
+            fill: h,
+            size,
+        }))
+    }
+
+    /// Resolves an image reference in the cache's terms (`docker.io/library/alpine:3.20`,
+    /// `docker.io/alpine`, `localhost:5001/team/app@sha256:...`): the local repository and the
+    /// reference (`latest` when none is given).
+    pub fn parse_image(&self, image: &str) -> Result<(String, Reference), String> {
+        let (name, reference) = match image.split_once('@') {
+            Some((n, d)) => (n, d.to_owned()),
+            None => match image.rsplit_once(':') {
+                Some((n, t)) if !t.contains('/') => (n, t.to_owned()),
+                _ => (image, "latest".to_owned()),
+            },
+        };
+        let r = Reference::parse(&reference).map_err(|e| format!("{image}: {e}"))?;
+        let local = name
+            .split_once('/')
+            .and_then(|(host, rest)| self.mirror_name(host, rest))
+            .or_else(|| self.canonical_name(name))
+            .ok_or_else(|| format!("{image} is not from an upstream registry of this cache"))?;
+        oci::validate_repository(&local).map_err(|e| format!("{image}: {e}"))?;
+        Ok((local, r))
+    }
+
+    /// Fetches an image into the cache ahead of its first pull: the manifest, and for an index
+    /// the platform manifests matching `platform` (`os/arch[/variant]`; all when `None`), and
+    /// every blob they need.
+    pub async fn warm(&self, image: &str, platform: Option<&str>) -> Result<WarmReport, String> {
+        let (name, r) = self.parse_image(image)?;
+        let fail = |e: UpstreamError| format!("{image}: {e}");
+        self.manifest(&name, &r).await.map_err(fail)?;
+        let meta = &self.inner.meta;
+        let top = meta
+            .get_manifest(&name, &r)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{image}: manifest vanished while warming"))?;
+        let parsed = Manifest::parse(Some(&top.media_type), &top.body)
+            .map_err(|e| format!("{image}: {e}"))?;
+        let mut images = Vec::new();
+        let is_index = !parsed.manifests.is_empty();
+        if !is_index {
+            images.push(parsed);
+        } else {
+            for child in parsed
+                .manifests
+                .iter()
+                .filter(|c| platform_matches(c, platform))
+            {
+                let cr = Reference::Digest(child.digest.clone());
+                self.manifest(&name, &cr).await.map_err(fail)?;
+                let m = meta
+                    .get_manifest(&name, &cr)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{image}: manifest {} vanished", child.digest))?;
+                images.push(
+                    Manifest::parse(Some(&m.media_type), &m.body)
+                        .map_err(|e| format!("{image}: {e}"))?,
+                );
+            }
+        }
+        let mut report = WarmReport {
+            image: image.to_owned(),
+            repo: name.clone(),
+            digest: top.digest.to_string(),
+            manifests: if is_index { 1 + images.len() } else { 1 },
+            ..Default::default()
+        };
+        let mut seen = HashSet::new();
+        for m in &images {
+            for b in m.required_blobs() {
+                if !seen.insert(b.digest.clone()) {
+                    continue;
+                }
+                report.blobs += 1;
+                if meta
+                    .blob_linked(&name, &b.digest)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    continue;
+                }
+                if let BlobAnswer::Incoming(i) =
+                    self.blob(&name, &b.digest, false).await.map_err(fail)?
+                {
+                    let size = i.size;
+                    let mut s = i.stream(0, size);
+                    while let Some(chunk) = s.next().await {
+                        chunk.map_err(|e| format!("{image}: blob {}: {e}", b.digest))?;
+                    }
+                    report.bytes_fetched += size;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Counts bytes of a cached blob served from storage.
+    pub fn note_served(&self, bytes: u64) {
+        self.inner.metrics.bytes_saved.inc_by(bytes);
+    }
+
+    async fn head_blob(&self, t: &Target, digest: &Digest) -> Result<u64, UpstreamError> {
+        let r = t
+            .upstream
+            .request(Method::HEAD, &t.remote, &format!("blobs/{digest}"), None)
+            .await;
+        let resp = r.inspect_err(|e| self.inner.metrics.upstream_error(&t.upstream.cfg.host, e))?;
+        resp.content_length()
+            .ok_or_else(|| UpstreamError::Invalid("blob HEAD without a Content-Length".into()))
+    }
+
+    /// Starts the upstream transfer of a blob in its own task.
+    fn start_fill(&self, t: &Target, name: &str, digest: &Digest) -> FillHandle {
+        let id = format!("cache-{}", uuid::Uuid::new_v4().simple());
+        let (tx, rx) = tokio::sync::watch::channel(Progress {
+            stage: Stage::Connecting,
+            received: 0,
+        });
+        let job = FillJob {
+            blobs: self.inner.blobs.clone(),
+            meta: self.inner.meta.clone(),
+            upstream: t.upstream.clone(),
+            metrics: self.inner.metrics.clone(),
+            local_repo: name.to_owned(),
+            remote_repo: t.remote.clone(),
+            digest: digest.clone(),
+            id: id.clone(),
+            locks: self.inner.locks.get().cloned(),
+        };
+        let inner = self.inner.clone();
+        let d = digest.clone();
+        let fill_id = id.clone();
+        tokio::spawn(async move {
+            job.run(tx).await;
+            // Forget the fill once it is linked (or failed): later requests read the stored blob
+            // (or start again).
+            let mut fills = inner.fills.lock().await;
+            if fills.get(&d).is_some_and(|h| h.id == fill_id) {
+                fills.remove(&d);
+            }
+        });
+        FillHandle {
+            id,
+            digest: digest.clone(),
+            rx,
+        }
+    }
+
+    /// Runs `make`'s future once for every concurrent caller with the same key, in its own
+    /// task so a caller going away does not cancel it for the others.
+    async fn flight(
+        &self,
+        key: String,
+        make: impl FnOnce() -> BoxFuture<'static, Result<Freshness, UpstreamError>>,
+    ) -> Result<Freshness, UpstreamError> {
+        let f = {
+            let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+            flights
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let task = tokio::spawn(make());
+                    async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(UpstreamError::Storage(format!("cache task failed: {e}")))
+                        })
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        let r = f.clone().await;
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(&key).is_some_and(|cur| cur.ptr_eq(&f)) {
+            flights.remove(&key);
+        }
+        r
+    }
+
+    fn fresh(&self, name: &str, tag: &str, ttl: Duration) -> bool {
+        let checked = self.inner.checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked
+            .get(&format!("{name}\0{tag}"))
+            .is_some_and(|t| t.elapsed() < ttl)
+    }
+}
+
+impl Inner {
+    fn mark_checked(&self, name: &str, tag: &str) {
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if checked.len() >= MAX_CHECKED_TAGS {
+            checked.clear();
+        }
+        checked.insert(format!("{name}\0{tag}"), Instant::now());
+    }
+
+    /// Asks the upstream for manifest `r` and stores it; `known` is the digest cached for a tag.
+    async fn fetch_manifest(
+        self: Arc<Self>,
+        up: Arc<Upstream>,
+        name: String,
+        remote: String,
+        r: Reference,
+        known: Option<Digest>,
+    ) -> Result<Freshness, UpstreamError> {
+        let result = self
+            .fetch_manifest_inner(&up, &name, &remote, &r, known)
+            .await;
+        up.note(result.as_ref().err());
+        if let Err(e) = &result {
+            self.metrics.upstream_error(&up.cfg.host, e);
+        }
+        result
+    }
+
+    async fn fetch_manifest_inner(
+        &self,
+        up: &Upstream,
+        name: &str,
+        remote: &str,
+        r: &Reference,
+        known: Option<Digest>,
+    ) -> Result<Freshness, UpstreamError> {
+        let reference = ref_str(r);
+        if let (Reference::Tag(tag), Some(known)) = (r, &known) {
+            // A HEAD costs nothing against Docker Hub's pull rate limit.
+            let resp = up
+                .request(
+                    Method::HEAD,
+                    remote,
+                    &format!("manifests/{reference}"),
+                    Some(MANIFEST_ACCEPT),
+                )
+                .await?;
+            if header_digest(&resp).as_ref() == Some(known) {
+                self.mark_checked(name, tag);
+                return Ok(Freshness::Revalidated);
+            }
+        }
+        let resp = up
+            .request(
+                Method::GET,
+                remote,
+                &format!("manifests/{reference}"),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let claimed = header_digest(&resp);
+        let body = read_limited(resp, oci::manifest::MAX_MANIFEST_BYTES).await?;
+        let digest = match (r, claimed) {
+            (Reference::Digest(d), _) => d.clone(),
+            (Reference::Tag(_), Some(c)) => c,
+            (Reference::Tag(_), None) => Digest::sha256(&body),
+        };
+        if Digest::of(digest.algorithm(), &body) != digest {
+            return Err(UpstreamError::DigestMismatch);
+        }
+        let m = Manifest::parse(content_type.as_deref(), &body)
+            .map_err(|e| UpstreamError::Invalid(format!("manifest {digest}: {e}")))?;
+        let referrer = m.subject.as_ref().map(|_| Descriptor {
+            media_type: m.media_type.clone(),
+            digest: digest.clone(),
+            size: body.len() as i64,
+            urls: None,
+            annotations: m.annotations.clone(),
+            artifact_type: m.effective_artifact_type().map(str::to_owned),
+            platform: None,
+        });
+        let record = ManifestRecord {
+            digest: digest.clone(),
+            media_type: m.media_type.clone(),
+            blobs: m.required_blobs().map(|d| d.digest.clone()).collect(),
+            children: m.manifests.iter().map(|d| d.digest.clone()).collect(),
+            subject: m.subject.as_ref().map(|s| s.digest.clone()),
+            referrer,
+            body: body.into(),
+            frozen_tags: Vec::new(),
+            actor: ACTOR.to_owned(),
+        };
+        let tags = match r {
+            Reference::Tag(t) => vec![t.clone()],
+            Reference::Digest(_) => Vec::new(),
+        };
+        self.meta.put_cached_manifest(name, record, tags).await?;
+        if let Reference::Tag(t) = r {
+            self.mark_checked(name, t);
+        }
+        tracing::info!(upstream = %up.cfg.host, repo = name, reference, %digest, "manifest cached");
+        Ok(Freshness::Miss)
+    }
+}
+
+/// The `Docker-Content-Digest` header, when present and well formed.
+fn header_digest(resp: &reqwest::Response) -> Option<Digest> {
+    resp.headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v.trim()).ok())
+}
+
+/// A reference as it appears in a URL: the tag or the digest.
+fn ref_str(r: &Reference) -> String {
+    match r {
+        Reference::Tag(t) => t.clone(),
+        Reference::Digest(d) => d.to_string(),
+    }
+}

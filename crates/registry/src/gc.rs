@@ -1,0 +1,825 @@
+//! Online garbage collection and per-repository storage use (docs/gc.md has the safety argument).
+//!
+//! The [`Collector`] reclaims blobs no manifest references, blob links nothing references, and
+//! expired uploads, while clients keep pushing. Three mechanisms make that safe:
+//!
+//! - a striped per-digest lock ([`Collector::hold`]) taken by "commit an upload and link it",
+//!   by blob HEAD/GET/mount, and by the collector around "re-check and delete": a blob can never
+//!   vanish between an upload's rename and its link, nor between a HEAD that found it and the
+//!   touch that protects it;
+//! - a grace period: links younger than it are never collected, and blob HEAD/GET/mount touch
+//!   the digest in a bounded in-memory map the collector consults, so a client that saw a blob
+//!   may reference it in a manifest within the grace period;
+//! - the metadata side of each deletion is one transaction that re-checks that no manifest stored
+//!   since the snapshot references the blob (`store::gc`), serialized with `put_manifest`.
+//!
+//! Storage use is computed by the same scan and exported as JSON and Prometheus gauges.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use oci::Digest;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as PromRegistry;
+use serde::{Deserialize, Serialize};
+use store::gc::{Doomed, StorageUsage, digest_key};
+use store::{BlobStore, MetaStore, StoreError};
+
+use crate::Registry;
+use crate::access::{Need, request_origin};
+use crate::error::{ApiError, Code};
+use crate::metrics::Metrics;
+
+/// Stripes of the per-digest lock: enough that unrelated digests rarely share one.
+const LOCK_STRIPES: usize = 1024;
+/// Digests remembered as recently touched; past this the collector keeps everything for a while.
+const MAX_TOUCHES: usize = 100_000;
+/// Proposals handled per run (bounds memory); the next run continues.
+const MAX_DOOMED: usize = 100_000;
+/// Proposals re-checked and deleted per metadata transaction.
+const SWEEP_BATCH: usize = 64;
+/// Blob files listed per page when looking for files without metadata.
+const LIST_PAGE: usize = 512;
+/// Upload sessions and files looked at per run.
+const MAX_UPLOADS: usize = 100_000;
+/// Repositories given their own `wharf_repository_bytes` series (the largest); the rest are
+/// summed under `repository="(other)"`, so label cardinality stays bounded.
+const TOP_REPOS: usize = 50;
+/// A cached storage report younger than this answers `GET /api/v1/storage`.
+const USAGE_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// What a collection does.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// Report only; delete nothing.
+    pub dry_run: bool,
+    /// Links and blob files younger than this, and blobs touched within it, are kept.
+    pub grace: Duration,
+    /// Uploads idle for longer than this are deleted (with or without a session record).
+    pub upload_expiry: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+            upload_expiry: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What a collection did (or, dry, would do).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Nothing was deleted.
+    pub dry_run: bool,
+    /// Grace period used.
+    pub grace_seconds: u64,
+    /// Upload expiry used.
+    pub upload_expiry_seconds: u64,
+    /// Unix seconds when it started.
+    pub started_at: u64,
+    /// How long it took.
+    pub duration_seconds: f64,
+    /// Repositories scanned.
+    pub repositories: u64,
+    /// Manifests scanned.
+    pub manifests: u64,
+    /// Unreferenced blobs deleted (metadata and file).
+    pub blobs_deleted: u64,
+    /// Blob files deleted that no metadata knew (left by a crash).
+    pub orphan_files_deleted: u64,
+    /// Bytes of blob files deleted.
+    pub bytes_freed: u64,
+    /// Links deleted whose blob stays (referenced by another repository or still protected).
+    pub links_deleted: u64,
+    /// Expired upload sessions deleted (record and file).
+    pub uploads_expired: u64,
+    /// Upload files without a session deleted.
+    pub orphan_uploads_deleted: u64,
+    /// Bytes of upload files deleted.
+    pub upload_bytes_freed: u64,
+    /// Unreferenced items kept because they are young, were touched, or were referenced again
+    /// while the collection ran.
+    pub kept_recent: u64,
+    /// Links found without a creation time (older data): stamped now, collectable after the
+    /// grace period.
+    pub links_stamped: u64,
+    /// Stored manifests that did not parse (their repositories' blobs were all kept).
+    pub unparsable_manifests: u64,
+    /// There was more to collect than one run handles; run again.
+    pub incomplete: bool,
+}
+
+/// Failures of a collection.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    /// Storage failed; what was deleted so far stays deleted and the store is consistent.
+    #[error("garbage collection failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Labels of a repository's storage gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepoBytesLabels {
+    /// Repository, or `(other)` for those beyond the largest few.
+    pub repository: String,
+    /// `logical` (bytes of the blobs it references) or `exclusive` (of those, not shared).
+    pub kind: &'static str,
+}
+
+/// Labels of a collection run counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    /// `collect` or `dry_run`.
+    pub mode: &'static str,
+    /// `ok` or `error`.
+    pub outcome: &'static str,
+}
+
+/// Garbage collection and storage metrics.
+pub struct GcMetrics {
+    /// Collections run.
+    pub runs: Family<RunLabels, Counter>,
+    /// Bytes freed (blob and upload files).
+    pub freed_bytes: Counter,
+    /// Blobs deleted (including files without metadata).
+    pub deleted_blobs: Counter,
+    /// Links deleted.
+    pub deleted_links: Counter,
+    /// Uploads deleted (expired sessions and files without one).
+    pub expired_uploads: Counter,
+    /// Duration of the last collection.
+    pub last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Unix time the last collection finished.
+    pub last_run: Gauge,
+    /// Storage per repository (largest few, plus the rest summed).
+    pub repository_bytes: Family<RepoBytesLabels, Gauge>,
+    /// Referenced blob bytes, each blob counted once.
+    pub referenced_bytes: Gauge,
+    /// Sum of the repositories' logical bytes (what the store would take without deduplication).
+    pub logical_bytes: Gauge,
+    /// Bytes of blob records no manifest references.
+    pub unreferenced_bytes: Gauge,
+}
+
+impl GcMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(r: &mut PromRegistry) -> Self {
+        let m = GcMetrics {
+            runs: Family::default(),
+            freed_bytes: Counter::default(),
+            deleted_blobs: Counter::default(),
+            deleted_links: Counter::default(),
+            expired_uploads: Counter::default(),
+            last_duration: Gauge::default(),
+            last_run: Gauge::default(),
+            repository_bytes: Family::default(),
+            referenced_bytes: Gauge::default(),
+            logical_bytes: Gauge::default(),
+            unreferenced_bytes: Gauge::default(),
+        };
+        r.register("gc_runs", "Garbage collections run", m.runs.clone());
+        r.register(
+            "gc_freed_bytes",
+            "Bytes freed by garbage collection",
+            m.freed_bytes.clone(),
+        );
+        r.register(
+            "gc_deleted_blobs",
+            "Blobs deleted by garbage collection",
+            m.deleted_blobs.clone(),
+        );
+        r.register(
+            "gc_deleted_links",
+            "Unreferenced blob links deleted by garbage collection",
+            m.deleted_links.clone(),
+        );
+        r.register(
+            "gc_expired_uploads",
+            "Expired or abandoned uploads deleted by garbage collection",
+            m.expired_uploads.clone(),
+        );
+        r.register(
+            "gc_last_duration_seconds",
+            "Duration of the last garbage collection",
+            m.last_duration.clone(),
+        );
+        r.register(
+            "gc_last_run_timestamp_seconds",
+            "Unix time the last garbage collection finished",
+            m.last_run.clone(),
+        );
+        r.register(
+            "repository_bytes",
+            "Bytes of the blobs a repository references (logical) and of those no other repository references (exclusive); the largest repositories, the rest summed as (other)",
+            m.repository_bytes.clone(),
+        );
+        r.register(
+            "storage_referenced_bytes",
+            "Bytes of referenced blobs, each counted once",
+            m.referenced_bytes.clone(),
+        );
+        r.register(
+            "storage_logical_bytes",
+            "Sum of every repository's logical bytes (before deduplication)",
+            m.logical_bytes.clone(),
+        );
+        r.register(
+            "storage_unreferenced_bytes",
+            "Bytes of blobs no manifest references (garbage or pushes in progress)",
+            m.unreferenced_bytes.clone(),
+        );
+        m
+    }
+
+    fn set_usage(&self, u: &StorageUsage) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.referenced_bytes.set(gauge(u.total.referenced_bytes));
+        self.logical_bytes.set(gauge(u.total.logical_bytes));
+        self.unreferenced_bytes
+            .set(gauge(u.total.unreferenced_bytes));
+        let mut repos: Vec<_> = u.repositories.iter().collect();
+        repos.sort_by_key(|r| std::cmp::Reverse(r.logical_bytes));
+        self.repository_bytes.clear();
+        let (mut other_logical, mut other_exclusive, mut others) = (0u64, 0u64, 0usize);
+        for (i, r) in repos.iter().enumerate() {
+            if i < TOP_REPOS {
+                for (kind, v) in [
+                    ("logical", r.logical_bytes),
+                    ("exclusive", r.exclusive_bytes),
+                ] {
+                    self.repository_bytes
+                        .get_or_create(&RepoBytesLabels {
+                            repository: r.repository.clone(),
+                            kind,
+                        })
+                        .set(gauge(v));
+                }
+            } else {
+                others += 1;
+                other_logical += r.logical_bytes;
+                other_exclusive += r.exclusive_bytes;
+            }
+        }
+        if others > 0 {
+            for (kind, v) in [("logical", other_logical), ("exclusive", other_exclusive)] {
+                self.repository_bytes
+                    .get_or_create(&RepoBytesLabels {
+                        repository: "(other)".into(),
+                        kind,
+                    })
+                    .set(gauge(v));
+            }
+        }
+    }
+}
+
+/// Digests touched by blob HEAD/GET/mount recently, bounded. When full of recent entries it
+/// forgets them all and, for one retention period, reports every digest as touched: memory stays
+/// bounded and the collector errs on the side of keeping.
+struct Touches {
+    state: Mutex<TouchState>,
+    retention: Mutex<Duration>,
+}
+
+struct TouchState {
+    map: HashMap<u128, Instant>,
+    overflow_until: Option<Instant>,
+}
+
+impl Touches {
+    fn new() -> Self {
+        Touches {
+            state: Mutex::new(TouchState {
+                map: HashMap::new(),
+                overflow_until: None,
+            }),
+            retention: Mutex::new(GcOptions::default().grace),
+        }
+    }
+
+    fn retention(&self) -> Duration {
+        *self.retention.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn touch(&self, d: &Digest) {
+        let k = digest_key(d);
+        let keep = self.retention();
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.map.len() >= MAX_TOUCHES && !s.map.contains_key(&k) {
+            s.map.retain(|_, t| now.duration_since(*t) < keep);
+            if s.map.len() >= MAX_TOUCHES {
+                s.map.clear();
+                s.overflow_until = Some(now + keep);
+                tracing::warn!(
+                    entries = MAX_TOUCHES,
+                    "too many blobs touched within the grace period to track: garbage collection keeps every blob for one grace period"
+                );
+            }
+        }
+        s.map.insert(k, now);
+    }
+
+    fn recent(&self, d: &Digest, grace: Duration) -> bool {
+        let now = Instant::now();
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.overflow_until.is_some_and(|u| now < u)
+            || s.map
+                .get(&digest_key(d))
+                .is_some_and(|t| now.duration_since(*t) < grace)
+    }
+}
+
+/// Runs collections and computes storage use over a blob store and a metadata store.
+pub struct Collector {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    metrics: Arc<Metrics>,
+    locks: Box<[Arc<tokio::sync::Mutex<()>>]>,
+    touches: Touches,
+    /// One collection at a time (the generation bookkeeping in the store assumes it).
+    running: tokio::sync::Mutex<()>,
+    /// Serializes storage scans requested through the API.
+    usage_scan: tokio::sync::Mutex<()>,
+    usage: Mutex<Option<(Instant, Arc<StorageUsage>)>>,
+    defaults: Mutex<GcOptions>,
+}
+
+/// A held per-digest lock (see [`Collector::hold`]).
+pub type BlobGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Collector {
+    /// A collector over these stores, recording into `metrics`.
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, metrics: Arc<Metrics>) -> Self {
+        Collector {
+            blobs,
+            meta,
+            metrics,
+            locks: (0..LOCK_STRIPES)
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
+            touches: Touches::new(),
+            running: tokio::sync::Mutex::new(()),
+            usage_scan: tokio::sync::Mutex::new(()),
+            usage: Mutex::new(None),
+            defaults: Mutex::new(GcOptions::default()),
+        }
+    }
+
+    /// Sets the options used when a caller gives none (the server's `[gc]` configuration); the
+    /// touch map remembers digests for at least this grace period.
+    pub fn set_defaults(&self, opts: GcOptions) {
+        *self
+            .touches
+            .retention
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = opts.grace.max(Duration::from_secs(60));
+        *self.defaults.lock().unwrap_or_else(|e| e.into_inner()) = opts;
+    }
+
+    /// The options used when a caller gives none.
+    pub fn defaults(&self) -> GcOptions {
+        self.defaults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn stripe(d: &Digest) -> usize {
+        (digest_key(d) % LOCK_STRIPES as u128) as usize
+    }
+
+    /// Takes the per-digest lock of `d` and marks it touched. Held by upload commit + link, by
+    /// blob HEAD/GET/mount while they read the link, and by the collector while it re-checks and
+    /// deletes: so a blob seen (or just linked) is protected for the grace period.
+    pub async fn hold(&self, d: &Digest) -> BlobGuard<'_> {
+        let g = self.locks[Self::stripe(d)].lock().await;
+        self.touches.touch(d);
+        g
+    }
+
+    /// [`Collector::hold`] as an owned guard, for tasks that outlive the caller's borrow (the
+    /// pull-through cache commits and links fetched blobs under it).
+    pub async fn hold_owned(&self, d: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let g = self.locks[Self::stripe(d)].clone().lock_owned().await;
+        self.touches.touch(d);
+        g
+    }
+
+    /// Locks the stripes of several digests, in stripe order (no deadlock with single holders).
+    async fn hold_many<'a>(&self, ds: impl Iterator<Item = &'a Digest>) -> Vec<BlobGuard<'_>> {
+        let mut idx: Vec<usize> = ds.map(Self::stripe).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut out = Vec::with_capacity(idx.len());
+        for i in idx {
+            out.push(self.locks[i].lock().await);
+        }
+        out
+    }
+
+    /// The last storage report, if one is younger than `max_age`.
+    fn cached_usage(&self, max_age: Duration) -> Option<Arc<StorageUsage>> {
+        self.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(t, _)| t.elapsed() < max_age)
+            .map(|(_, u)| u.clone())
+    }
+
+    fn store_usage(&self, u: StorageUsage) -> Arc<StorageUsage> {
+        self.metrics.gc.set_usage(&u);
+        let u = Arc::new(u);
+        *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), u.clone()));
+        u
+    }
+
+    /// Storage use per repository and in total: a cached report younger than `max_age`, else a
+    /// fresh scan (which also refreshes the gauges).
+    pub async fn storage_usage(&self, max_age: Duration) -> Result<Arc<StorageUsage>, GcError> {
+        if let Some(u) = self.cached_usage(max_age) {
+            return Ok(u);
+        }
+        let _scan = self.usage_scan.lock().await;
+        if let Some(u) = self.cached_usage(max_age) {
+            return Ok(u); // computed while we waited
+        }
+        let mark = self.meta.gc_mark(0, 0).await?;
+        Ok(self.store_usage(mark.usage))
+    }
+
+    /// Runs one collection (waiting for a running one to finish first) and returns its report.
+    pub async fn collect(&self, opts: &GcOptions) -> Result<GcReport, GcError> {
+        let _run = self.running.lock().await;
+        let mode = if opts.dry_run { "dry_run" } else { "collect" };
+        let t0 = Instant::now();
+        let r = self.run(opts).await;
+        let outcome = if r.is_ok() { "ok" } else { "error" };
+        let m = &self.metrics.gc;
+        m.runs.get_or_create(&RunLabels { mode, outcome }).inc();
+        m.last_duration.set(t0.elapsed().as_secs_f64());
+        m.last_run.set(unix_now() as i64);
+        match &r {
+            Ok(rep) => {
+                if !rep.dry_run {
+                    m.freed_bytes
+                        .inc_by(rep.bytes_freed + rep.upload_bytes_freed);
+                    m.deleted_blobs
+                        .inc_by(rep.blobs_deleted + rep.orphan_files_deleted);
+                    m.deleted_links.inc_by(rep.links_deleted);
+                    m.expired_uploads
+                        .inc_by(rep.uploads_expired + rep.orphan_uploads_deleted);
+                }
+                tracing::info!(
+                    dry_run = rep.dry_run,
+                    blobs = rep.blobs_deleted,
+                    orphan_files = rep.orphan_files_deleted,
+                    bytes = rep.bytes_freed,
+                    links = rep.links_deleted,
+                    uploads = rep.uploads_expired + rep.orphan_uploads_deleted,
+                    kept_recent = rep.kept_recent,
+                    incomplete = rep.incomplete,
+                    seconds = rep.duration_seconds,
+                    "garbage collection finished"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+        }
+        r
+    }
+
+    async fn run(&self, opts: &GcOptions) -> Result<GcReport, GcError> {
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        let started_at = unix_now();
+        let mut rep = GcReport {
+            dry_run: opts.dry_run,
+            grace_seconds: opts.grace.as_secs(),
+            upload_expiry_seconds: opts.upload_expiry.as_secs(),
+            started_at,
+            ..GcReport::default()
+        };
+        let cutoff = started_at.saturating_sub(opts.grace.as_secs());
+        let file_cutoff = now.checked_sub(opts.grace).unwrap_or(UNIX_EPOCH);
+
+        // 1. Mark: one snapshot, after the generation is bumped (so every manifest stored after
+        //    the snapshot is recorded under this generation and vetoes deletions below).
+        let generation = if opts.dry_run {
+            0
+        } else {
+            self.meta.gc_begin().await?
+        };
+        let mark = self.meta.gc_mark(cutoff, MAX_DOOMED).await?;
+        rep.repositories = mark.usage.total.repositories;
+        rep.manifests = mark.usage.total.manifests;
+        rep.unparsable_manifests = mark.unparsable_manifests;
+        rep.incomplete = mark.truncated;
+        rep.kept_recent = mark.young_links;
+        rep.links_stamped = mark.unstamped.len() as u64;
+        self.store_usage(mark.usage);
+        if !opts.dry_run {
+            self.meta.gc_stamp(mark.unstamped).await?;
+        }
+
+        // 2. Sweep the proposals, a batch at a time, under their per-digest locks.
+        for batch in mark.doomed.chunks(SWEEP_BATCH) {
+            let _held = self.hold_many(batch.iter().map(Doomed::digest)).await;
+            let (live, touched): (Vec<&Doomed>, Vec<&Doomed>) = batch
+                .iter()
+                .partition(|i| !self.touches.recent(i.digest(), opts.grace));
+            rep.kept_recent += touched.len() as u64;
+            if opts.dry_run {
+                for i in live {
+                    match i {
+                        Doomed::Link { .. } => rep.links_deleted += 1,
+                        Doomed::Blob { size, .. } => {
+                            rep.blobs_deleted += 1;
+                            rep.bytes_freed += size;
+                        }
+                    }
+                }
+                continue;
+            }
+            let items: Vec<Doomed> = live.into_iter().cloned().collect();
+            let done = self
+                .meta
+                .gc_sweep(generation, cutoff, items.clone())
+                .await?;
+            for (item, deleted) in items.iter().zip(done) {
+                if !deleted {
+                    rep.kept_recent += 1;
+                    continue;
+                }
+                match item {
+                    Doomed::Link { .. } => rep.links_deleted += 1,
+                    Doomed::Blob { digest, .. } => {
+                        // Metadata first, then the file: a crash in between leaves a file no
+                        // metadata knows, which the next run deletes below.
+                        let size = self.blobs.size(digest).await?;
+                        rep.blobs_deleted += 1;
+                        if self.blobs.delete(digest).await? {
+                            rep.bytes_freed += size.unwrap_or(0);
+                        }
+                    }
+                }
+            }
+        }
+
+        // 3. Blob files no metadata knows (a crash between the two steps above, or between an
+        //    upload's rename and its link), older than the grace period.
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = self.blobs.list_blobs(after.as_ref(), LIST_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            let old: Vec<_> = page
+                .into_iter()
+                .filter(|f| f.modified < file_cutoff)
+                .collect();
+            if old.is_empty() {
+                continue;
+            }
+            let known = self
+                .meta
+                .gc_blobs_known(old.iter().map(|f| f.digest.clone()).collect())
+                .await?;
+            let orphans: Vec<_> = old
+                .into_iter()
+                .zip(known)
+                .filter(|(_, k)| !k)
+                .map(|(f, _)| f)
+                .collect();
+            if orphans.is_empty() {
+                continue;
+            }
+            let _held = self.hold_many(orphans.iter().map(|f| &f.digest)).await;
+            // Re-check under the locks: an upload commit holds the lock from rename to link.
+            let known = self
+                .meta
+                .gc_blobs_known(orphans.iter().map(|f| f.digest.clone()).collect())
+                .await?;
+            for (f, k) in orphans.iter().zip(known) {
+                if k || self.touches.recent(&f.digest, opts.grace) {
+                    rep.kept_recent += 1;
+                    continue;
+                }
+                if opts.dry_run {
+                    rep.orphan_files_deleted += 1;
+                    rep.bytes_freed += f.size;
+                } else if self.blobs.delete(&f.digest).await? {
+                    tracing::debug!(digest = %f.digest, "deleted blob file without metadata");
+                    rep.orphan_files_deleted += 1;
+                    rep.bytes_freed += f.size;
+                }
+            }
+        }
+
+        // 4. Uploads idle for longer than the expiry, with a session record or without one.
+        let expiry_cutoff = now.checked_sub(opts.upload_expiry).unwrap_or(UNIX_EPOCH);
+        let expiry_secs = started_at.saturating_sub(opts.upload_expiry.as_secs());
+        let mut files: HashMap<String, store::gc::UploadFile> = self
+            .blobs
+            .list_uploads(MAX_UPLOADS)
+            .await?
+            .into_iter()
+            .map(|f| (f.id.clone(), f))
+            .collect();
+        for rec in self.meta.gc_uploads(MAX_UPLOADS).await? {
+            let file = files.remove(&rec.id);
+            let active_recently = rec.started >= expiry_secs
+                || file.as_ref().is_some_and(|f| f.modified >= expiry_cutoff);
+            if active_recently {
+                continue;
+            }
+            let size = file.map_or(0, |f| f.size);
+            if !opts.dry_run {
+                match self.blobs.upload_delete(&rec.id).await {
+                    Ok(()) | Err(StoreError::UploadUnknown) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.meta.upload_delete(&rec.id).await?;
+            }
+            rep.uploads_expired += 1;
+            rep.upload_bytes_freed += size;
+        }
+        for f in files.into_values() {
+            if f.modified >= expiry_cutoff {
+                continue; // e.g. a monolithic upload (no session record) in progress
+            }
+            if !opts.dry_run {
+                match self.blobs.upload_delete(&f.id).await {
+                    Ok(()) => {}
+                    Err(StoreError::UploadUnknown) => continue, // not an upload id, or gone
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            rep.orphan_uploads_deleted += 1;
+            rep.upload_bytes_freed += f.size;
+        }
+        rep.duration_seconds = t0.elapsed().as_secs_f64();
+        Ok(rep)
+    }
+
+    /// Runs collections every `interval` and refreshes storage use every `usage_interval`, until
+    /// the runtime stops. Crash-safe at any point, so nothing needs stopping on shutdown.
+    pub fn spawn_schedule(
+        self: Arc<Self>,
+        interval: Duration,
+        usage_interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let interval = interval.max(Duration::from_secs(1));
+            let usage_interval = usage_interval.max(Duration::from_secs(1));
+            // Gauges early, so a fresh server exports storage use before the first collection.
+            tokio::time::sleep(Duration::from_secs(5).min(usage_interval)).await;
+            let mut next_gc = Instant::now() + interval;
+            loop {
+                if Instant::now() >= next_gc {
+                    let opts = self.defaults();
+                    let _ = self.collect(&opts).await; // logged and counted inside
+                    next_gc = Instant::now() + interval;
+                } else if let Err(e) = self.storage_usage(Duration::ZERO).await {
+                    tracing::warn!(error = %e, "computing storage use failed");
+                }
+                let wake = next_gc.min(Instant::now() + usage_interval);
+                tokio::time::sleep_until(wake.into()).await;
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP: POST /api/v1/gc, GET /api/v1/storage (administrators)
+
+pub(crate) fn routes() -> Router<Registry> {
+    Router::new()
+        .route("/api/v1/gc", post(run_gc))
+        .route("/api/v1/storage", get(storage))
+}
+
+/// Admits administrators; without access control (an embedded registry), loopback callers only.
+async fn admin(reg: &Registry, req: &Parts) -> Result<(), ApiError> {
+    let (source, cert) = request_origin(&req.extensions);
+    let loopback = source.is_some_and(|ip| ip.is_loopback());
+    let Some(ac) = &reg.inner.access else {
+        return if loopback {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                Code::Denied,
+                "garbage collection is open only on loopback without access control",
+            ))
+        };
+    };
+    let need = Need {
+        admin: true,
+        ..Need::default()
+    };
+    let caller = ac.authorize(&req.headers, source, cert, &need).await?;
+    if caller.open && !loopback {
+        return Err(ApiError::new(
+            Code::Denied,
+            "the management API is open only on loopback until a user or robot exists",
+        ));
+    }
+    Ok(())
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::new(Code::Unsupported, msg).with_status(StatusCode::BAD_REQUEST)
+}
+
+/// Longest grace period or expiry accepted (ten years): keeps time arithmetic far from overflow.
+const MAX_SECONDS: u64 = 10 * 365 * 86_400;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GcRequest {
+    #[serde(default)]
+    dry_run: bool,
+    grace_seconds: Option<u64>,
+    upload_expiry_seconds: Option<u64>,
+}
+
+async fn run_gc(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    admin(&reg, &parts).await?;
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| bad("request body too large or interrupted"))?;
+    let body: GcRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        GcRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))?
+    };
+    let c = &reg.inner.gc;
+    let mut opts = c.defaults();
+    opts.dry_run = body.dry_run;
+    for (v, field, name) in [
+        (body.grace_seconds, &mut opts.grace, "grace_seconds"),
+        (
+            body.upload_expiry_seconds,
+            &mut opts.upload_expiry,
+            "upload_expiry_seconds",
+        ),
+    ] {
+        if let Some(s) = v {
+            if s > MAX_SECONDS {
+                return Err(bad(format!("{name} must be at most {MAX_SECONDS}")));
+            }
+            *field = Duration::from_secs(s);
+        }
+    }
+    let report = c.collect(&opts).await.map_err(|GcError::Store(e)| {
+        ApiError::new(Code::Internal, format!("garbage collection failed: {e}"))
+    })?;
+    Ok((StatusCode::OK, axum::Json(report)).into_response())
+}
+
+#[derive(Deserialize)]
+struct StorageQuery {
+    #[serde(default)]
+    refresh: bool,
+}
+
+async fn storage(
+    State(reg): State<Registry>,
+    q: Result<Query<StorageQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    admin(&reg, &parts).await?;
+    let Query(q) = q.map_err(|e| bad(format!("invalid query: {e}")))?;
+    let max_age = if q.refresh {
+        Duration::ZERO
+    } else {
+        USAGE_MAX_AGE
+    };
+    let usage = reg
+        .inner
+        .gc
+        .storage_usage(max_age)
+        .await
+        .map_err(|GcError::Store(e)| ApiError::from(e))?;
+    Ok((StatusCode::OK, axum::Json(&*usage)).into_response())
+}

@@ -1,0 +1,687 @@
+//! Retention policies carried out: gathers a repository's tags, manifests, push and pull times
+//! from storage, asks the pure planner (`versions::retention`) what goes, and deletes it with
+//! guarded operations (a tag only if it still points where planned, a manifest only if nothing
+//! tags or lists it by then), recording every deletion in tag history (actor `retention`) and
+//! the audit log. Also the `versions` listing. Blobs are left to garbage collection.
+//!
+//! Management API: `GET /api/v1/versions?repo=`, `POST /api/v1/retention/plan`,
+//! `POST /api/v1/retention/apply` (see docs/retention.md).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use auth::Pattern;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use oci::{Digest, Reference};
+use prometheus_client::metrics::counter::Counter;
+use serde::{Deserialize, Serialize};
+use store::{GuardedDelete, MetaStore, Page, StoreError};
+pub use versions;
+pub use versions::Policy;
+
+use crate::error::{ApiError, Code};
+use crate::identities::{AuditEvent, Identities};
+use crate::pulls::PullTracker;
+use crate::tagrules::TagRules;
+use crate::{Registry, mgmt};
+
+/// The actor recorded in tag history for retention's deletions.
+pub const ACTOR: &str = "retention";
+
+/// A policy and the repositories it covers.
+#[derive(Clone, Debug)]
+pub struct RetentionRule {
+    /// Repository pattern.
+    pub repos: Pattern,
+    /// The policy.
+    pub policy: Policy,
+}
+
+/// The configured retention rules; the first whose pattern matches a repository applies to it.
+#[derive(Clone, Debug, Default)]
+pub struct RetentionRules {
+    rules: Vec<RetentionRule>,
+    interval: Option<Duration>,
+    metrics: RetentionMetrics,
+}
+
+/// Counters of what retention did, exported on `/metrics`.
+#[derive(Clone, Debug, Default)]
+struct RetentionMetrics {
+    runs: Counter,
+    tags: Counter,
+    manifests: Counter,
+}
+
+impl RetentionRules {
+    /// Rules, run by the server every `interval` (never when `None`).
+    pub fn new(rules: Vec<RetentionRule>, interval: Option<Duration>) -> Self {
+        RetentionRules {
+            rules,
+            interval,
+            metrics: RetentionMetrics::default(),
+        }
+    }
+
+    /// The policy for `repo`, if any rule covers it.
+    pub fn policy_for(&self, repo: &str) -> Option<&Policy> {
+        self.rules
+            .iter()
+            .find(|r| r.repos.matches(repo))
+            .map(|r| &r.policy)
+    }
+
+    /// Whether no rule is configured.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// One line of `wharf versions`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VersionRow {
+    /// The tag.
+    pub tag: String,
+    /// The manifest it points at.
+    pub digest: String,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// Bytes: the manifest, plus for an index its child manifests, plus the distinct config and
+    /// layer blobs they reference (as their descriptors declare).
+    pub size: u64,
+    /// Unix seconds when the tag was last set (else when its manifest was first pushed).
+    pub pushed: Option<u64>,
+    /// Unix seconds of the manifest's last pull, if it was pulled since tracking began.
+    pub last_pull: Option<u64>,
+}
+
+/// The plan for one repository.
+#[derive(Clone, Debug, Serialize)]
+pub struct RepoPlan {
+    /// The repository.
+    pub repo: String,
+    /// The policy that applies.
+    pub policy: Policy,
+    /// What goes and what stays.
+    #[serde(flatten)]
+    pub plan: versions::Plan,
+}
+
+/// What applying a plan did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Applied {
+    /// The repository.
+    pub repo: String,
+    /// Tags deleted.
+    pub tags_deleted: Vec<String>,
+    /// Manifests deleted.
+    pub manifests_deleted: Vec<String>,
+    /// Planned deletions not carried out, and why (changed since planned).
+    pub skipped: Vec<String>,
+}
+
+/// Last-pull times of `repo`: stored, merged with those not yet flushed.
+async fn pulls_of(
+    meta: &dyn MetaStore,
+    pending: Option<&PullTracker>,
+    repo: &str,
+) -> Result<HashMap<Digest, u64>, StoreError> {
+    let mut out: HashMap<Digest, u64> = meta.last_pulls(repo).await?.into_iter().collect();
+    for (d, t) in pending.map(|p| p.pending(repo)).unwrap_or_default() {
+        let e = out.entry(d).or_insert(t);
+        *e = (*e).max(t);
+    }
+    Ok(out)
+}
+
+/// Bytes of a manifest and what it references (see [`VersionRow::size`]); `seen` deduplicates
+/// blobs and children across an index.
+async fn manifest_size(
+    meta: &dyn MetaStore,
+    repo: &str,
+    digest: &Digest,
+    seen: &mut HashSet<Digest>,
+    depth: u8,
+) -> Result<u64, StoreError> {
+    if !seen.insert(digest.clone()) {
+        return Ok(0);
+    }
+    let Some(m) = meta
+        .get_manifest(repo, &Reference::Digest(digest.clone()))
+        .await?
+    else {
+        return Ok(0);
+    };
+    let mut size = m.body.len() as u64;
+    let Ok(parsed) = oci::Manifest::parse(Some(&m.media_type), &m.body) else {
+        return Ok(size);
+    };
+    drop(m);
+    for d in parsed.required_blobs() {
+        if seen.insert(d.digest.clone()) {
+            size += d.size.max(0) as u64;
+        }
+    }
+    // Indexes of indexes are rare; two levels cover every real image.
+    if depth < 2 {
+        for c in &parsed.manifests {
+            size += Box::pin(manifest_size(meta, repo, &c.digest, seen, depth + 1)).await?;
+        }
+    }
+    Ok(size)
+}
+
+/// The tags of `repo` in version order (see `versions::sort_versions`) with digest, size, push
+/// and last-pull time. `None` when the repository does not exist.
+pub async fn list_versions(
+    meta: &dyn MetaStore,
+    pulls: &HashMap<Digest, u64>,
+    repo: &str,
+) -> Result<Option<Vec<VersionRow>>, StoreError> {
+    if meta
+        .tags(
+            repo,
+            Page {
+                n: Some(0),
+                last: None,
+            },
+        )
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let snap = meta.snapshot(repo).await?;
+    let manifests: HashMap<&Digest, &store::ManifestSummary> =
+        snap.manifests.iter().map(|m| (&m.digest, m)).collect();
+    let mut sizes: HashMap<Digest, u64> = HashMap::new();
+    let mut rows = Vec::with_capacity(snap.tags.len());
+    for t in &snap.tags {
+        let size = match sizes.get(&t.digest) {
+            Some(s) => *s,
+            None => {
+                let s = manifest_size(meta, repo, &t.digest, &mut HashSet::new(), 0).await?;
+                sizes.insert(t.digest.clone(), s);
+                s
+            }
+        };
+        let m = manifests.get(&t.digest);
+        rows.push(VersionRow {
+            tag: t.tag.clone(),
+            digest: t.digest.to_string(),
+            media_type: m.map(|m| m.media_type.clone()).unwrap_or_default(),
+            size,
+            pushed: t.set_at.or(m.and_then(|m| m.pushed)),
+            last_pull: pulls.get(&t.digest).copied(),
+        });
+    }
+    versions::sort_versions(&mut rows, |r| &r.tag, |r| r.pushed);
+    Ok(Some(rows))
+}
+
+/// Plans `policy` for `repo` at `now`.
+pub async fn plan_repo(
+    meta: &dyn MetaStore,
+    pulls: &HashMap<Digest, u64>,
+    tag_rules: &TagRules,
+    policy: &Policy,
+    repo: &str,
+    now: u64,
+) -> Result<RepoPlan, StoreError> {
+    let snap = meta.snapshot(repo).await?;
+    let pushed: HashMap<&Digest, Option<u64>> = snap
+        .manifests
+        .iter()
+        .map(|m| (&m.digest, m.pushed))
+        .collect();
+    let input = versions::Repo {
+        tags: snap
+            .tags
+            .iter()
+            .map(|t| versions::retention::Tag {
+                name: t.tag.clone(),
+                digest: t.digest.to_string(),
+                pushed: t.set_at.or(pushed.get(&t.digest).copied().flatten()),
+                frozen: tag_rules.immutable(repo, &t.tag).map(|r| r.to_string()),
+            })
+            .collect(),
+        manifests: snap
+            .manifests
+            .iter()
+            .map(|m| versions::retention::Manifest {
+                digest: m.digest.to_string(),
+                pushed: m.pushed,
+                last_pull: pulls.get(&m.digest).copied(),
+                subject: m.subject.as_ref().map(|s| s.to_string()),
+                children: m.children.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect(),
+    };
+    Ok(RepoPlan {
+        repo: repo.to_owned(),
+        policy: policy.clone(),
+        plan: versions::plan(policy, &input, now),
+    })
+}
+
+/// Plans every repository a rule covers (or only `only`), with `pending` pulls merged in.
+async fn plan_with(
+    meta: &dyn MetaStore,
+    pending: Option<&PullTracker>,
+    tag_rules: &TagRules,
+    rules: &RetentionRules,
+    only: Option<&str>,
+) -> Result<Vec<RepoPlan>, StoreError> {
+    let mut out = Vec::new();
+    let repos = match only {
+        Some(r) => vec![r.to_owned()],
+        None => {
+            let mut all = Vec::new();
+            let mut last = None;
+            loop {
+                let page = meta
+                    .repositories(Page {
+                        n: Some(1000),
+                        last: last.clone(),
+                    })
+                    .await?;
+                let done = page.len() < 1000;
+                last = page.last().cloned();
+                all.extend(page);
+                if done {
+                    break;
+                }
+            }
+            all
+        }
+    };
+    for repo in repos {
+        let Some(policy) = rules.policy_for(&repo) else {
+            continue;
+        };
+        let pulls = pulls_of(meta, pending, &repo).await?;
+        out.push(plan_repo(meta, &pulls, tag_rules, policy, &repo, auth::now()).await?);
+    }
+    Ok(out)
+}
+
+/// Plans every repository a rule covers (or only `only`) from the metadata store alone (the
+/// CLI on a data directory; pull times are those flushed by the server).
+pub async fn plan_all(
+    meta: &dyn MetaStore,
+    tag_rules: &TagRules,
+    rules: &RetentionRules,
+    only: Option<&str>,
+) -> Result<Vec<RepoPlan>, StoreError> {
+    plan_with(meta, None, tag_rules, rules, only).await
+}
+
+/// Carries a plan out: tags first, each only if it still points where planned and is not
+/// immutable; then manifests in the plan's order, each only if no tag points at it and no index
+/// lists it by then. Every deletion is in tag history as [`ACTOR`] and, when `audit` is given,
+/// in the audit log (detail: the reason, and who asked).
+pub async fn apply_plan(
+    meta: &dyn MetaStore,
+    tag_rules: &TagRules,
+    plan: &RepoPlan,
+    audit: Option<&Identities>,
+    requested_by: &str,
+) -> Result<Applied, StoreError> {
+    let repo = &plan.repo;
+    let mut out = Applied {
+        repo: repo.clone(),
+        ..Applied::default()
+    };
+    let record = |target: String, reason: String| AuditEvent {
+        time: auth::now(),
+        action: "retention.delete".into(),
+        actor: ACTOR.into(),
+        repo: Some(repo.clone()),
+        target: Some(target),
+        source: None,
+        detail: format!("{reason} (requested by {requested_by})"),
+    };
+    for t in &plan.plan.tags {
+        if let Some(rule) = tag_rules.immutable(repo, &t.tag) {
+            out.skipped
+                .push(format!("tag {}: immutable ({rule})", t.tag));
+            continue;
+        }
+        let Ok(d) = Digest::parse(&t.digest) else {
+            continue;
+        };
+        if meta.delete_tag_if(repo, &t.tag, &d, ACTOR).await? {
+            tracing::info!(repo = %repo, tag = %t.tag, reason = %t.reason, "retention: tag deleted");
+            if let Some(ids) = audit {
+                let _ = ids
+                    .audit(&record(format!("tag {}", t.tag), t.reason.to_string()))
+                    .await;
+            }
+            out.tags_deleted.push(t.tag.clone());
+        } else {
+            out.skipped
+                .push(format!("tag {}: no longer points at {}", t.tag, t.digest));
+        }
+    }
+    for m in &plan.plan.manifests {
+        let Ok(d) = Digest::parse(&m.digest) else {
+            continue;
+        };
+        match meta.delete_manifest_if_unused(repo, &d, ACTOR).await? {
+            GuardedDelete::Deleted => {
+                tracing::info!(repo = %repo, digest = %d, reason = %m.reason, "retention: manifest deleted");
+                if let Some(ids) = audit {
+                    let _ = ids
+                        .audit(&record(d.to_string(), m.reason.to_string()))
+                        .await;
+                }
+                out.manifests_deleted.push(m.digest.clone());
+            }
+            GuardedDelete::Gone => {}
+            GuardedDelete::Tagged(tags) => out.skipped.push(format!(
+                "manifest {d}: tagged since planned ({})",
+                tags.join(", ")
+            )),
+            GuardedDelete::Listed(by) => out.skipped.push(format!(
+                "manifest {d}: listed by {}",
+                by.iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+    Ok(out)
+}
+
+impl Registry {
+    /// Adds retention rules (and their schedule), and exports their counters and pull
+    /// tracking's on `/metrics`.
+    pub fn with_retention(self, rules: RetentionRules) -> Self {
+        let inner = std::sync::Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
+            panic!("with_retention must be called before the registry is shared")
+        });
+        let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
+        let m = &rules.metrics;
+        prom.register(
+            "retention_runs",
+            "Retention runs (scheduled or requested)",
+            m.runs.clone(),
+        );
+        prom.register(
+            "retention_deleted_tags",
+            "Tags deleted by retention",
+            m.tags.clone(),
+        );
+        prom.register(
+            "retention_deleted_manifests",
+            "Manifests deleted by retention",
+            m.manifests.clone(),
+        );
+        prom.register(
+            "pulls_untracked",
+            "Manifest pulls not recorded because the pull-tracking map was full",
+            inner.pulls.dropped.clone(),
+        );
+        inner.metrics.attach(prom);
+        Registry {
+            inner: std::sync::Arc::new(crate::Inner {
+                retention: rules,
+                ..inner
+            }),
+        }
+    }
+
+    /// Plans the configured retention rules (for every covered repository, or only `only`).
+    pub async fn retention_plan(&self, only: Option<&str>) -> Result<Vec<RepoPlan>, StoreError> {
+        plan_with(
+            self.inner.meta.as_ref(),
+            Some(&self.inner.pulls),
+            &self.inner.tag_rules,
+            &self.inner.retention,
+            only,
+        )
+        .await
+    }
+
+    /// Plans and applies the configured retention rules; `requested_by` goes to the audit log.
+    pub async fn retention_apply(
+        &self,
+        only: Option<&str>,
+        requested_by: &str,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let _serial = self.inner.retention_lock.lock().await;
+        let plans = self.retention_plan(only).await?;
+        let ids = self.inner.access.as_ref().map(|a| a.identities());
+        let mut out = Vec::new();
+        for p in plans {
+            let a = apply_plan(
+                self.inner.meta.as_ref(),
+                &self.inner.tag_rules,
+                &p,
+                ids,
+                requested_by,
+            )
+            .await?;
+            let m = &self.inner.retention.metrics;
+            m.tags.inc_by(a.tags_deleted.len() as u64);
+            m.manifests.inc_by(a.manifests_deleted.len() as u64);
+            out.push(a);
+        }
+        self.inner.retention.metrics.runs.inc();
+        if let Some(p) = &self.inner.signing {
+            p.invalidate();
+        }
+        Ok(out)
+    }
+
+    /// Runs the retention rules every configured interval (nothing when no interval or no
+    /// rule is configured).
+    pub fn spawn_retention(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.inner.retention.interval?;
+        if self.inner.retention.is_empty() {
+            return None;
+        }
+        let reg = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match reg.retention_apply(None, "schedule").await {
+                    Ok(applied) => {
+                        let (t, m) = applied.iter().fold((0, 0), |(t, m), a| {
+                            (t + a.tags_deleted.len(), m + a.manifests_deleted.len())
+                        });
+                        tracing::info!(
+                            repositories = applied.len(),
+                            tags = t,
+                            manifests = m,
+                            "scheduled retention done"
+                        );
+                    }
+                    Err(e) => tracing::error!(error = %e, "scheduled retention failed"),
+                }
+            }
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Management API
+
+pub(crate) fn routes() -> Router<Registry> {
+    Router::new()
+        .route("/api/v1/versions", get(versions_handler))
+        .route("/api/v1/retention/plan", post(plan_handler))
+        .route("/api/v1/retention/apply", post(apply_handler))
+}
+
+#[derive(Deserialize)]
+struct VersionsQuery {
+    repo: String,
+}
+
+/// `GET /api/v1/versions?repo=R`: the tags in version order (needs pull).
+async fn versions_handler(
+    State(reg): State<Registry>,
+    q: Result<Query<VersionsQuery>, QueryRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let q = mgmt::query(q)?;
+    oci::validate_repository(&q.repo)
+        .map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
+    mgmt::reader(&reg, &parts, &q.repo).await?;
+    let pulls = reg.last_pulls(&q.repo).await?;
+    let rows = list_versions(reg.inner.meta.as_ref(), &pulls, &q.repo)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::NameUnknown,
+                format!("repository {} not known", q.repo),
+            )
+        })?;
+    Ok(mgmt::json(StatusCode::OK, &rows))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetentionBody {
+    /// Only this repository.
+    #[serde(default)]
+    repo: Option<String>,
+}
+
+async fn retention_body(body: axum::body::Body) -> Result<RetentionBody, ApiError> {
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| mgmt::bad("request body too large or interrupted"))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RetentionBody::default());
+    }
+    let b: RetentionBody =
+        serde_json::from_slice(&bytes).map_err(|e| mgmt::bad(format!("invalid JSON body: {e}")))?;
+    if let Some(r) = &b.repo {
+        oci::validate_repository(r).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
+    }
+    Ok(b)
+}
+
+/// `POST /api/v1/retention/plan {repo?}`: what the policies would delete and why (admin).
+async fn plan_handler(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    mgmt::admin(&reg, &parts).await?;
+    let b = retention_body(body).await?;
+    let plans = reg.retention_plan(b.repo.as_deref()).await?;
+    Ok(mgmt::json(StatusCode::OK, &plans))
+}
+
+/// `POST /api/v1/retention/apply {repo?}`: deletes what the policies say (admin).
+async fn apply_handler(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let (_, caller) = mgmt::admin(&reg, &parts).await?;
+    let b = retention_body(body).await?;
+    let applied = reg
+        .retention_apply(b.repo.as_deref(), caller.principal.display())
+        .await?;
+    Ok(mgmt::json(StatusCode::OK, &applied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use store::{ManifestRecord, RedbMetaStore};
+
+    /// Stores a config-only image manifest tagged `tags`; returns its digest.
+    async fn put(meta: &RedbMetaStore, seed: u8, tags: &[&str]) -> Digest {
+        let config = Digest::sha256(&[seed]);
+        meta.link_blob("r", &config, 1).await.unwrap();
+        let body = Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[]}}"#,
+            oci::media_types::OCI_MANIFEST
+        ));
+        let digest = Digest::sha256(&body);
+        let rec = ManifestRecord {
+            digest: digest.clone(),
+            media_type: oci::media_types::OCI_MANIFEST.into(),
+            body,
+            blobs: vec![config],
+            children: vec![],
+            subject: None,
+            referrer: None,
+            frozen_tags: vec![],
+            actor: "test".into(),
+        };
+        meta.put_manifest("r", rec, tags.iter().map(|t| (*t).to_owned()).collect())
+            .await
+            .unwrap();
+        digest
+    }
+
+    #[tokio::test]
+    async fn apply_skips_what_changed_since_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        let a = put(&meta, 1, &["v1.0.0"]).await;
+        let b = put(&meta, 2, &["v1.1.0"]).await;
+        let c = put(&meta, 3, &["v2.0.0"]).await;
+        let policy = Policy {
+            keep_semver: Some(1),
+            ..Policy::default()
+        };
+        let rules = TagRules::default();
+        let plan = plan_repo(&meta, &HashMap::new(), &rules, &policy, "r", auth::now())
+            .await
+            .unwrap();
+        assert_eq!(plan.plan.tags.len(), 2);
+        assert_eq!(plan.plan.manifests.len(), 2);
+        // Meanwhile: v1.0.0 moves to c, and b gets another tag.
+        meta.set_tag("r", "v1.0.0", &c, "someone", false)
+            .await
+            .unwrap();
+        meta.set_tag("r", "keep-me", &b, "someone", false)
+            .await
+            .unwrap();
+        let done = apply_plan(&meta, &rules, &plan, None, "test")
+            .await
+            .unwrap();
+        assert_eq!(done.tags_deleted, vec!["v1.1.0".to_owned()]);
+        // a lost its tag to the move, so it goes as planned; b is tagged again and stays.
+        assert_eq!(done.manifests_deleted, vec![a.to_string()]);
+        assert_eq!(done.skipped.len(), 2, "{:?}", done.skipped);
+        let r = |t: &str| Reference::Tag(t.into());
+        assert!(
+            meta.get_manifest("r", &r("v1.0.0"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            meta.get_manifest("r", &r("keep-me"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let h = meta.tag_history("r", "v1.1.0", 1).await.unwrap();
+        assert_eq!(h[0].actor, ACTOR);
+        // Pull times: noted, flushed in a batch, merged for the planner; deleted manifests skip.
+        meta.note_pulls(vec![
+            ("r".into(), c.clone(), 50),
+            ("r".into(), a.clone(), 60),
+        ])
+        .await
+        .unwrap();
+        meta.note_pulls(vec![("r".into(), c.clone(), 40)])
+            .await
+            .unwrap();
+        assert_eq!(meta.last_pulls("r").await.unwrap(), vec![(c.clone(), 50)]);
+        let snap = meta.snapshot("r").await.unwrap();
+        assert!(snap.manifests.iter().all(|m| m.pushed.is_some()));
+        assert!(snap.tags.iter().all(|t| t.set_at.is_some()));
+    }
+}

@@ -1,0 +1,348 @@
+//! `wharf mirror config` and `wharf cache ...`: the pull-through cache's commands, and building
+//! the cache from the `[cache]` configuration for `wharf serve`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+
+/// Builds the cache when upstreams are configured (reading password files).
+pub fn build(
+    cfg: &cache::CacheConfig,
+    blobs: Arc<dyn store::BlobStore>,
+    meta: Arc<dyn store::MetaStore>,
+) -> anyhow::Result<Option<cache::Cache>> {
+    if cfg.upstreams.is_empty() {
+        return Ok(None);
+    }
+    let mut cfg = cfg.clone();
+    for u in &mut cfg.upstreams {
+        if let Some(path) = u.password_file.take() {
+            let p = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading the password of upstream {} from {}",
+                    u.host,
+                    path.display()
+                )
+            })?;
+            u.password = Some(p.trim_end_matches(['\r', '\n']).to_owned());
+        }
+    }
+    let c = cache::Cache::new(cfg, blobs, meta)
+        .map_err(|e| anyhow::anyhow!("pull-through cache configuration: {e}"))?;
+    for u in &c.config().upstreams {
+        tracing::info!(
+            upstream = %u.host, endpoint = %u.endpoint(), local = %u.prefix(),
+            enabled = u.enabled, tag_ttl_seconds = u.tag_ttl_seconds,
+            "pull-through cache upstream"
+        );
+    }
+    Ok(Some(c))
+}
+
+/// `wharf mirror ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum MirrorCmd {
+    /// Print (or write) the containerd hosts.toml files and the CRI-O registries.conf snippet
+    /// that send a node's pulls of each configured upstream through Wharf.
+    Config(MirrorConfigArgs),
+}
+
+/// Flags of `wharf mirror config`.
+#[derive(clap::Args, Debug)]
+pub struct MirrorConfigArgs {
+    /// Wharf's URL as the nodes reach it, e.g. https://wharf.example.com:5000.
+    #[arg(long)]
+    pub url: String,
+    /// The Wharf configuration file whose `[[cache.upstream]]` entries to use.
+    #[arg(long, env = "WHARF_CONFIG")]
+    pub config: PathBuf,
+    /// Which runtime: containerd, crio, or all.
+    #[arg(long, default_value = "all")]
+    pub runtime: Runtime,
+    /// CA certificate path on the nodes that signs Wharf's certificate.
+    #[arg(long)]
+    pub ca_file: Option<String>,
+    /// Do not verify Wharf's certificate (test clusters only).
+    #[arg(long)]
+    pub skip_verify: bool,
+    /// Write containerd's files as DIR/<host>/hosts.toml (DIR is usually
+    /// /etc/containerd/certs.d) and CRI-O's as DIR/wharf-registries.conf instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Container runtimes `wharf mirror config` writes for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// containerd's hosts.toml (mirror mode).
+    Containerd,
+    /// CRI-O's registries.conf (path mode).
+    Crio,
+    /// Both.
+    All,
+}
+
+/// Runs `wharf mirror`.
+pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
+    let MirrorCmd::Config(a) = cmd;
+    if !(a.url.starts_with("https://") || a.url.starts_with("http://")) {
+        anyhow::bail!("--url must start with https:// or http://");
+    }
+    let cfg = Config::load(&a.config)?;
+    cache::validate(&cfg.cache).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let upstreams: Vec<_> = cfg.cache.upstreams.iter().filter(|u| u.enabled).collect();
+    if upstreams.is_empty() {
+        anyhow::bail!(
+            "{} configures no enabled [[cache.upstream]]: nothing to mirror",
+            a.config.display()
+        );
+    }
+    let target = cache::nodeconfig::NodeTarget {
+        url: a.url.clone(),
+        ca_file: a.ca_file.clone(),
+        skip_verify: a.skip_verify,
+    };
+    let containerd = matches!(a.runtime, Runtime::Containerd | Runtime::All);
+    let crio = matches!(a.runtime, Runtime::Crio | Runtime::All);
+    if containerd {
+        for u in &upstreams {
+            let text = cache::nodeconfig::containerd_hosts_toml(u, &target);
+            match &a.out_dir {
+                Some(dir) => {
+                    let d = dir.join(&u.host);
+                    std::fs::create_dir_all(&d)
+                        .with_context(|| format!("creating {}", d.display()))?;
+                    let f = d.join("hosts.toml");
+                    std::fs::write(&f, text).with_context(|| format!("writing {}", f.display()))?;
+                    eprintln!("wrote {}", f.display());
+                }
+                None => println!("{text}"),
+            }
+        }
+    }
+    if crio {
+        let text = cache::nodeconfig::crio_registries_conf(&cfg.cache, &target);
+        match &a.out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let f = dir.join("wharf-registries.conf");
+                std::fs::write(&f, text).with_context(|| format!("writing {}", f.display()))?;
+                eprintln!("wrote {}", f.display());
+            }
+            None => println!("{text}"),
+        }
+    }
+    Ok(())
+}
+
+/// Where the server is, for `wharf cache ...`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The running server (the cache lives in it).
+    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:5000")]
+    pub server: String,
+    /// Administrator login; the password comes from WHARF_PASSWORD.
+    #[arg(long = "as", env = "WHARF_USER")]
+    pub login_as: Option<String>,
+}
+
+/// `wharf cache ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum CacheCmd {
+    /// List cached images, least recently pulled first.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Fetch images into the cache now (e.g. docker.io/library/alpine:3.20).
+    Warm {
+        /// Images, as clients name them (docker.io/library/alpine:3.20, ghcr.io/org/app@sha256:...).
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Only this platform of multi-platform images (os/arch[/variant]); all by default.
+        #[arg(long)]
+        platform: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Keep matching images whatever the size limit (docker.io/library/alpine:3.*, ghcr.io/org/*).
+    Pin {
+        /// Image pattern.
+        image: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove a pin made with `wharf cache pin`.
+    Unpin {
+        /// Image pattern, as pinned.
+        image: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Enforce the size limit now (least recently pulled images first).
+    Evict {
+        /// Report only.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+fn remote(s: &ServerArgs) -> anyhow::Result<crate::admin::Remote> {
+    let d = crate::admin::DataDir {
+        data_dir: PathBuf::new(),
+        server: Some(s.server.clone()),
+        login_as: s.login_as.clone(),
+    };
+    Ok(crate::admin::Remote::of(&d)?.expect("server is set"))
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Runs `wharf cache`.
+pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        use reqwest::Method;
+        match cmd {
+            CacheCmd::Ls { json, server } => {
+                let v = remote(&server)?
+                    .call(Method::GET, "/api/v1/cache", None)
+                    .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    return Ok(());
+                }
+                println!(
+                    "{:<48} {:<24} {:>10} {:<12} {:<20} PINNED",
+                    "REPOSITORY", "TAGS", "SIZE", "DIGEST", "LAST PULL"
+                );
+                for i in v["images"].as_array().into_iter().flatten() {
+                    let tags: Vec<&str> = i["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str())
+                        .collect();
+                    let digest = i["digest"].as_str().unwrap_or("");
+                    let short = digest.get(7..19).unwrap_or(digest);
+                    let last = i["last_pull"]
+                        .as_u64()
+                        .map(crate::versions::utc)
+                        .unwrap_or_else(|| "never".into());
+                    println!(
+                        "{:<48} {:<24} {:>10} {:<12} {:<20} {}",
+                        i["repo"].as_str().unwrap_or(""),
+                        if tags.is_empty() {
+                            "<none>".to_owned()
+                        } else {
+                            tags.join(",")
+                        },
+                        human(i["bytes"].as_u64().unwrap_or(0)),
+                        short,
+                        last,
+                        if i["pinned"].as_bool() == Some(true) {
+                            "yes"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                let max = v["max_bytes"].as_u64().unwrap_or(0);
+                println!(
+                    "total {} (limit: {})",
+                    human(v["image_bytes"].as_u64().unwrap_or(0)),
+                    if max == 0 {
+                        "none".to_owned()
+                    } else {
+                        human(max)
+                    }
+                );
+            }
+            CacheCmd::Warm {
+                images,
+                platform,
+                server,
+            } => {
+                let body = serde_json::json!({"images": images, "platform": platform});
+                let r = remote(&server)?
+                    .call(Method::POST, "/api/v1/cache/warm", Some(body))
+                    .await?;
+                let mut failed = 0;
+                for i in r.as_array().into_iter().flatten() {
+                    if let Some(e) = i["error"].as_str() {
+                        eprintln!("{}: {e}", i["image"].as_str().unwrap_or(""));
+                        failed += 1;
+                        continue;
+                    }
+                    println!(
+                        "{} -> {} ({} manifests, {} blobs, {} fetched)",
+                        i["image"].as_str().unwrap_or(""),
+                        i["digest"].as_str().unwrap_or(""),
+                        i["manifests"],
+                        i["blobs"],
+                        human(i["bytes_fetched"].as_u64().unwrap_or(0))
+                    );
+                }
+                if failed > 0 {
+                    anyhow::bail!("{failed} image(s) could not be warmed");
+                }
+            }
+            CacheCmd::Pin { image, server } => {
+                remote(&server)?
+                    .call(
+                        Method::POST,
+                        "/api/v1/cache/pins",
+                        Some(serde_json::json!({"image": image})),
+                    )
+                    .await?;
+                println!("pinned {image}");
+            }
+            CacheCmd::Unpin { image, server } => {
+                let q = reqwest::Url::parse_with_params("http://x/", &[("image", &image)])?;
+                remote(&server)?
+                    .call(
+                        Method::DELETE,
+                        &format!("/api/v1/cache/pins?{}", q.query().unwrap_or("")),
+                        None,
+                    )
+                    .await?;
+                println!("unpinned {image}");
+            }
+            CacheCmd::Evict { dry_run, server } => {
+                let r = remote(&server)?
+                    .call(
+                        Method::POST,
+                        "/api/v1/cache/evict",
+                        Some(serde_json::json!({"dry_run": dry_run})),
+                    )
+                    .await?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
+        }
+        Ok(())
+    })
+}

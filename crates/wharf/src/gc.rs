@@ -1,0 +1,187 @@
+//! `wharf gc`: reclaims unreferenced blobs, unreferenced blob links and expired uploads, on a
+//! data directory (server stopped: the metadata database admits one process) or through a running
+//! server's management API (`--server URL --as ADMIN`). See docs/gc.md.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use registry::gc::{Collector, GcOptions, GcReport};
+
+use crate::admin::{DataDir, parse_duration};
+
+/// Flags of `wharf gc`.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// Report what would be reclaimed; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep blob links, blob files and touched blobs younger than this (e.g. 1h, 30m, 0s).
+    #[arg(long, default_value = "1h", value_parser = parse_seconds)]
+    pub grace: u64,
+    /// Delete uploads idle for longer than this (e.g. 24h).
+    #[arg(long, default_value = "24h", value_parser = parse_seconds)]
+    pub upload_expiry: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
+fn parse_seconds(s: &str) -> Result<u64, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Runs `wharf gc`.
+pub fn run(args: GcArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(async move {
+            let report = match &args.data.server {
+                Some(server) => remote(&args, server).await?,
+                None => local(&args).await?,
+            };
+            print(&report, args.json)
+        })
+}
+
+async fn local(args: &GcArgs) -> anyhow::Result<GcReport> {
+    let data = &args.data.data_dir;
+    if !data.join("meta.redb").exists() {
+        bail!("{} holds no Wharf data (no meta.redb)", data.display());
+    }
+    let meta = store::RedbMetaStore::open(&data.join("meta.redb")).with_context(|| {
+        format!(
+            "opening the metadata database in {} (is a server running on it? stop it first, or use --server)",
+            data.display()
+        )
+    })?;
+    let blobs = store::FsBlobStore::open(data)
+        .with_context(|| format!("opening the blob store in {}", data.display()))?;
+    let collector = Collector::new(
+        Arc::new(blobs),
+        Arc::new(meta),
+        Arc::new(registry::Metrics::new()),
+    );
+    Ok(collector
+        .collect(&GcOptions {
+            dry_run: args.dry_run,
+            grace: Duration::from_secs(args.grace),
+            upload_expiry: Duration::from_secs(args.upload_expiry),
+        })
+        .await?)
+}
+
+async fn remote(args: &GcArgs, server: &str) -> anyhow::Result<GcReport> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .build()
+        .context("setting up the HTTP client")?;
+    let url = format!("{}/api/v1/gc", server.trim_end_matches('/'));
+    let body = serde_json::json!({
+        "dry_run": args.dry_run,
+        "grace_seconds": args.grace,
+        "upload_expiry_seconds": args.upload_expiry,
+    });
+    let mut req = http
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body)?);
+    if let Some(user) = &args.data.login_as {
+        let pw =
+            std::env::var("WHARF_PASSWORD").context("--as needs the password in WHARF_PASSWORD")?;
+        req = req.basic_auth(user, Some(pw));
+    }
+    let resp = req.send().await.with_context(|| format!("POST {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        bail!("POST {url}: {status}: {msg}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("POST {url}: answer is not a GC report"))
+}
+
+fn print(r: &GcReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let verb = if r.dry_run { "would free" } else { "freed" };
+    println!(
+        "{verb} {} in {} blobs ({} without metadata), {} links, {} uploads ({} bytes); scanned {} manifests in {} repositories in {:.2}s",
+        human(r.bytes_freed),
+        r.blobs_deleted + r.orphan_files_deleted,
+        r.orphan_files_deleted,
+        r.links_deleted,
+        r.uploads_expired + r.orphan_uploads_deleted,
+        r.upload_bytes_freed,
+        r.manifests,
+        r.repositories,
+        r.duration_seconds
+    );
+    if r.kept_recent > 0 {
+        println!(
+            "kept {} unreferenced items younger than the grace period ({}s) or in use",
+            r.kept_recent, r.grace_seconds
+        );
+    }
+    if r.links_stamped > 0 {
+        println!(
+            "{} links had no creation time (older data): collectable after the grace period",
+            r.links_stamped
+        );
+    }
+    if r.unparsable_manifests > 0 {
+        println!(
+            "warning: {} stored manifests did not parse; their repositories' blobs were kept",
+            r.unparsable_manifests
+        );
+    }
+    if r.incomplete {
+        println!("more remains: run again");
+    }
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_seconds("0s"), Ok(0));
+        assert_eq!(parse_seconds("90m"), Ok(5400));
+        assert!(parse_seconds("soon").is_err());
+    }
+}

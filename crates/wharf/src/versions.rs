@@ -1,0 +1,238 @@
+//! `wharf versions REPO`: a repository's tags in version order (semantic versions highest
+//! first, then other tags newest first) with digest, size, push and last-pull time; on a data
+//! directory (server stopped) or through a running server's management API.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use registry::retention::VersionRow;
+
+use crate::admin::DataDir;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `wharf versions`
+#[derive(Args, Debug)]
+pub struct VersionsArgs {
+    /// Repository, e.g. prod/app.
+    repo: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+/// A running server's management API (Basic credentials from `--as` and `WHARF_PASSWORD`).
+pub(crate) struct Remote {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<(String, String)>,
+}
+
+impl Remote {
+    /// The server of `--server`, if given.
+    pub(crate) fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
+        let Some(server) = &d.server else {
+            return Ok(None);
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let auth = match &d.login_as {
+            Some(u) => Some((
+                u.clone(),
+                std::env::var("WHARF_PASSWORD")
+                    .context("--as needs the password in WHARF_PASSWORD")?,
+            )),
+            None => None,
+        };
+        Ok(Some(Remote {
+            http: reqwest::Client::builder()
+                .build()
+                .context("setting up the HTTP client")?,
+            base: server.trim_end_matches('/').to_owned(),
+            auth,
+        }))
+    }
+
+    /// Calls `method path` with an optional JSON body; the answer's JSON, or the server's error
+    /// message.
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&b)?);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {}{path}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let msg = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            bail!("{method} {path}: {status}: {msg}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("{method} {path}: answer is not JSON"))
+    }
+}
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub(crate) fn open_meta(data: &Path) -> anyhow::Result<Arc<store::RedbMetaStore>> {
+    let path = data.join("meta.redb");
+    if !path.exists() {
+        bail!("no registry data in {} (no meta.redb)", data.display());
+    }
+    Ok(Arc::new(store::RedbMetaStore::open(&path).with_context(|| {
+        format!(
+            "opening the metadata database in {} (is a server running on it? stop it first, or use --server)",
+            data.display()
+        )
+    })?))
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds.
+pub(crate) fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `1.5 MiB`-style sizes.
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn print_rows(rows: &[VersionRow], output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
+    let width = rows.iter().map(|r| r.tag.len()).max().unwrap_or(3).max(3);
+    println!(
+        "{:width$}  {:<19}  {:>10}  {:<19}  LAST PULL",
+        "TAG", "DIGEST", "SIZE", "PUSHED"
+    );
+    for r in rows {
+        let short: String = r.digest.chars().take(19).collect();
+        println!(
+            "{:width$}  {short:<19}  {:>10}  {:<19}  {}",
+            r.tag,
+            human_size(r.size),
+            r.pushed.map_or_else(|| "-".into(), utc),
+            r.last_pull.map_or_else(|| "never".into(), utc)
+        );
+    }
+    Ok(())
+}
+
+/// Runs `wharf versions`.
+pub fn run(a: VersionsArgs) -> anyhow::Result<()> {
+    oci::validate_repository(&a.repo).map_err(|e| anyhow::anyhow!("{}: {e}", a.repo))?;
+    runtime()?.block_on(async move {
+        let rows: Vec<VersionRow> = match Remote::of(&a.data)? {
+            Some(r) => serde_json::from_value(
+                r.call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/versions?repo={}", urlencode(&a.repo)),
+                    None,
+                )
+                .await?,
+            )
+            .context("unexpected answer from the server")?,
+            None => {
+                let meta = open_meta(&a.data.data_dir)?;
+                let pulls = store::MetaStore::last_pulls(meta.as_ref(), &a.repo)
+                    .await?
+                    .into_iter()
+                    .collect();
+                registry::retention::list_versions(meta.as_ref(), &pulls, &a.repo)
+                    .await?
+                    .with_context(|| format!("no repository {}", a.repo))?
+            }
+        };
+        print_rows(&rows, a.output)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
