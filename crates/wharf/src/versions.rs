@@ -33,72 +33,7 @@ pub struct VersionsArgs {
     data: DataDir,
 }
 
-/// A running server's management API (Basic credentials from `--as` and `WHARF_PASSWORD`).
-pub(crate) struct Remote {
-    http: reqwest::Client,
-    base: String,
-    auth: Option<(String, String)>,
-}
-
-impl Remote {
-    /// The server of `--server`, if given.
-    pub(crate) fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
-        let Some(server) = &d.server else {
-            return Ok(None);
-        };
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let auth = match &d.login_as {
-            Some(u) => Some((
-                u.clone(),
-                std::env::var("WHARF_PASSWORD")
-                    .context("--as needs the password in WHARF_PASSWORD")?,
-            )),
-            None => None,
-        };
-        Ok(Some(Remote {
-            http: reqwest::Client::builder()
-                .build()
-                .context("setting up the HTTP client")?,
-            base: server.trim_end_matches('/').to_owned(),
-            auth,
-        }))
-    }
-
-    /// Calls `method path` with an optional JSON body; the answer's JSON, or the server's error
-    /// message.
-    pub(crate) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some((u, p)) = &self.auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(&b)?);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {}{path}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            bail!("{method} {path}: {status}: {msg}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: answer is not JSON"))
-    }
-}
+pub(crate) use crate::admin::Remote;
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
