@@ -19,8 +19,8 @@ pub struct CacheConfig {
     pub upstreams: Vec<UpstreamConfig>,
 }
 
-/// One upstream registry.
-#[derive(Clone, Debug, Deserialize)]
+/// One upstream registry. (`Debug` leaves the password out.)
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The registry's host as image references and containerd's `ns` parameter name it:
@@ -53,6 +53,20 @@ pub struct UpstreamConfig {
     /// Whether the upstream may be used at all (false keeps the configuration but refuses it).
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("host", &self.host)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("tag_ttl_seconds", &self.tag_ttl_seconds)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_tag_ttl() -> u64 {

@@ -43,6 +43,9 @@ pub enum UpstreamError {
     /// The upstream is disabled in the configuration.
     #[error("upstream is disabled in the configuration")]
     Disabled,
+    /// Too many blob transfers are running already.
+    #[error("too many blobs are being fetched from upstreams; retry shortly")]
+    Busy,
     /// Local storage failed while caching.
     #[error("cache storage failed: {0}")]
     Storage(String),
@@ -75,6 +78,7 @@ impl UpstreamError {
             UpstreamError::Invalid(_) => "invalid",
             UpstreamError::Broken(_) => "broken",
             UpstreamError::Disabled => "disabled",
+            UpstreamError::Busy => "busy",
             UpstreamError::Storage(_) => "storage",
         }
     }

@@ -247,25 +247,31 @@ impl Cache {
     }
 
     /// Brings the cache under its size limit by deleting the least recently pulled unpinned
-    /// images (tags, manifests, blob links); their blobs go at the next garbage collection.
+    /// images (tags, manifests no remaining image needs, blob links); their blobs go at the next
+    /// garbage collection.
     pub async fn evict(&self, dry_run: bool) -> Result<EvictReport, StoreError> {
         let max = self.inner.config.max_bytes;
         let images = self.images().await?;
-        // Distinct blobs held, and how many images use each.
-        let mut users: HashMap<(String, Digest), (u64, usize)> = HashMap::new();
+        // Blobs are counted once on disk, whichever cached repositories link them; links are
+        // removed per repository when no image of that repository needs them any more.
+        let mut on_disk: HashMap<Digest, (u64, usize)> = HashMap::new();
+        let mut in_repo: HashMap<(String, Digest), usize> = HashMap::new();
+        // Manifests may be shared by images (an index re-pushed upstream lists the same
+        // platform manifests): a member goes with the last image that has it.
+        let mut members: HashMap<(String, Digest), usize> = HashMap::new();
         for i in &images {
             for (d, size) in &i.blobs {
-                users
-                    .entry((i.repo.clone(), d.clone()))
-                    .or_insert((*size, 0))
-                    .1 += 1;
+                on_disk.entry(d.clone()).or_insert((*size, 0)).1 += 1;
+                *in_repo.entry((i.repo.clone(), d.clone())).or_insert(0) += 1;
+            }
+            for m in &i.members {
+                *members.entry((i.repo.clone(), m.clone())).or_insert(0) += 1;
             }
         }
-        let mut held: u64 = users.values().map(|(s, _)| s).sum::<u64>()
-            + images
-                .iter()
-                .map(|i| i.bytes - i.blobs.iter().map(|(_, s)| s).sum::<u64>())
-                .sum::<u64>();
+        let manifest_bytes =
+            |i: &CachedImage| i.bytes - i.blobs.iter().map(|(_, s)| s).sum::<u64>();
+        let mut held: u64 = on_disk.values().map(|(s, _)| s).sum::<u64>()
+            + images.iter().map(manifest_bytes).sum::<u64>();
         self.inner.metrics.cached_bytes.set(held);
         let mut report = EvictReport {
             dry_run,
@@ -280,20 +286,34 @@ impl Cache {
             if held <= max {
                 break;
             }
-            let mut released = img.bytes - img.blobs.iter().map(|(_, s)| s).sum::<u64>();
+            let mut released = manifest_bytes(img);
             let mut unlink = Vec::new();
             for (d, size) in &img.blobs {
-                let e = users
+                let users = in_repo
                     .get_mut(&(img.repo.clone(), d.clone()))
                     .expect("counted above");
-                e.1 -= 1;
-                if e.1 == 0 {
-                    released += size;
+                *users -= 1;
+                if *users == 0 {
                     unlink.push(d.clone());
+                }
+                let disk = on_disk.get_mut(d).expect("counted above");
+                disk.1 -= 1;
+                if disk.1 == 0 {
+                    released += size;
+                }
+            }
+            let mut drop_members = Vec::new();
+            for m in &img.members {
+                let users = members
+                    .get_mut(&(img.repo.clone(), m.clone()))
+                    .expect("counted above");
+                *users -= 1;
+                if *users == 0 {
+                    drop_members.push(m.clone());
                 }
             }
             if !dry_run {
-                self.remove_image(img, &unlink).await?;
+                self.remove_image(img, &drop_members, &unlink).await?;
                 self.inner.metrics.evictions.inc();
             }
             tracing::info!(
@@ -310,14 +330,57 @@ impl Cache {
         Ok(report)
     }
 
-    async fn remove_image(&self, img: &CachedImage, unlink: &[Digest]) -> Result<(), StoreError> {
+    /// Deletes an image's tags, the manifests of it no other image has (top first, then the
+    /// platform manifests it listed, then referrers whose subject is gone), and blob links.
+    async fn remove_image(
+        &self,
+        img: &CachedImage,
+        manifests: &[Digest],
+        unlink: &[Digest],
+    ) -> Result<(), StoreError> {
         let meta: &dyn MetaStore = self.inner.meta.as_ref();
         for t in &img.tags {
             meta.delete_tag(&img.repo, t, EVICTOR).await?;
         }
-        // Referrers first, then the top manifest, then the children it listed.
-        for d in img.members.iter().rev() {
-            meta.delete_manifest(&img.repo, d, EVICTOR).await?;
+        let top = img.digest.parse::<Digest>().ok();
+        let mut referrers = Vec::new();
+        for d in manifests {
+            let m = meta
+                .get_manifest(&img.repo, &Reference::Digest(d.clone()))
+                .await?;
+            if m.as_ref().is_some_and(|m| m.subject.is_some()) {
+                referrers.push(d.clone());
+                continue;
+            }
+            // Checked in the deleting transaction: still tagged or listed elsewhere, it stays.
+            if Some(d) == top.as_ref() {
+                meta.delete_manifest_if_unused(&img.repo, d, EVICTOR)
+                    .await?;
+            }
+        }
+        for d in manifests
+            .iter()
+            .filter(|d| Some(*d) != top.as_ref() && !referrers.contains(d))
+        {
+            meta.delete_manifest_if_unused(&img.repo, d, EVICTOR)
+                .await?;
+        }
+        for d in &referrers {
+            let subject = meta
+                .get_manifest(&img.repo, &Reference::Digest(d.clone()))
+                .await?
+                .and_then(|m| m.subject);
+            let subject_gone = match subject {
+                Some(s) => meta
+                    .get_manifest(&img.repo, &Reference::Digest(s))
+                    .await?
+                    .is_none(),
+                None => true,
+            };
+            if subject_gone {
+                meta.delete_manifest_if_unused(&img.repo, d, EVICTOR)
+                    .await?;
+            }
         }
         for d in unlink {
             meta.unlink_blob(&img.repo, d).await?;

@@ -18,6 +18,7 @@ pub mod nodeconfig;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,8 @@ use upstream::{MANIFEST_ACCEPT, Upstream, read_limited};
 
 /// Tag freshness records kept; beyond it they are forgotten (each costs one HEAD to relearn).
 const MAX_CHECKED_TAGS: usize = 100_000;
+/// Blob transfers from upstreams running at once; more requests for uncached blobs get 503.
+const MAX_FILLS: usize = 64;
 /// Who cached content is recorded as having pushed, in tag history.
 const ACTOR: &str = "pull-through-cache";
 
@@ -135,8 +138,12 @@ struct Inner {
     metrics: Arc<CacheMetrics>,
     /// When each cached tag was last confirmed upstream: `repo\0tag`.
     checked: Mutex<HashMap<String, Instant>>,
-    /// Manifest fetches in flight, by `repo@reference`.
-    flights: Mutex<HashMap<String, Flight>>,
+    /// Manifest fetches in flight, by `repo@reference`, with an id so a finished fetch removes
+    /// its own entry and not a newer one.
+    flights: Mutex<HashMap<String, (u64, Flight)>>,
+    next_flight: AtomicU64,
+    /// Bounds the blob transfers running at once.
+    fill_slots: Arc<tokio::sync::Semaphore>,
     /// Blob fills in flight. An async lock: the check "stored already?" and the start of a fill
     /// happen under it, so one blob is never fetched twice at once.
     fills: tokio::sync::Mutex<HashMap<Digest, FillHandle>>,
@@ -172,6 +179,8 @@ impl Cache {
                 metrics: Arc::new(CacheMetrics::default()),
                 checked: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
+                next_flight: AtomicU64::new(0),
+                fill_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FILLS)),
                 fills: tokio::sync::Mutex::new(HashMap::new()),
                 config,
                 locks: std::sync::OnceLock::new(),
@@ -327,21 +336,29 @@ impl Cache {
     ) -> Result<BlobAnswer, UpstreamError> {
         let t = self.enabled_target(name)?;
         let inner = &self.inner;
+        if inner.blobs.size(digest).await?.is_some() && self.may_hold(&t, name, digest).await? {
+            // Stored already (pushed, or cached for another repository) and this repository
+            // has it too: link it, under the collector's lock so it cannot go in between.
+            let _held = self.hold(digest).await;
+            if let Some(size) = inner.blobs.size(digest).await? {
+                inner.meta.link_blob(name, digest, size).await?;
+                inner.metrics.lookup("blob", "hit");
+                return Ok(BlobAnswer::Local);
+            }
+        }
         let mut fills = inner.fills.lock().await;
         let handle = match fills.get(digest) {
             Some(h) => h.clone(),
+            None if head => {
+                drop(fills);
+                return self.head_blob(&t, digest).await.map(BlobAnswer::Size);
+            }
             None => {
-                if let Some(size) = inner.blobs.size(digest).await? {
-                    // Stored for another repository: cached already.
-                    inner.meta.link_blob(name, digest, size).await?;
-                    inner.metrics.lookup("blob", "hit");
-                    return Ok(BlobAnswer::Local);
-                }
-                if head {
-                    drop(fills);
-                    return self.head_blob(&t, digest).await.map(BlobAnswer::Size);
-                }
-                let handle = self.start_fill(&t, name, digest);
+                let Ok(permit) = inner.fill_slots.clone().try_acquire_owned() else {
+                    inner.metrics.lookup("blob", "error");
+                    return Err(UpstreamError::Busy);
+                };
+                let handle = self.start_fill(&t, name, digest, permit);
                 fills.insert(digest.clone(), handle.clone());
                 handle
             }
@@ -364,6 +381,47 @@ impl Cache {
             fill: h,
             size,
         }))
+    }
+
+    /// Whether the cached repository `name` may serve a blob stored for another repository: the
+    /// upstream says this repository has it, or (upstream unavailable) a manifest cached in it
+    /// lists it. Never on a digest alone: that would hand out any stored blob, pushed private
+    /// layers included, to whoever can pull from a cache.
+    async fn may_hold(
+        &self,
+        t: &Target,
+        name: &str,
+        digest: &Digest,
+    ) -> Result<bool, UpstreamError> {
+        match self.head_blob(t, digest).await {
+            Ok(_) => Ok(true),
+            Err(UpstreamError::NotFound | UpstreamError::Denied { .. }) => Ok(false),
+            Err(_) => {
+                let meta = &self.inner.meta;
+                for m in meta.snapshot(name).await?.manifests {
+                    let Some(stored) = meta
+                        .get_manifest(name, &Reference::Digest(m.digest))
+                        .await?
+                    else {
+                        continue;
+                    };
+                    if Manifest::parse(Some(&stored.media_type), &stored.body)
+                        .is_ok_and(|p| p.required_blobs().any(|b| &b.digest == digest))
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// The collector's lock of `digest`, when the registry lent its locks.
+    async fn hold(&self, digest: &Digest) -> Option<Box<dyn Send>> {
+        match self.inner.locks.get() {
+            Some(l) => Some(l.hold(digest).await),
+            None => None,
+        }
     }
 
     /// Resolves an image reference in the cache's terms (`docker.io/library/alpine:3.20`,
@@ -462,8 +520,9 @@ impl Cache {
         Ok(report)
     }
 
-    /// Counts bytes of a cached blob served from storage.
-    pub fn note_served(&self, bytes: u64) {
+    /// Counts a blob served from the cache's storage (`bytes` sent; 0 for a HEAD).
+    pub fn note_hit(&self, bytes: u64) {
+        self.inner.metrics.lookup("blob", "hit");
         self.inner.metrics.bytes_saved.inc_by(bytes);
     }
 
@@ -478,7 +537,13 @@ impl Cache {
     }
 
     /// Starts the upstream transfer of a blob in its own task.
-    fn start_fill(&self, t: &Target, name: &str, digest: &Digest) -> FillHandle {
+    fn start_fill(
+        &self,
+        t: &Target,
+        name: &str,
+        digest: &Digest,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> FillHandle {
         let id = format!("cache-{}", uuid::Uuid::new_v4().simple());
         let (tx, rx) = tokio::sync::watch::channel(Progress {
             stage: Stage::Connecting,
@@ -499,7 +564,12 @@ impl Cache {
         let d = digest.clone();
         let fill_id = id.clone();
         tokio::spawn(async move {
-            job.run(tx).await;
+            // Even if the transfer panicked, the fill is forgotten below (its readers end with
+            // an error when the sender drops), so the digest is not stuck.
+            let _ = std::panic::AssertUnwindSafe(job.run(tx))
+                .catch_unwind()
+                .await;
+            drop(permit);
             // Forget the fill once it is linked (or failed): later requests read the stored blob
             // (or start again).
             let mut fills = inner.fills.lock().await;
@@ -521,27 +591,34 @@ impl Cache {
         key: String,
         make: impl FnOnce() -> BoxFuture<'static, Result<Freshness, UpstreamError>>,
     ) -> Result<Freshness, UpstreamError> {
-        let f = {
+        let (id, f) = {
             let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-            flights
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    let task = tokio::spawn(make());
-                    async move {
+            match flights.get(&key) {
+                Some(entry) => entry.clone(),
+                None => {
+                    let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
+                    let (inner, k, fut) = (self.inner.clone(), key.clone(), make());
+                    // The task forgets its entry when done, whether or not anyone still waits.
+                    let task = tokio::spawn(async move {
+                        let r = fut.await;
+                        inner.forget_flight(&k, id);
+                        r
+                    });
+                    let shared = async move {
                         task.await.unwrap_or_else(|e| {
                             Err(UpstreamError::Storage(format!("cache task failed: {e}")))
                         })
                     }
                     .boxed()
-                    .shared()
-                })
-                .clone()
+                    .shared();
+                    flights.insert(key.clone(), (id, shared.clone()));
+                    (id, shared)
+                }
+            }
         };
-        let r = f.clone().await;
-        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if flights.get(&key).is_some_and(|cur| cur.ptr_eq(&f)) {
-            flights.remove(&key);
-        }
+        let r = f.await;
+        // A task that panicked did not forget its entry.
+        self.inner.forget_flight(&key, id);
         r
     }
 
@@ -554,6 +631,13 @@ impl Cache {
 }
 
 impl Inner {
+    fn forget_flight(&self, key: &str, id: u64) {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(key).is_some_and(|(i, _)| *i == id) {
+            flights.remove(key);
+        }
+    }
+
     fn mark_checked(&self, name: &str, tag: &str) {
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         if checked.len() >= MAX_CHECKED_TAGS {

@@ -261,8 +261,17 @@ impl Upstream {
         let url = reqwest::Url::parse_with_params(realm, &query)
             .map_err(|e| UpstreamError::Invalid(format!("token realm {realm:?}: {e}")))?;
         let mut req = self.http.get(url);
-        if let Some(c) = &self.creds {
+        // Credentials go to the token service only over https, unless the registry itself is
+        // configured over plain http (a test or in-cluster upstream).
+        let plain = realm.starts_with("http://") && !self.base.starts_with("http://");
+        if let Some(c) = self.creds.as_ref().filter(|_| !plain) {
             req = req.header(AUTHORIZATION, c.header_value());
+        }
+        if plain && self.creds.is_some() {
+            tracing::warn!(
+                upstream = %self.cfg.host, realm,
+                "upstream token service is plain http: asking for an anonymous token instead"
+            );
         }
         let resp = self.timed(req.send()).await?;
         if !resp.status().is_success() {

@@ -307,7 +307,8 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
             match method {
                 Method::GET | Method::HEAD => {
                     if let Some(cache) = mirror::cache_for(reg, name) {
-                        if reg.inner.meta.blob_linked(name, &d).await?.is_none() {
+                        let linked = reg.inner.meta.blob_linked(name, &d).await?.is_some();
+                        if !linked {
                             let range = header_str(&req.headers, header::RANGE);
                             if let Some(resp) =
                                 mirror::blob(reg, cache, name, &d, range, &method).await?
@@ -316,14 +317,14 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
                             }
                         }
                         let resp = get_blob(reg, name, d, req, method == Method::HEAD).await?;
-                        if method == Method::GET
-                            && let Some(n) = resp
+                        if linked {
+                            let sent = resp
                                 .headers()
                                 .get(header::CONTENT_LENGTH)
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| v.parse().ok())
-                        {
-                            cache.note_served(n);
+                                .filter(|_| method == Method::GET);
+                            cache.note_hit(sent.unwrap_or(0));
                         }
                         return Ok(resp);
                     }

@@ -157,6 +157,16 @@ fn upstream_error(e: UpstreamError, unknown: Code, what: &str) -> ApiError {
                 None => err,
             }
         }
+        // Docker Hub answers 401 for repositories that do not exist.
+        UpstreamError::Denied { .. } => ApiError::new(
+            unknown,
+            format!(
+                "{what} unknown upstream, or the upstream refused access (check the cache's \
+                 credentials for it)"
+            ),
+        ),
+        UpstreamError::Busy => ApiError::new(Code::Unavailable, e.to_string())
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
         UpstreamError::Disabled => ApiError::new(
             Code::Denied,
             "this upstream registry is disabled in the cache's configuration",

@@ -319,6 +319,31 @@ fn broken_blob_transfers_leave_nothing_behind() {
         "no partial uploads left: {leftovers:?}"
     );
 
+    // A blob pushed to a private repository of this server is not readable through a cached
+    // repository by its digest (the upstream does not have it there).
+    let secret = pattern(99, 4096);
+    let secret_digest = sha256_digest(&secret);
+    let pushed = w
+        .http()
+        .request(
+            "POST",
+            &format!("/v2/private/app/blobs/uploads/?digest={secret_digest}"),
+            &[("Authorization", &basic(ADMIN.0, ADMIN.1))],
+            &secret,
+        )
+        .unwrap();
+    assert_eq!(pushed.status, 201, "{}", pushed.dump());
+    let leak = w
+        .http()
+        .get(&format!("/v2/{repo}/blobs/{secret_digest}"))
+        .unwrap();
+    assert_eq!(
+        leak.status,
+        404,
+        "private blob must not leak: {}",
+        leak.dump()
+    );
+
     // Healthy again: the whole blob, verified, then from the cache.
     let (resp, n, got) = w.http().get_blob_hashed(&repo, &digest).unwrap();
     assert_eq!(
@@ -524,10 +549,11 @@ fn size_limit_evicts_least_recently_pulled_unpinned_images() {
             &[],
         );
     }
-    // Room for about two copies of the image (about 1 MiB each, counted per image).
+    // The three images share their blobs (about 1 MiB on disk, counted once): over the limit
+    // whatever goes, so every unpinned image is evicted and the pinned one stays.
     let w = caching_wharf(
         &format!("http://{}", proxy.addr()),
-        "\n[cache]\nmax_bytes = 2500000\neviction_interval_seconds = 3600\npinned = [\"upstream.test/team/pinned\"]\n",
+        "\n[cache]\nmax_bytes = 500000\neviction_interval_seconds = 3600\npinned = [\"upstream.test/team/pinned\"]\n",
     );
     let via = |r: &str| format!("{}/{HOST}/{r}", w.host());
     for (i, repo) in ["team/pinned", "team/old", "team/recent"]
@@ -604,6 +630,11 @@ fn size_limit_evicts_least_recently_pulled_unpinned_images() {
         let repo = g.split('@').next().unwrap();
         assert!(!repos.contains(&repo), "{repo} evicted: {ls}");
     }
+    assert_eq!(gone.len(), 2, "both unpinned images went: {done}");
+    // The pinned image kept its blobs: it pulls with the upstream down.
+    proxy.set(Fault::Refuse);
+    pull(tmp.path(), &via("team/pinned:v1"), "pinned").expect("pinned image pulls offline");
+    proxy.clear();
     // An evicted image pulls again, from the upstream.
     let before = proxy.requests("GET", PathKind::Manifest);
     let repo = gone[0]
