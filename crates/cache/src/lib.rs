@@ -38,6 +38,9 @@ use upstream::{MANIFEST_ACCEPT, Upstream, read_limited};
 
 /// Tag freshness records kept; beyond it they are forgotten (each costs one HEAD to relearn).
 const MAX_CHECKED_TAGS: usize = 100_000;
+/// Most tags read from an upstream's tag list, and pages followed.
+const MAX_TAGS: usize = 100_000;
+const MAX_TAG_PAGES: usize = 100;
 /// Blob transfers from upstreams running at once; more requests for uncached blobs get 503.
 const MAX_FILLS: usize = 64;
 /// Who cached content is recorded as having pushed, in tag history.
@@ -325,6 +328,53 @@ impl Cache {
             .inc();
         self.inner.metrics.lookup("manifest", "stale");
         Freshness::Stale
+    }
+
+    /// The upstream's tags of the cached repository `name` (following `Link` pages, at most
+    /// [`MAX_TAGS`]). Errors when the upstream cannot be asked; the caller then lists what the
+    /// cache holds.
+    pub async fn tags(&self, name: &str) -> Result<Vec<String>, UpstreamError> {
+        let t = self.enabled_target(name)?;
+        if t.upstream.is_down() {
+            return Err(UpstreamError::Unreachable("it failed moments ago".into()));
+        }
+        let mut tags = Vec::new();
+        let mut suffix = "tags/list".to_owned();
+        for _ in 0..MAX_TAG_PAGES {
+            let r = t
+                .upstream
+                .request(Method::GET, &t.remote, &suffix, None)
+                .await;
+            t.upstream.note(r.as_ref().err());
+            let resp =
+                r.inspect_err(|e| self.inner.metrics.upstream_error(&t.upstream.cfg.host, e))?;
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .map(str::to_owned);
+            let body = read_limited(resp, 4 * 1024 * 1024).await?;
+            #[derive(serde::Deserialize)]
+            struct TagList {
+                tags: Option<Vec<String>>,
+            }
+            let list: TagList = serde_json::from_slice(&body)
+                .map_err(|e| UpstreamError::Invalid(format!("tag list: {e}")))?;
+            tags.extend(
+                list.tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|t| oci::validate_tag(t).is_ok()),
+            );
+            // The next page's query, kept on the upstream's repository path.
+            match next.and_then(|n| n.split_once('?').map(|(_, q)| q.to_owned())) {
+                Some(q) if tags.len() < MAX_TAGS => suffix = format!("tags/list?{q}"),
+                _ => break,
+            }
+        }
+        tags.truncate(MAX_TAGS);
+        Ok(tags)
     }
 
     /// Answers a blob request in the cached repository `name` whose blob is not linked there.
@@ -760,5 +810,27 @@ fn ref_str(r: &Reference) -> String {
     match r {
         Reference::Tag(t) => t.clone(),
         Reference::Digest(d) => d.to_string(),
+    }
+}
+
+/// The target of a `Link: <...>; rel="next"` header.
+fn next_link(header: &str) -> Option<&str> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .contains("rel=\"next\"")
+            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_links() {
+        assert_eq!(
+            super::next_link("</v2/a/tags/list?n=2&last=b>; rel=\"next\""),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(super::next_link("</x>; rel=\"prev\""), None);
     }
 }

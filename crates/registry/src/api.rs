@@ -276,7 +276,16 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
         Route::Tags(name) => {
             check_name(name)?;
             match method {
-                Method::GET => tags_list(reg, name, req).await,
+                Method::GET => {
+                    // A cached repository lists the upstream's tags (what can be pulled), or
+                    // what the cache holds when the upstream cannot be asked.
+                    if let Some(cache) = mirror::cache_for(reg, name)
+                        && let Ok(tags) = cache.tags(name).await
+                    {
+                        return upstream_tags(reg, name, req, tags);
+                    }
+                    tags_list(reg, name, req).await
+                }
                 _ => unsupported(),
             }
         }
@@ -486,6 +495,22 @@ async fn tags_list(reg: &Registry, name: &str, req: &Parts) -> ApiResult {
         .tags(name, peek_page(&page))
         .await?
         .ok_or_else(|| ApiError::new(Code::NameUnknown, format!("repository {name} not known")))?;
+    Ok(paged(tags, &page, &format!("/v2/{name}/tags/list"), |t| {
+        serde_json::json!({ "name": name, "tags": t }).to_string()
+    }))
+}
+
+/// Pages an upstream's tag list as the local listing is paged (lexical order, `n`, `last`).
+fn upstream_tags(reg: &Registry, name: &str, req: &Parts, mut tags: Vec<String>) -> ApiResult {
+    let page = page(req, reg.inner.limits.max_page)?;
+    tags.sort();
+    tags.dedup();
+    if let Some(last) = &page.last {
+        tags.retain(|t| t > last);
+    }
+    if let Some(n) = peek_page(&page).n {
+        tags.truncate(n);
+    }
     Ok(paged(tags, &page, &format!("/v2/{name}/tags/list"), |t| {
         serde_json::json!({ "name": name, "tags": t }).to_string()
     }))

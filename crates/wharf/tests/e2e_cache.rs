@@ -134,6 +134,28 @@ fn path_mode_caches_and_survives_upstream_failures() {
         "the blobs came from the upstream ({blob_gets})"
     );
 
+    // Tag lists come from the upstream: `multi` is listed before anything of it is cached.
+    let tags = w
+        .http()
+        .get(&format!("/v2/{HOST}/team/app/tags/list"))
+        .unwrap()
+        .expect(200)
+        .json();
+    assert_eq!(tags["tags"], serde_json::json!(["multi", "v1"]), "{tags}");
+    let paged = w
+        .http()
+        .get(&format!("/v2/{HOST}/team/app/tags/list?n=1"))
+        .unwrap()
+        .expect(200);
+    assert_eq!(paged.json()["tags"], serde_json::json!(["multi"]));
+    assert!(
+        paged
+            .header("link")
+            .is_some_and(|l| l.contains("last=multi")),
+        "{}",
+        paged.dump()
+    );
+
     // Warm pull: no blob is fetched again.
     pull(tmp.path(), &via("team/app:v1"), "warm").expect("warm pull");
     assert_eq!(
@@ -232,6 +254,18 @@ fn path_mode_caches_and_survives_upstream_failures() {
             m.text().contains("\"errors\""),
             "spec error body: {}",
             m.dump()
+        );
+        // The tag list falls back to what the cache holds.
+        let held = w
+            .http()
+            .get(&format!("/v2/{HOST}/team/app/tags/list"))
+            .unwrap()
+            .expect(200)
+            .json();
+        assert_eq!(
+            held["tags"],
+            serde_json::json!(["multi", "v1"]),
+            "{what}: {held}"
         );
         proxy.clear();
         // After a failure the cache leaves the upstream alone for a while (serving what it has);
