@@ -764,26 +764,7 @@ impl Inner {
         }
         let m = Manifest::parse(content_type.as_deref(), &body)
             .map_err(|e| UpstreamError::Invalid(format!("manifest {digest}: {e}")))?;
-        let referrer = m.subject.as_ref().map(|_| Descriptor {
-            media_type: m.media_type.clone(),
-            digest: digest.clone(),
-            size: body.len() as i64,
-            urls: None,
-            annotations: m.annotations.clone(),
-            artifact_type: m.effective_artifact_type().map(str::to_owned),
-            platform: None,
-        });
-        let record = ManifestRecord {
-            digest: digest.clone(),
-            media_type: m.media_type.clone(),
-            blobs: m.required_blobs().map(|d| d.digest.clone()).collect(),
-            children: m.manifests.iter().map(|d| d.digest.clone()).collect(),
-            subject: m.subject.as_ref().map(|s| s.digest.clone()),
-            referrer,
-            body: body.into(),
-            frozen_tags: Vec::new(),
-            actor: ACTOR.to_owned(),
-        };
+        let record = ManifestRecord::from_manifest(digest.clone(), body.into(), &m, ACTOR);
         let tags = match r {
             Reference::Tag(t) => vec![t.clone()],
             Reference::Digest(_) => Vec::new(),

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci::{Descriptor, Digest, Manifest, NameError, RangeError, Reference, media_types};
+use oci::{Digest, Manifest, NameError, RangeError, Reference, media_types};
 use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
 use crate::access::{Caller, Need, request_origin};
@@ -636,30 +636,13 @@ async fn put_manifest(
     }
     let m = Manifest::parse(content_type.as_deref(), &body)
         .map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string()))?;
-    let referrer = m.subject.as_ref().map(|_| Descriptor {
-        media_type: m.media_type.clone(),
-        digest: digest.clone(),
-        size: body.len() as i64,
-        urls: None,
-        annotations: m.annotations.clone(),
-        artifact_type: m.effective_artifact_type().map(str::to_owned),
-        platform: None,
-    });
-    let record = ManifestRecord {
-        digest: digest.clone(),
-        media_type: m.media_type.clone(),
-        blobs: m.required_blobs().map(|d| d.digest.clone()).collect(),
-        children: m.manifests.iter().map(|d| d.digest.clone()).collect(),
-        subject: m.subject.as_ref().map(|s| s.digest.clone()),
-        referrer,
-        body,
-        frozen_tags: tags
-            .iter()
-            .filter(|t| reg.inner.tag_rules.immutable(name, t).is_some())
-            .cloned()
-            .collect(),
-        actor: caller.principal.display().to_owned(),
-    };
+    let mut record =
+        ManifestRecord::from_manifest(digest.clone(), body, &m, caller.principal.display());
+    record.frozen_tags = tags
+        .iter()
+        .filter(|t| reg.inner.tag_rules.immutable(name, t).is_some())
+        .cloned()
+        .collect();
     reg.inner
         .meta
         .put_manifest(name, record, tags.clone())

@@ -40,6 +40,34 @@ pub struct ManifestRecord {
     pub actor: String,
 }
 
+impl ManifestRecord {
+    /// The record of manifest `m`, parsed from `body` (whose digest is `digest`), pushed by
+    /// `actor`: the blobs and index children it needs, its subject and the descriptor to list
+    /// among the subject's referrers. No tag is frozen; the caller sets `frozen_tags`.
+    pub fn from_manifest(digest: Digest, body: Bytes, m: &oci::Manifest, actor: &str) -> Self {
+        let referrer = m.subject.as_ref().map(|_| Descriptor {
+            media_type: m.media_type.clone(),
+            digest: digest.clone(),
+            size: body.len() as i64,
+            urls: None,
+            annotations: m.annotations.clone(),
+            artifact_type: m.effective_artifact_type().map(str::to_owned),
+            platform: None,
+        });
+        ManifestRecord {
+            digest,
+            media_type: m.media_type.clone(),
+            blobs: m.required_blobs().map(|d| d.digest.clone()).collect(),
+            children: m.manifests.iter().map(|d| d.digest.clone()).collect(),
+            subject: m.subject.as_ref().map(|s| s.digest.clone()),
+            referrer,
+            body,
+            frozen_tags: Vec::new(),
+            actor: actor.to_owned(),
+        }
+    }
+}
+
 /// One change of a tag: created (`previous` empty), moved, or deleted (`new` empty).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagEvent {
