@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci::{Digest, Manifest, NameError, RangeError, Reference, media_types};
+use oci::{ByteRange, Digest, Manifest, NameError, RangeError, Reference, media_types};
 use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
 use crate::access::{Caller, Need, request_origin};
@@ -317,13 +317,11 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
                 Method::GET | Method::HEAD => {
                     if let Some(cache) = mirror::cache_for(reg, name) {
                         let linked = reg.inner.meta.blob_linked(name, &d).await?.is_some();
-                        if !linked {
-                            let range = header_str(&req.headers, header::RANGE);
-                            if let Some(resp) =
-                                mirror::blob(reg, cache, name, &d, range, &method).await?
-                            {
-                                return Ok(resp);
-                            }
+                        if !linked
+                            && let Some(resp) =
+                                mirror::blob(reg, cache, name, &d, &req.headers, &method).await?
+                        {
+                            return Ok(resp);
                         }
                         let resp = get_blob(reg, name, d, req, method == Method::HEAD).await?;
                         if linked {
@@ -759,16 +757,9 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
         ApiError::new(Code::BlobUnknown, format!("blob {d} unknown to repository"))
     })?;
     drop(held);
-    let range = match header_str(&req.headers, header::RANGE).map(|r| oci::parse_range(r, size)) {
-        None | Some(Err(RangeError::Malformed)) => None,
-        Some(Ok(r)) => Some(r),
-        Some(Err(RangeError::Unsatisfiable)) => {
-            // No JSON body: the spec has no error code for an unsatisfiable range.
-            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
-            return Ok(resp);
-        }
+    let range = match requested_range(&req.headers, size) {
+        Ok(r) => r,
+        Err(unsatisfiable) => return Ok(*unsatisfiable),
     };
     let (start, len) = range.map_or((0, size), |r| (r.start, r.len()));
     let body = if head {
@@ -786,14 +777,50 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
                 }
                 e => e.into(),
             })?;
-        let metrics = reg.inner.metrics.clone();
-        Body::from_stream(stream.map(move |r| {
-            if let Ok(b) = &r {
-                metrics.bytes_out.inc_by(b.len() as u64);
-            }
-            r
-        }))
+        counted_body(reg, stream)
     };
+    Ok(blob_response(&d, size, range, body))
+}
+
+/// The part of a blob of `size` bytes that a request's `Range` header asks for (`None`: all of
+/// it, also for a malformed header), or the 416 answer for a range outside the blob.
+pub(crate) fn requested_range(
+    h: &HeaderMap,
+    size: u64,
+) -> Result<Option<ByteRange>, Box<Response>> {
+    match header_str(h, header::RANGE).map(|r| oci::parse_range(r, size)) {
+        None | Some(Err(RangeError::Malformed)) => Ok(None),
+        Some(Ok(r)) => Ok(Some(r)),
+        Some(Err(RangeError::Unsatisfiable)) => {
+            // No JSON body: the spec has no error code for an unsatisfiable range.
+            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
+            Err(Box::new(resp))
+        }
+    }
+}
+
+/// A response body streaming blob bytes, counted in the metrics as they go out.
+pub(crate) fn counted_body(reg: &Registry, stream: BlobStream) -> Body {
+    let metrics = reg.inner.metrics.clone();
+    Body::from_stream(stream.map(move |r| {
+        if let Ok(b) = &r {
+            metrics.bytes_out.inc_by(b.len() as u64);
+        }
+        r
+    }))
+}
+
+/// The answer to a blob GET or HEAD: `body` holds `range` of blob `d` (all of its `size` bytes
+/// when `None`, nothing for a HEAD).
+pub(crate) fn blob_response(
+    d: &Digest,
+    size: u64,
+    range: Option<ByteRange>,
+    body: Body,
+) -> Response {
+    let len = range.as_ref().map_or(size, |r| r.len());
     let mut resp = Response::new(body);
     if let Some(r) = range {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -815,7 +842,7 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=31536000"),
     );
-    Ok(resp)
+    resp
 }
 
 async fn delete_blob(reg: &Registry, name: &str, d: Digest, caller: &Caller) -> ApiResult {

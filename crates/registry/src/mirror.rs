@@ -6,8 +6,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cache::{BlobAnswer, Cache, UpstreamError};
-use futures_util::StreamExt;
-use oci::{Digest, RangeError, Reference};
+use oci::{Digest, Reference};
 
 use crate::Registry;
 use crate::error::{ApiError, ApiResult, Code};
@@ -87,7 +86,7 @@ pub(crate) async fn blob(
     cache: &Cache,
     name: &str,
     d: &Digest,
-    range_header: Option<&str>,
+    headers: &axum::http::HeaderMap,
     method: &Method,
 ) -> ApiResult<Option<Response>> {
     let head = method == Method::HEAD;
@@ -100,47 +99,16 @@ pub(crate) async fn blob(
         BlobAnswer::Size(size) => (size, None),
         BlobAnswer::Incoming(i) => (i.size, Some(i)),
     };
-    let range = match range_header.map(|r| oci::parse_range(r, size)) {
-        None | Some(Err(RangeError::Malformed)) => None,
-        Some(Ok(r)) => Some(r),
-        Some(Err(RangeError::Unsatisfiable)) => {
-            let mut resp = Response::new(Body::empty());
-            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            resp.headers_mut()
-                .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
-            return Ok(Some(resp));
-        }
+    let range = match crate::api::requested_range(headers, size) {
+        Ok(r) => r,
+        Err(unsatisfiable) => return Ok(Some(*unsatisfiable)),
     };
     let (start, len) = range.as_ref().map_or((0, size), |r| (r.start, r.len()));
     let body = match incoming {
-        Some(i) if !head => {
-            let metrics = reg.inner.metrics.clone();
-            Body::from_stream(i.stream(start, start + len).map(move |r| {
-                if let Ok(b) = &r {
-                    metrics.bytes_out.inc_by(b.len() as u64);
-                }
-                r
-            }))
-        }
+        Some(i) if !head => crate::api::counted_body(reg, i.stream(start, start + len)),
         _ => Body::empty(),
     };
-    let mut resp = Response::new(body);
-    if let Some(r) = range {
-        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        resp.headers_mut().insert(
-            header::CONTENT_RANGE,
-            hv(&format!("bytes {}-{}/{size}", r.start, r.end)),
-        );
-    }
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert("docker-content-digest", hv(&d.to_string()));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    Ok(Some(resp))
+    Ok(Some(crate::api::blob_response(d, size, range, body)))
 }
 
 /// Maps an upstream failure (with no cached copy to fall back on) to a spec error.
@@ -177,10 +145,6 @@ fn upstream_error(e: UpstreamError, unknown: Code, what: &str) -> ApiError {
             format!("{what} not cached and the upstream registry failed: {e}"),
         ),
     }
-}
-
-fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 // ---------------------------------------------------------------------------------------------
