@@ -12,6 +12,8 @@ use auth::{Actions, Group, Robot, Rule, Subject, User};
 use clap::{Args, Subcommand};
 use registry::identities::{AuditQuery, Identities};
 
+use crate::versions::urlencode;
+
 /// Where the data lives: a data directory, or a running server.
 #[derive(Args, Debug, Clone)]
 pub struct DataDir {
@@ -894,17 +896,6 @@ pub fn token_key(cmd: TokenKeyCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

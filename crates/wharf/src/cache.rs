@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::versions::{human_size, urlencode};
 
 /// Builds the cache when upstreams are configured (reading password files).
 pub fn build(
@@ -205,21 +206,6 @@ fn remote(s: &ServerArgs) -> anyhow::Result<crate::admin::Remote> {
     Ok(crate::admin::Remote::of(&d)?.expect("server is set"))
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// Runs `wharf cache`.
 pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -261,7 +247,7 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                         } else {
                             tags.join(",")
                         },
-                        human(i["bytes"].as_u64().unwrap_or(0)),
+                        human_size(i["bytes"].as_u64().unwrap_or(0)),
                         short,
                         last,
                         if i["pinned"].as_bool() == Some(true) {
@@ -274,11 +260,11 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                 let max = v["max_bytes"].as_u64().unwrap_or(0);
                 println!(
                     "total {} (limit: {})",
-                    human(v["image_bytes"].as_u64().unwrap_or(0)),
+                    human_size(v["image_bytes"].as_u64().unwrap_or(0)),
                     if max == 0 {
                         "none".to_owned()
                     } else {
-                        human(max)
+                        human_size(max)
                     }
                 );
             }
@@ -304,7 +290,7 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                         i["digest"].as_str().unwrap_or(""),
                         i["manifests"],
                         i["blobs"],
-                        human(i["bytes_fetched"].as_u64().unwrap_or(0))
+                        human_size(i["bytes_fetched"].as_u64().unwrap_or(0))
                     );
                 }
                 if failed > 0 {
@@ -322,11 +308,10 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                 println!("pinned {image}");
             }
             CacheCmd::Unpin { image, server } => {
-                let q = reqwest::Url::parse_with_params("http://x/", &[("image", &image)])?;
                 remote(&server)?
                     .call(
                         Method::DELETE,
-                        &format!("/api/v1/cache/pins?{}", q.query().unwrap_or("")),
+                        &format!("/api/v1/cache/pins?image={}", urlencode(&image)),
                         None,
                     )
                     .await?;

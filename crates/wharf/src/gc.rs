@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use registry::gc::{Collector, GcOptions, GcReport};
 
 use crate::admin::{DataDir, parse_duration};
+use crate::versions::human_size;
 
 /// Flags of `wharf gc`.
 #[derive(clap::Args, Debug)]
@@ -42,7 +43,7 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?
         .block_on(async move {
             let report = match &args.data.server {
-                Some(server) => remote(&args, server).await?,
+                Some(_) => remote(&args).await?,
                 None => local(&args).await?,
             };
             print(&report, args.json)
@@ -76,37 +77,17 @@ async fn local(args: &GcArgs) -> anyhow::Result<GcReport> {
         .await?)
 }
 
-async fn remote(args: &GcArgs, server: &str) -> anyhow::Result<GcReport> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .build()
-        .context("setting up the HTTP client")?;
-    let url = format!("{}/api/v1/gc", server.trim_end_matches('/'));
+async fn remote(args: &GcArgs) -> anyhow::Result<GcReport> {
     let body = serde_json::json!({
         "dry_run": args.dry_run,
         "grace_seconds": args.grace,
         "upload_expiry_seconds": args.upload_expiry,
     });
-    let mut req = http
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&body)?);
-    if let Some(user) = &args.data.login_as {
-        let pw =
-            std::env::var("WHARF_PASSWORD").context("--as needs the password in WHARF_PASSWORD")?;
-        req = req.basic_auth(user, Some(pw));
-    }
-    let resp = req.send().await.with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        let msg = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        bail!("POST {url}: {status}: {msg}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("POST {url}: answer is not a GC report"))
+    let remote = crate::admin::Remote::of(&args.data)?.context("--server is not set")?;
+    let answer = remote
+        .call(reqwest::Method::POST, "/api/v1/gc", Some(body))
+        .await?;
+    serde_json::from_value(answer).context("POST /api/v1/gc: answer is not a GC report")
 }
 
 fn print(r: &GcReport, json: bool) -> anyhow::Result<()> {
@@ -117,7 +98,7 @@ fn print(r: &GcReport, json: bool) -> anyhow::Result<()> {
     let verb = if r.dry_run { "would free" } else { "freed" };
     println!(
         "{verb} {} in {} blobs ({} without metadata), {} links, {} uploads ({} bytes); scanned {} manifests in {} repositories in {:.2}s",
-        human(r.bytes_freed),
+        human_size(r.bytes_freed),
         r.blobs_deleted + r.orphan_files_deleted,
         r.orphan_files_deleted,
         r.links_deleted,
@@ -151,31 +132,16 @@ fn print(r: &GcReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn sizes_read_well() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(1023), "1023 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(5 * 1024 * 1024 * 1024), "5.0 GiB");
     }
 
     #[test]

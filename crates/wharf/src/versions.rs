@@ -90,7 +90,7 @@ pub(crate) fn utc(secs: u64) -> String {
 }
 
 /// `1.5 MiB`-style sizes.
-fn human_size(n: u64) -> String {
+pub(crate) fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
