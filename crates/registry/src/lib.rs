@@ -1,5 +1,5 @@
-//! Wharf's HTTP API: the OCI Distribution Specification v1.1 under `/v2/`, plus `/healthz`,
-//! `/readyz` and Prometheus `/metrics`.
+//! Wharf's HTTP API: the OCI Distribution Specification v1.1 under `/v2/`, plus `/healthz` and
+//! `/readyz`; Prometheus `/metrics` is a router of its own, for a separate listener.
 //!
 //! Handlers parse and validate requests (with the pure rules in `oci`), call the storage
 //! interfaces, and map every failure to the spec's error codes. No storage detail leaks here and
@@ -7,6 +7,7 @@
 
 pub mod access;
 mod api;
+mod conn_guard;
 pub mod error;
 pub mod gc;
 pub mod identities;
@@ -215,12 +216,13 @@ impl Registry {
         &self.inner.metrics
     }
 
-    /// The axum router serving the whole API.
+    /// The axum router serving the whole API. It has no `/metrics`: metrics name repositories
+    /// and their sizes, so they are served by [`Registry::metrics_router`] on a listener of
+    /// their own, for the operator's scraper only.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_text))
             .route("/token", get(token::get_token).post(token::post_token))
             .merge(mgmt::routes())
             .merge(mirror::routes())
@@ -228,6 +230,15 @@ impl Registry {
             .merge(gc::routes())
             .fallback(api::dispatch)
             .layer(middleware::from_fn_with_state(self.clone(), observe))
+            .with_state(self.clone())
+    }
+
+    /// The router of the metrics listener: Prometheus `/metrics` (and `/healthz`), without
+    /// authentication, for a listener that only the operator's scraper can reach.
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics_text))
+            .route("/healthz", get(|| async { "ok" }))
             .with_state(self.clone())
     }
 }
@@ -264,7 +275,6 @@ async fn observe(State(reg): State<Registry>, req: Request, next: Next) -> Respo
     let path_label = match req.uri().path() {
         "/healthz" => "healthz",
         "/readyz" => "readyz",
-        "/metrics" => "metrics",
         "/token" => "token",
         p if p.starts_with("/api/") => "api",
         _ => "other",

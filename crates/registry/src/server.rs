@@ -1,6 +1,7 @@
 //! The connection loop: accepts TCP connections and serves HTTP/1.1 and HTTP/2 on them, plain or
-//! over TLS, with the limits a public-facing server needs (TLS handshake timeout, header read
-//! timeout, connection cap, graceful drain).
+//! over TLS, with the limits a public-facing server needs (TLS handshake timeout, first-byte,
+//! header, idle and request-body deadlines, a connection cap overall and per source address,
+//! graceful drain; see conn_guard.rs).
 
 use std::future::Future;
 use std::io;
@@ -19,15 +20,29 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use crate::conn_guard::{ConnState, Deadlines, GuardedIo, PerAddress, TimedBody, TrackedBody};
 use crate::tls::{ClientIdentity, ReloadingTls};
 
-/// Connection-level limits, and TLS.
+/// Connection-level limits, and TLS. A zero duration turns that deadline off.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// A client must send a request's headers within this time (slowloris guard).
+    /// A client must send a request's headers within this time (HTTP/1.1; slowloris guard).
     pub header_read_timeout: Duration,
+    /// A new connection (after its TLS handshake) must send its first byte within this time.
+    pub first_byte_timeout: Duration,
+    /// A connection with no request in progress is closed after this time (HTTP/2 included;
+    /// HTTP/1.1 keep-alive connections are closed by `header_read_timeout` first when shorter).
+    pub idle_timeout: Duration,
+    /// Longest wait for request-body data; with `body_min_rate`, the allowance a slow body spends
+    /// (see conn_guard.rs). A body that runs out is cut and its connection closed.
+    pub body_read_timeout: Duration,
+    /// Body bytes per second that keep an upload within `body_read_timeout`; 0: any data does.
+    pub body_min_rate: u64,
     /// Most connections served at once; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Most connections open at once from one source address (IPv6: one /64); a connection
+    /// over it is closed at once without taking a slot of `max_connections`. 0: no limit.
+    pub max_connections_per_address: usize,
     /// How long in-flight requests may run after shutdown begins.
     pub shutdown_grace: Duration,
     /// Serve HTTPS with this certificate (checked for changes while serving, see
@@ -39,7 +54,12 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             header_read_timeout: Duration::from_secs(30),
+            first_byte_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(30),
+            body_min_rate: 1024,
             max_connections: 4096,
+            max_connections_per_address: 256,
             shutdown_grace: Duration::from_secs(30),
             tls: None,
         }
@@ -71,6 +91,13 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    let per_address = PerAddress::new(opts.max_connections_per_address);
+    let deadlines = Deadlines {
+        first_byte: opts.first_byte_timeout,
+        idle: opts.idle_timeout,
+        body: opts.body_read_timeout,
+        body_min_rate: opts.body_min_rate,
+    };
     let reloader = opts
         .tls
         .clone()
@@ -93,6 +120,12 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Over its address's limit: closed at once, and its global slot goes back.
+        let Some(address_slot) = per_address.acquire(peer.ip()) else {
+            tracing::debug!(%peer, limit = opts.max_connections_per_address, "too many connections from this address; closed");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         // Subscribed before shutdown can begin, so a connection still in its handshake when
         // shutdown starts is told to finish as soon as it is up.
@@ -102,8 +135,8 @@ pub async fn serve(
         match &opts.tls {
             None => {
                 tokio::spawn(async move {
-                    serve_connection(&builder, stream, app, None, watcher, peer).await;
-                    drop(permit);
+                    serve_connection(&builder, stream, app, None, watcher, peer, deadlines).await;
+                    drop((permit, address_slot));
                 });
             }
             Some(tls) => {
@@ -112,9 +145,10 @@ pub async fn serve(
                 tokio::spawn(async move {
                     if let Some((stream, identity)) = handshake(stream, config, timeout, peer).await
                     {
-                        serve_connection(&builder, stream, app, identity, watcher, peer).await;
+                        serve_connection(&builder, stream, app, identity, watcher, peer, deadlines)
+                            .await;
                     }
-                    drop(permit);
+                    drop((permit, address_slot));
                 });
             }
         }
@@ -130,8 +164,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (by the connection preface) on one connection until it closes or,
-/// after shutdown begins, until its in-flight requests are done.
+/// Serves HTTP/1.1 or HTTP/2 (by the connection preface) on one connection until it closes,
+/// until one of its deadlines passes while no request is in progress, or, after shutdown begins,
+/// until its in-flight requests are done.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection<I>(
     builder: &Builder<TokioExecutor>,
     io: I,
@@ -139,19 +175,31 @@ async fn serve_connection<I>(
     identity: Option<ClientIdentity>,
     watcher: Watcher,
     peer: SocketAddr,
+    deadlines: Deadlines,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let state = ConnState::new();
     let service = TowerToHyperService::new(WithIdentity {
         app,
         identity,
         peer,
+        state: state.clone(),
+        deadlines,
     });
     let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .serve_connection_with_upgrades(TokioIo::new(GuardedIo::new(io, state.clone())), service)
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    // Dropping the connection future closes the socket.
+    tokio::select! {
+        r = watcher.watch(conn) => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        why = state.expired(deadlines) => {
+            tracing::debug!(%peer, reason = why.as_str(), "connection closed");
+        }
     }
 }
 
@@ -237,35 +285,48 @@ fn log_handshake_error(peer: SocketAddr, e: &io::Error) {
     }
 }
 
-/// The router, with the connection's verified client certificate (if any) added to every
-/// request's extensions.
+/// The router, with the connection's verified client certificate (if any) and source address
+/// added to every request's extensions; each request counts as in progress on its connection
+/// until its response body is done, and its body must keep coming ([`TimedBody`]).
 #[derive(Clone)]
 struct WithIdentity {
     app: Router,
     identity: Option<ClientIdentity>,
     /// The connection's source address, for rate limiting and audit records.
     peer: SocketAddr,
+    state: Arc<ConnState>,
+    deadlines: Deadlines,
 }
 
 impl<B> tower::Service<Request<B>> for WithIdentity
 where
-    Router: tower::Service<Request<B>>,
+    B: hyper::body::Body<Data = axum::body::Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = <Router as tower::Service<Request<B>>>::Response;
-    type Error = <Router as tower::Service<Request<B>>>::Error;
-    type Future = <Router as tower::Service<Request<B>>>::Future;
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower::Service::<Request<B>>::poll_ready(&mut self.app, cx)
+        tower::Service::<Request<axum::body::Body>>::poll_ready(&mut self.app, cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let guard = self.state.request_started();
+        let mut req = req
+            .map(|b| axum::body::Body::new(TimedBody::new(b, self.state.clone(), &self.deadlines)));
         if let Some(id) = &self.identity {
             req.extensions_mut().insert(id.clone());
         }
         req.extensions_mut()
             .insert(crate::access::PeerAddr(self.peer));
-        self.app.call(req)
+        let fut = self.app.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            Ok(resp.map(|b| axum::body::Body::new(TrackedBody::new(b, guard))))
+        })
     }
 }
 

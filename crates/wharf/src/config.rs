@@ -34,6 +34,18 @@ pub struct Config {
     pub retention: Vec<RetentionConfig>,
     /// When the server applies the retention policies.
     pub retention_schedule: RetentionScheduleConfig,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus `/metrics` is served on a listener of its own (metrics name every
+/// repository and its size), never on the registry's listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the plain-HTTP, unauthenticated metrics listener, e.g. `127.0.0.1:5001`; no
+    /// metrics are served when unset.
+    pub listen: Option<SocketAddr>,
 }
 
 /// One `[[retention]]` policy; the first whose `repos` matches a repository applies to it.
@@ -331,10 +343,40 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Seconds to let in-flight requests finish after SIGTERM.
     pub shutdown_grace_seconds: u64,
-    /// Seconds a client has to send a request's headers.
+    /// Seconds a client has to send a request's headers (HTTP/1.1).
     pub header_read_timeout_seconds: u64,
+    /// Seconds a new connection (after its TLS handshake) has to send its first byte; 0: no limit.
+    pub first_byte_timeout_seconds: u64,
+    /// Seconds a connection may stay open with no request in progress; 0: no limit.
+    pub idle_timeout_seconds: u64,
+    /// Longest wait, in seconds, for request-body data (the allowance a slow body spends, see
+    /// `body_min_rate_bytes_per_second`); 0: no limit.
+    pub body_read_timeout_seconds: u64,
+    /// Body bytes per second that keep an upload within `body_read_timeout_seconds`: each
+    /// `body_min_rate_bytes_per_second` bytes earn one second of waiting; 0: any data does.
+    pub body_min_rate_bytes_per_second: u64,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Most connections open at once from one source address (IPv6: one /64); 0: no limit.
+    pub max_connections_per_address: usize,
+}
+
+impl ServerConfig {
+    /// The connection loop's limits (TLS is added by the caller).
+    pub fn serve_options(&self) -> registry::ServeOptions {
+        use std::time::Duration;
+        registry::ServeOptions {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            first_byte_timeout: Duration::from_secs(self.first_byte_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds),
+            body_min_rate: self.body_min_rate_bytes_per_second,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            tls: None,
+        }
+    }
 }
 
 /// `[storage]`
@@ -382,7 +424,12 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             shutdown_grace_seconds: 30,
             header_read_timeout_seconds: 30,
+            first_byte_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            body_read_timeout_seconds: 30,
+            body_min_rate_bytes_per_second: 1024,
             max_connections: 4096,
+            max_connections_per_address: 256,
         }
     }
 }
@@ -597,5 +644,31 @@ mod tests {
     #[test]
     fn defaults_are_loopback() {
         assert!(Config::default().server.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn connection_limits_and_metrics_listener() {
+        let d = Config::default();
+        let o = d.server.serve_options();
+        assert_eq!(o.first_byte_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(o.max_connections, 4096);
+        assert_eq!(o.max_connections_per_address, 256);
+        assert!(d.metrics.listen.is_none(), "no metrics unless asked for");
+        let cfg: Config = toml::from_str(
+            "[server]\nfirst_byte_timeout_seconds = 2\nidle_timeout_seconds = 0\n\
+             body_read_timeout_seconds = 3\nbody_min_rate_bytes_per_second = 0\n\
+             max_connections_per_address = 0\nheader_read_timeout_seconds = 5\n\
+             [metrics]\nlisten = \"127.0.0.1:5001\"\n",
+        )
+        .unwrap();
+        let o = cfg.server.serve_options();
+        assert_eq!(o.first_byte_timeout, std::time::Duration::from_secs(2));
+        assert!(o.idle_timeout.is_zero());
+        assert_eq!(o.body_read_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(o.body_min_rate, 0);
+        assert_eq!(o.max_connections_per_address, 0);
+        assert_eq!(o.header_read_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(cfg.metrics.listen.unwrap().port(), 5001);
+        assert!(toml::from_str::<Config>("[metrics]\nport = 1\n").is_err());
     }
 }

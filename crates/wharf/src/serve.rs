@@ -15,6 +15,9 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:5000).
     #[arg(long, env = "WHARF_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve Prometheus /metrics (unauthenticated, plain HTTP) on this address; none by default.
+    #[arg(long, env = "WHARF_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory holding blobs and metadata (default ./wharf-data).
     #[arg(long, env = "WHARF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -46,6 +49,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::default(),
     };
     cfg.apply_overrides(args.listen, args.data_dir, args.log_format);
+    if args.metrics_listen.is_some() {
+        cfg.metrics.listen = args.metrics_listen;
+    }
     cfg.apply_tls_overrides(
         args.tls_cert,
         args.tls_key,
@@ -142,10 +148,37 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %data.display(), auth = auth_enforced, tls = tls_configured, "wharf registry listening");
 
     let opts = registry::ServeOptions {
-        header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_seconds),
-        max_connections: cfg.server.max_connections,
-        shutdown_grace: Duration::from_secs(cfg.server.shutdown_grace_seconds),
         tls,
+        ..cfg.server.serve_options()
+    };
+    // Metrics name every repository and its size: they get a listener of their own, which
+    // only the operator's scraper should be able to reach.
+    let metrics_task = match cfg.metrics.listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the metrics listener {at}"))?;
+            let at = l.local_addr()?;
+            tracing::info!(%at, "metrics listening (plain HTTP, no authentication)");
+            let metrics_opts = registry::ServeOptions {
+                max_connections: 64,
+                ..cfg.server.serve_options()
+            };
+            let router = reg.metrics_router();
+            Some(AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) =
+                    registry::serve(l, router, metrics_opts, std::future::pending()).await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            })))
+        }
+        None => {
+            tracing::info!(
+                "no metrics listener: set [metrics] listen (or --metrics-listen) to serve /metrics"
+            );
+            None
+        }
     };
     // Last-pull times and retention policies (docs/retention.md).
     reg.spawn_pull_flusher(registry::pulls::FLUSH_INTERVAL);
@@ -162,12 +195,22 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     })
     .await
     .context("serving")?;
+    drop(metrics_task);
     if let Err(e) = reg.flush_pulls().await {
         tracing::warn!(error = %e, "flushing pull times on shutdown failed");
     }
     access.flush_audit(Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Aborts a background task when dropped (the metrics listener, when the server stops).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn shutdown_signal() {
