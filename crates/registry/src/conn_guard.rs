@@ -503,7 +503,7 @@ mod tests {
             &deadlines(Duration::from_millis(400), 1024),
         );
         let start = Instant::now();
-        let err = body.collect().await.err().expect("cut off");
+        let err = body.collect().await.expect_err("cut off");
         assert!(err.to_string().contains("too slow"), "{err}");
         let took = start.elapsed();
         assert!(

@@ -167,7 +167,6 @@ pub async fn serve(
 /// Serves HTTP/1.1 or HTTP/2 (by the connection preface) on one connection until it closes,
 /// until one of its deadlines passes while no request is in progress, or, after shutdown begins,
 /// until its in-flight requests are done.
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection<I>(
     builder: &Builder<TokioExecutor>,
     io: I,

@@ -67,12 +67,19 @@ fn pull(tmp: &Path, src: &str, name: &str) -> Result<Layout, String> {
 /// A caching Wharf whose one upstream is `url`, with an administrator (access control on,
 /// anonymous pulls of every repository allowed).
 fn caching_wharf(url: &str, extra: &str) -> AuthWharf {
+    // Metrics are served on their own listener only; `metric` finds it by the server's address.
+    let metrics_port = free_port();
     let cfg = format!(
-        "[auth]\nanonymous_pull = [\"upstream.test/*\"]\n\n\
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
+         [auth]\nanonymous_pull = [\"upstream.test/*\"]\n\n\
          [[cache.upstream]]\nhost = \"{HOST}\"\nurl = \"{url}\"\ntag_ttl_seconds = 1\n\
          response_timeout_seconds = 2\nread_timeout_seconds = 2\n{extra}\n"
     );
     let mut w = AuthWharf::new(&cfg);
+    METRICS_PORTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(w.addr, metrics_port);
     w.must_cli(
         &["user", "add", ADMIN.0, "--admin"],
         &format!("{}\n", ADMIN.1),
@@ -81,8 +88,21 @@ fn caching_wharf(url: &str, extra: &str) -> AuthWharf {
     w
 }
 
+/// The metrics listener's port of each caching Wharf, by the server's address.
+static METRICS_PORTS: std::sync::Mutex<std::collections::BTreeMap<std::net::SocketAddr, u16>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 fn metric(w: &AuthWharf, name_and_labels: &str) -> f64 {
-    let text = w.http().get("/metrics").unwrap().expect(200).text();
+    let port = *METRICS_PORTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&w.addr)
+        .expect("the server was started with a metrics listener");
+    let text = Http::new(([127, 0, 0, 1], port).into())
+        .get("/metrics")
+        .unwrap()
+        .expect(200)
+        .text();
     text.lines()
         .filter(|l| l.starts_with(name_and_labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -478,14 +498,20 @@ fn containerd_mirror_mode_through_an_authenticating_upstream() {
     // Password from a file, as a mounted Secret would give it.
     let pw = tmp.path().join("upstream-password");
     fs::write(&pw, "mirror-bot-password\n").unwrap();
+    let metrics_port = free_port();
     let cfg = format!(
-        "[auth]\nanonymous_pull = [\"upstream.test/*\"]\n\n\
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
+         [auth]\nanonymous_pull = [\"upstream.test/*\"]\n\n\
          [[cache.upstream]]\nhost = \"{HOST}\"\nurl = \"http://{}\"\nusername = \"mirror-bot\"\n\
          password_file = \"{}\"\n",
         upstream.host(),
         pw.display()
     );
     let mut w = AuthWharf::new(&cfg);
+    METRICS_PORTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(w.addr, metrics_port);
     w.must_cli(
         &["user", "add", ADMIN.0, "--admin"],
         &format!("{}\n", ADMIN.1),

@@ -276,7 +276,12 @@ fn gc_racing_concurrent_pushes_loses_nothing_and_reclaims_garbage() {
     ) {
         return;
     }
-    let server = Server::start_kind(Kind::Wharf);
+    // Metrics are served on their own listener only.
+    let metrics_port = free_port();
+    let mut server = AuthWharf::new(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+    ));
+    server.start();
     let http = server.http();
     let host = server.host();
     let layers: Arc<Vec<Vec<u8>>> = Arc::new(
@@ -439,7 +444,11 @@ fn gc_racing_concurrent_pushes_loses_nothing_and_reclaims_garbage() {
             "{r}"
         );
     }
-    let metrics = http.get("/metrics").unwrap().expect(200).text();
+    let metrics = Http::new(([127, 0, 0, 1], metrics_port).into())
+        .get("/metrics")
+        .unwrap()
+        .expect(200)
+        .text();
     for want in [
         "wharf_gc_runs_total{",
         "wharf_gc_freed_bytes_total",

@@ -118,7 +118,11 @@ fn retention_plans_applies_and_keeps_what_is_needed() {
         "retention_plans_applies_and_keeps_what_is_needed",
         &["umoci", "busybox", "skopeo"],
     );
-    let mut s = AuthWharf::new(CONFIG);
+    // Metrics are served on their own listener only.
+    let metrics_port = free_port();
+    let mut s = AuthWharf::new(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{CONFIG}"
+    ));
     s.start();
     let http = s.http();
 
@@ -358,7 +362,11 @@ fn retention_plans_applies_and_keeps_what_is_needed() {
         .json();
     assert_eq!(audit.as_array().unwrap().len(), 11, "{audit:#}");
 
-    let metrics = http.get("/metrics").unwrap().expect(200).text();
+    let metrics = Http::new(([127, 0, 0, 1], metrics_port).into())
+        .get("/metrics")
+        .unwrap()
+        .expect(200)
+        .text();
     assert!(
         metrics.contains("wharf_retention_deleted_manifests_total 7"),
         "{metrics}"
