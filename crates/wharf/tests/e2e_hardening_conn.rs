@@ -428,3 +428,79 @@ fn metrics_are_only_on_the_metrics_listener() {
     );
     assert!(scraped.contains("wharf_http_requests_total"), "{scraped}");
 }
+
+/// The deadlines leave legitimate slow traffic alone: with one-second first-byte and idle
+/// deadlines and a two-second body timeout, an upload that keeps sending for 5 s (64 KiB every
+/// 0.4 s) is accepted, and a client that reads an 8 MiB blob slowly over about 4 s gets all of it.
+#[test]
+fn slow_but_steady_uploads_and_pulls_are_not_cut() {
+    let w = Wharf::start(
+        "[server]\nfirst_byte_timeout_seconds = 1\nidle_timeout_seconds = 1\n\
+         body_read_timeout_seconds = 2\n",
+    );
+    let http = Http::new(w.addr);
+    let data = pattern(21, 8 * 1024 * 1024);
+    let digest = sha256_digest(&data);
+
+    // Upload: a monolithic PUT whose body comes in 64 KiB pieces for about 5 s.
+    let upload: Vec<u8> = data[..13 * 64 * 1024].to_vec();
+    let upload_digest = sha256_digest(&upload);
+    let loc = http
+        .request("POST", "/v2/team/slow/blobs/uploads/", &[], &[])
+        .unwrap()
+        .expect(202)
+        .location();
+    let mut s = TcpStream::connect(w.addr).unwrap();
+    write!(
+        s,
+        "PUT {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        with_query(&loc, &format!("digest={upload_digest}")),
+        upload.len()
+    )
+    .unwrap();
+    let start = Instant::now();
+    for piece in upload.chunks(64 * 1024) {
+        std::thread::sleep(Duration::from_millis(400));
+        s.write_all(piece).unwrap();
+    }
+    let mut answer = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.read_to_string(&mut answer).unwrap();
+    eprintln!("slow upload answered after {:?}", start.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+
+    // Pull: read 8 MiB at about 2 MiB/s.
+    http.must_push_blob("team/slow", &data);
+    let mut s = TcpStream::connect(w.addr).unwrap();
+    write!(
+        s,
+        "GET /v2/team/slow/blobs/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let took = start.elapsed();
+    let body = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| &got[i + 4..])
+        .expect("an HTTP answer");
+    eprintln!("slow pull of {} bytes took {took:?}", body.len());
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(sha256_digest(body), digest, "the whole blob arrived");
+    assert!(
+        took > Duration::from_secs(2),
+        "{took:?}: not slow enough to test anything"
+    );
+}
