@@ -177,7 +177,10 @@ mod tests {
         assert!(validate_user_name("RETENTION").is_err());
         assert!(validate_user_name("pull-through-cache").is_err());
         assert!(validate_user_name("anonymous2").is_ok());
-        assert!(validate_user_name("robot$x").is_err(), "the robot prefix is not a user name");
+        assert!(
+            validate_user_name("robot$x").is_err(),
+            "the robot prefix is not a user name"
+        );
         // Robots and groups may use these names: robots log in as robot$NAME, and group names
         // never appear as actors.
         assert!(validate_name("anonymous").is_ok());

@@ -445,7 +445,10 @@ mod tests {
             );
         }
         let e = ids.put_user(&user("Alice", true)).await.unwrap_err();
-        assert!(matches!(&e, IdentityError::Conflict(m) if m.contains("alice")), "{e}");
+        assert!(
+            matches!(&e, IdentityError::Conflict(m) if m.contains("alice")),
+            "{e}"
+        );
         // Replacing the existing record is no clash.
         ids.put_user(&user("alice", true)).await.unwrap();
         ids.put_robot(&robot("ci")).await.unwrap();
@@ -476,7 +479,9 @@ mod tests {
             "{e}"
         );
         assert!(ids.groups().await.unwrap().is_empty());
-        ids.put_group(&g("team", &["alice", "robot$ci"])).await.unwrap();
+        ids.put_group(&g("team", &["alice", "robot$ci"]))
+            .await
+            .unwrap();
         ids.put_group(&g("team", &["alice"])).await.unwrap();
         assert!(matches!(
             ids.put_group(&g("Team", &[])).await,
@@ -495,7 +500,10 @@ mod tests {
         ids.put_user(&user("dev", false)).await.unwrap();
         assert!(ids.delete_user("dev").await.unwrap());
         assert!(!ids.any_identity().await.unwrap());
-        assert!(ids.sealed().await.unwrap(), "the seal outlives the identities");
+        assert!(
+            ids.sealed().await.unwrap(),
+            "the seal outlives the identities"
+        );
     }
 
     async fn access(
@@ -519,15 +527,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ids = ids(&dir);
         let ac = access(&ids, AuthMode::Auto).await;
-        assert!(!ac.enforced(), "a fresh data directory starts open in auto mode");
+        assert!(
+            !ac.enforced(),
+            "a fresh data directory starts open in auto mode"
+        );
         ids.put_user(&user("dev", false)).await.unwrap();
         ac.reload().await.unwrap();
         assert!(ac.enforced());
         ids.delete_user("dev").await.unwrap();
         ac.reload().await.unwrap();
         assert!(ac.enforced(), "no identity left, still closed");
-        assert!(access(&ids, AuthMode::Auto).await.enforced(), "and after a restart");
-        assert!(!access(&ids, AuthMode::Off).await.enforced(), "off stays an explicit choice");
+        assert!(
+            access(&ids, AuthMode::Auto).await.enforced(),
+            "and after a restart"
+        );
+        assert!(
+            !access(&ids, AuthMode::Off).await.enforced(),
+            "off stays an explicit choice"
+        );
     }
 
     #[tokio::test]

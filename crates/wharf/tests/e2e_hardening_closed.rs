@@ -199,11 +199,7 @@ fn htpasswd_without_users_stops_the_start() {
     for (content, want) in cases {
         fs::write(&path, content).unwrap();
         let cfg = s.scratch().join("wharf.toml");
-        fs::write(
-            &cfg,
-            format!("[auth]\nhtpasswd = \"{}\"\n", path.display()),
-        )
-        .unwrap();
+        fs::write(&cfg, format!("[auth]\nhtpasswd = \"{}\"\n", path.display())).unwrap();
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .arg("serve")
@@ -365,7 +361,12 @@ fn rollback_in_a_cached_repository_is_denied() {
         ROOT,
         &json!({"repo": repo, "tag": "v1", "to": v2}),
     );
-    assert_eq!(r.status, 403, "rollback in a cached repository\n{}", r.dump());
+    assert_eq!(
+        r.status,
+        403,
+        "rollback in a cached repository\n{}",
+        r.dump()
+    );
     assert_eq!(r.json()["errors"][0]["code"], "DENIED", "{}", r.dump());
     let msg = error_message(&r);
     assert!(
