@@ -142,9 +142,49 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// User names the registry already uses for something else: `anonymous` is how unauthenticated
+/// callers appear in rules, audit events and tag history, `retention` and `pull-through-cache`
+/// are the actors of retention's deletions and of cached manifests. A user of such a name would
+/// be indistinguishable from them in every record.
+pub const RESERVED_USER_NAMES: &[&str] = &["anonymous", "retention", "pull-through-cache"];
+
+/// Validates a new user's login name: the grammar of [`validate_name`], and none of
+/// [`RESERVED_USER_NAMES`] (compared without regard to case).
+pub fn validate_user_name(name: &str) -> Result<(), String> {
+    validate_name(name)?;
+    if RESERVED_USER_NAMES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err(format!(
+            "user name {name:?} is reserved: the registry records anonymous callers, retention \
+             and the pull-through cache under the names {}",
+            RESERVED_USER_NAMES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_user_names() {
+        assert!(validate_user_name("alice").is_ok());
+        assert!(validate_user_name("anonymous").is_err());
+        assert!(validate_user_name("Anonymous").is_err());
+        assert!(validate_user_name("RETENTION").is_err());
+        assert!(validate_user_name("pull-through-cache").is_err());
+        assert!(validate_user_name("anonymous2").is_ok());
+        assert!(
+            validate_user_name("robot$x").is_err(),
+            "the robot prefix is not a user name"
+        );
+        // Robots and groups may use these names: robots log in as robot$NAME, and group names
+        // never appear as actors.
+        assert!(validate_name("anonymous").is_ok());
+    }
 
     #[test]
     fn subjects() {

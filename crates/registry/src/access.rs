@@ -21,7 +21,9 @@ use crate::identities::{AuditEvent, Identities};
 pub enum AuthMode {
     /// Never: everyone may do everything (only sensible on loopback).
     Off,
-    /// As soon as one user or robot exists.
+    /// As soon as one user or robot exists, and from then on: once on, it stays on even when
+    /// the last identity goes (the data directory is sealed, see
+    /// [`Identities::seal`](crate::identities::Identities::seal)).
     #[default]
     Auto,
     /// Always: with no identities, only anonymous pulls of public patterns work.
@@ -70,6 +72,22 @@ impl Default for AuthSettings {
             failure_window_secs: 300,
             lockout_secs: 300,
         }
+    }
+}
+
+impl AuthSettings {
+    /// A warning for a server listening on `listen` without a configured realm beyond loopback:
+    /// challenges then send clients to whatever host the request's Host header named.
+    pub fn realm_warning(&self, listen: std::net::SocketAddr) -> Option<String> {
+        if self.realm.is_some() || self.mode == AuthMode::Off || listen.ip().is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "no [auth] realm configured: the token endpoint in 401 challenges is derived from each \
+             request's Host header ({}://HOST/token), which clients choose; set realm = \
+             \"{}://<public host>/token\" in the [auth] section of the configuration file",
+            self.scheme, self.scheme
+        ))
     }
 }
 
@@ -130,7 +148,8 @@ struct Snapshot {
     users: HashMap<String, User>,
     robots: HashMap<String, Robot>,
     policy: Policy,
-    any_identity: bool,
+    /// Access control applies in `auto` mode: an identity exists, or it has been on before.
+    closed: bool,
 }
 
 const CACHE_CAP: usize = 16_384;
@@ -200,7 +219,7 @@ impl AccessControl {
                 users: HashMap::new(),
                 robots: HashMap::new(),
                 policy: Policy::default(),
-                any_identity: false,
+                closed: false,
             })),
             settings,
             keys,
@@ -210,6 +229,15 @@ impl AccessControl {
             limiter: Mutex::new(limiter),
             audit_inflight: Arc::new(tokio::sync::Semaphore::new(MAX_AUDIT_INFLIGHT)),
         };
+        let on = match ac.settings.mode {
+            AuthMode::Off => false,
+            AuthMode::On => true,
+            AuthMode::Auto => ac.ids.any_identity().await?,
+        };
+        if on {
+            // Data directories from before the seal existed, and `mode = "on"`, seal here.
+            ac.ids.seal().await?;
+        }
         ac.reload().await?;
         Ok(ac)
     }
@@ -227,7 +255,7 @@ impl AccessControl {
         let rules = self.ids.rules().await?;
         let policy = Policy::new(&rules, &groups, &robots, &self.settings.anonymous_pull);
         let snap = Snapshot {
-            any_identity: !users.is_empty() || !robots.is_empty(),
+            closed: !users.is_empty() || !robots.is_empty() || self.ids.sealed().await?,
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             robots: robots.into_iter().map(|r| (r.name.clone(), r)).collect(),
             policy,
@@ -252,7 +280,7 @@ impl AccessControl {
         match self.settings.mode {
             AuthMode::Off => false,
             AuthMode::On => true,
-            AuthMode::Auto => self.snap().any_identity,
+            AuthMode::Auto => self.snap().closed,
         }
     }
 
@@ -611,6 +639,8 @@ impl AccessControl {
         )
     }
 
+    /// The token endpoint named in challenges: the configured `realm`, else one derived from the
+    /// request's Host header (which any client chooses).
     fn realm(&self, headers: &HeaderMap) -> String {
         if let Some(r) = &self.settings.realm {
             return r.clone();

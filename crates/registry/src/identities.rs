@@ -13,6 +13,24 @@ const ROBOTS: &str = "auth.robot";
 const GROUPS: &str = "auth.group";
 const RULES: &str = "auth.rule";
 const AUDIT: &str = "audit";
+/// Access-control state of the data directory (see [`Identities::seal`]).
+const STATE: &str = "auth.state";
+const SEALED: &str = "enforced";
+
+/// Why an identity change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The change is malformed: an invalid or reserved name, a group member that does not exist.
+    #[error("{0}")]
+    Invalid(String),
+    /// The change clashes with what exists: a name taken (without regard to case), or the last
+    /// administrator going away.
+    #[error("{0}")]
+    Conflict(String),
+}
 
 /// One audited event: who did what to which repository, from where, when.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -57,10 +75,30 @@ pub struct AuditQuery {
 pub struct Identities {
     meta: Arc<dyn MetaStore>,
     seq: Arc<AtomicU64>,
+    /// Serializes identity changes of this process, so two concurrent deletions cannot each see
+    /// the other administrator and together remove both (the CLI on a data directory is the
+    /// only other writer, and the metadata database admits one process at a time).
+    changes: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn active_admin(u: &User) -> bool {
+    u.admin && !u.disabled
 }
 
 fn decode<T: DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Db(format!("corrupt identity record: {e}")))
+}
+
+/// Refuses a change that takes `name` out of the active administrators when no other remains:
+/// the management API would be out of reach for everyone.
+fn keeps_an_admin(users: &[User], name: &str, what: &str) -> Result<(), IdentityError> {
+    if users.iter().any(|u| u.name != name && active_admin(u)) {
+        return Ok(());
+    }
+    Err(IdentityError::Conflict(format!(
+        "{name} is the last active administrator: {what} would leave nobody able to manage \
+         the registry; add another administrator first (wharf user add NAME --admin)"
+    )))
 }
 
 impl Identities {
@@ -69,6 +107,7 @@ impl Identities {
         Identities {
             meta,
             seq: Arc::new(AtomicU64::new(0)),
+            changes: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -102,13 +141,42 @@ impl Identities {
     pub async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
         self.one(USERS, name).await
     }
-    /// Creates or replaces a user.
-    pub async fn put_user(&self, u: &User) -> Result<(), StoreError> {
-        self.put(USERS, &u.name, u).await
+    /// Creates or replaces a user. A new user's name must be valid, not reserved
+    /// ([`auth::identity::RESERVED_USER_NAMES`]) and unlike every other user's without regard to
+    /// case (`Alice` beside `alice` would be two accounts that read as one in every record); a
+    /// replacement may not leave the registry without an active administrator. Seals access
+    /// control (see [`Identities::seal`]).
+    pub async fn put_user(&self, u: &User) -> Result<(), IdentityError> {
+        let _serial = self.changes.lock().await;
+        let users = self.users().await?;
+        match users.iter().find(|x| x.name == u.name) {
+            None => {
+                auth::identity::validate_user_name(&u.name).map_err(IdentityError::Invalid)?;
+                if let Some(other) = users.iter().find(|x| x.name.eq_ignore_ascii_case(&u.name)) {
+                    return Err(IdentityError::Conflict(format!(
+                        "user {} already exists (names are unique without regard to case)",
+                        other.name
+                    )));
+                }
+            }
+            Some(old) if active_admin(old) && !active_admin(u) => {
+                keeps_an_admin(&users, &u.name, "disabling it or taking its rights")?;
+            }
+            Some(_) => {}
+        }
+        self.seal().await?;
+        Ok(self.put(USERS, &u.name, u).await?)
     }
-    /// Deletes a user.
-    pub async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
-        self.meta.record_delete(USERS, name).await
+    /// Deletes a user; refused for the last active administrator. Returns whether it existed.
+    pub async fn delete_user(&self, name: &str) -> Result<bool, IdentityError> {
+        let _serial = self.changes.lock().await;
+        let users = self.users().await?;
+        match users.iter().find(|x| x.name == name) {
+            None => return Ok(false),
+            Some(u) if active_admin(u) => keeps_an_admin(&users, name, "deleting it")?,
+            Some(_) => {}
+        }
+        Ok(self.meta.record_delete(USERS, name).await?)
     }
 
     /// All robots.
@@ -119,9 +187,26 @@ impl Identities {
     pub async fn robot(&self, name: &str) -> Result<Option<Robot>, StoreError> {
         self.one(ROBOTS, name).await
     }
-    /// Creates or replaces a robot.
-    pub async fn put_robot(&self, r: &Robot) -> Result<(), StoreError> {
-        self.put(ROBOTS, &r.name, r).await
+    /// Creates or replaces a robot. A new robot's name must be valid and unlike every other
+    /// robot's without regard to case. Seals access control (see [`Identities::seal`]).
+    pub async fn put_robot(&self, r: &Robot) -> Result<(), IdentityError> {
+        let _serial = self.changes.lock().await;
+        if self.robot(&r.name).await?.is_none() {
+            auth::identity::validate_name(&r.name).map_err(IdentityError::Invalid)?;
+            if let Some(other) = self
+                .robots()
+                .await?
+                .iter()
+                .find(|x| x.name.eq_ignore_ascii_case(&r.name))
+            {
+                return Err(IdentityError::Conflict(format!(
+                    "robot {} already exists (names are unique without regard to case)",
+                    other.name
+                )));
+            }
+        }
+        self.seal().await?;
+        Ok(self.put(ROBOTS, &r.name, r).await?)
     }
     /// Deletes a robot record entirely.
     pub async fn delete_robot(&self, name: &str) -> Result<bool, StoreError> {
@@ -132,9 +217,42 @@ impl Identities {
     pub async fn groups(&self) -> Result<Vec<Group>, StoreError> {
         self.all(GROUPS).await
     }
-    /// Creates or replaces a group.
-    pub async fn put_group(&self, g: &Group) -> Result<(), StoreError> {
-        self.put(GROUPS, &g.name, g).await
+    /// Creates or replaces a group. Its name must be valid and unlike every other group's
+    /// without regard to case, and every member must exist (a user by login name, a robot as
+    /// `robot$NAME`): a misspelt member would grant nothing today, and everything to whoever is
+    /// later created under that name.
+    pub async fn put_group(&self, g: &Group) -> Result<(), IdentityError> {
+        let _serial = self.changes.lock().await;
+        auth::identity::validate_name(&g.name).map_err(IdentityError::Invalid)?;
+        if let Some(other) = self
+            .groups()
+            .await?
+            .iter()
+            .find(|x| x.name != g.name && x.name.eq_ignore_ascii_case(&g.name))
+        {
+            return Err(IdentityError::Conflict(format!(
+                "group {} already exists (names are unique without regard to case)",
+                other.name
+            )));
+        }
+        let mut unknown = Vec::new();
+        for m in &g.members {
+            let exists = match m.strip_prefix(auth::identity::ROBOT_PREFIX) {
+                Some(r) => self.robot(r).await?.is_some(),
+                None => self.user(m).await?.is_some(),
+            };
+            if !exists {
+                unknown.push(m.as_str());
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(IdentityError::Invalid(format!(
+                "no such user or robot: {} (robots are members as {}NAME)",
+                unknown.join(", "),
+                auth::identity::ROBOT_PREFIX
+            )));
+        }
+        Ok(self.put(GROUPS, &g.name, g).await?)
     }
     /// Deletes a group.
     pub async fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
@@ -152,6 +270,23 @@ impl Identities {
     /// Deletes a rule.
     pub async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
         self.meta.record_delete(RULES, id).await
+    }
+
+    /// Records that access control has been on for this data: from then on `auto` mode keeps
+    /// enforcing it even when no identity is left, so deleting the last user (or an htpasswd
+    /// file that comes up empty) locks the registry instead of opening it. Written before the
+    /// first user or robot, and by the server whenever it enforces access control.
+    pub async fn seal(&self) -> Result<(), StoreError> {
+        if self.sealed().await? {
+            return Ok(());
+        }
+        tracing::info!("access control sealed: it stays on in auto mode even with no identities");
+        self.meta.record_put(STATE, SEALED, b"true".to_vec()).await
+    }
+
+    /// Whether access control has been on for this data (see [`Identities::seal`]).
+    pub async fn sealed(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.record_get(STATE, SEALED).await?.is_some())
     }
 
     /// Whether any user or robot exists (access control then switches on in `auto` mode).
@@ -224,5 +359,221 @@ impl Identities {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, admin: bool) -> User {
+        User {
+            name: name.into(),
+            password_hash: "x".into(),
+            admin,
+            disabled: false,
+            created: 0,
+            source: None,
+        }
+    }
+
+    fn robot(name: &str) -> Robot {
+        Robot {
+            name: name.into(),
+            secret_hash: "x".into(),
+            repos: vec!["*".into()],
+            actions: auth::Actions::NONE,
+            expires_at: None,
+            revoked: false,
+            created: 0,
+            description: String::new(),
+        }
+    }
+
+    fn ids(dir: &tempfile::TempDir) -> Identities {
+        let meta = store::RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        Identities::new(Arc::new(meta))
+    }
+
+    #[tokio::test]
+    async fn the_last_administrator_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        ids.put_user(&user("root", true)).await.unwrap();
+        ids.put_user(&user("dev", false)).await.unwrap();
+        let e = ids.delete_user("root").await.unwrap_err();
+        assert!(
+            matches!(&e, IdentityError::Conflict(m) if m.contains("last active administrator")),
+            "{e}"
+        );
+        let mut disabled = user("root", true);
+        disabled.disabled = true;
+        assert!(matches!(
+            ids.put_user(&disabled).await,
+            Err(IdentityError::Conflict(_))
+        ));
+        assert!(matches!(
+            ids.put_user(&user("root", false)).await,
+            Err(IdentityError::Conflict(_))
+        ));
+        assert!(ids.user("root").await.unwrap().unwrap().admin);
+        // Non-administrators go freely; with a second administrator, so does the first.
+        assert!(ids.delete_user("dev").await.unwrap());
+        assert!(!ids.delete_user("dev").await.unwrap());
+        ids.put_user(&user("root2", true)).await.unwrap();
+        ids.put_user(&disabled).await.unwrap();
+        // A disabled administrator does not count.
+        assert!(matches!(
+            ids.delete_user("root2").await,
+            Err(IdentityError::Conflict(_))
+        ));
+        assert!(ids.delete_user("root").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn names_are_checked_for_new_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        ids.put_user(&user("alice", false)).await.unwrap();
+        for name in ["anonymous", "Anonymous", "retention"] {
+            assert!(
+                matches!(
+                    ids.put_user(&user(name, false)).await,
+                    Err(IdentityError::Invalid(_))
+                ),
+                "{name}"
+            );
+        }
+        let e = ids.put_user(&user("Alice", true)).await.unwrap_err();
+        assert!(
+            matches!(&e, IdentityError::Conflict(m) if m.contains("alice")),
+            "{e}"
+        );
+        // Replacing the existing record is no clash.
+        ids.put_user(&user("alice", true)).await.unwrap();
+        ids.put_robot(&robot("ci")).await.unwrap();
+        assert!(matches!(
+            ids.put_robot(&robot("CI")).await,
+            Err(IdentityError::Conflict(_))
+        ));
+        ids.put_robot(&robot("ci")).await.unwrap();
+        assert_eq!(ids.users().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn group_members_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        ids.put_user(&user("alice", true)).await.unwrap();
+        ids.put_robot(&robot("ci")).await.unwrap();
+        let g = |name: &str, members: &[&str]| Group {
+            name: name.into(),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+        };
+        let e = ids
+            .put_group(&g("team", &["alice", "ghost", "robot$nobody", "ci"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, IdentityError::Invalid(m) if m.contains("ghost, robot$nobody, ci")),
+            "{e}"
+        );
+        assert!(ids.groups().await.unwrap().is_empty());
+        ids.put_group(&g("team", &["alice", "robot$ci"]))
+            .await
+            .unwrap();
+        ids.put_group(&g("team", &["alice"])).await.unwrap();
+        assert!(matches!(
+            ids.put_group(&g("Team", &[])).await,
+            Err(IdentityError::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_first_identity_seals_access_control() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        assert!(!ids.sealed().await.unwrap());
+        // A refused change seals nothing.
+        assert!(ids.put_user(&user("anonymous", false)).await.is_err());
+        assert!(!ids.sealed().await.unwrap());
+        ids.put_user(&user("dev", false)).await.unwrap();
+        assert!(ids.delete_user("dev").await.unwrap());
+        assert!(!ids.any_identity().await.unwrap());
+        assert!(
+            ids.sealed().await.unwrap(),
+            "the seal outlives the identities"
+        );
+    }
+
+    async fn access(
+        ids: &Identities,
+        mode: crate::access::AuthMode,
+    ) -> crate::access::AccessControl {
+        let pem = auth::token::KeyRing::generate_pem().unwrap();
+        let keys = auth::token::KeyRing::from_pems(&pem, &[]).unwrap();
+        let settings = crate::access::AuthSettings {
+            mode,
+            ..Default::default()
+        };
+        crate::access::AccessControl::new(settings, keys, ids.clone())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn auto_mode_stays_closed_when_the_last_identity_goes() {
+        use crate::access::AuthMode;
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        let ac = access(&ids, AuthMode::Auto).await;
+        assert!(
+            !ac.enforced(),
+            "a fresh data directory starts open in auto mode"
+        );
+        ids.put_user(&user("dev", false)).await.unwrap();
+        ac.reload().await.unwrap();
+        assert!(ac.enforced());
+        ids.delete_user("dev").await.unwrap();
+        ac.reload().await.unwrap();
+        assert!(ac.enforced(), "no identity left, still closed");
+        assert!(
+            access(&ids, AuthMode::Auto).await.enforced(),
+            "and after a restart"
+        );
+        assert!(
+            !access(&ids, AuthMode::Off).await.enforced(),
+            "off stays an explicit choice"
+        );
+    }
+
+    #[tokio::test]
+    async fn mode_on_seals_for_later_auto_starts() {
+        use crate::access::AuthMode;
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        assert!(access(&ids, AuthMode::On).await.enforced());
+        assert!(access(&ids, AuthMode::Auto).await.enforced());
+    }
+
+    #[test]
+    fn realm_warning_beyond_loopback_without_a_realm() {
+        use crate::access::{AuthMode, AuthSettings};
+        let any: std::net::SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let lo: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let s = AuthSettings::default();
+        let w = s.realm_warning(any).expect("warned");
+        assert!(w.contains("Host header") && w.contains("realm"), "{w}");
+        assert!(s.realm_warning(lo).is_none());
+        let configured = AuthSettings {
+            realm: Some("https://r.example/token".into()),
+            ..AuthSettings::default()
+        };
+        assert!(configured.realm_warning(any).is_none());
+        let off = AuthSettings {
+            mode: AuthMode::Off,
+            ..AuthSettings::default()
+        };
+        assert!(off.realm_warning(any).is_none());
     }
 }

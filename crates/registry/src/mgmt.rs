@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::Registry;
 use crate::access::{AccessControl, Caller, Need, request_origin};
 use crate::error::{ApiError, Code};
-use crate::identities::AuditQuery;
+use crate::identities::{AuditQuery, IdentityError};
 
 /// The OpenAPI document, kept beside the handlers it describes.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -59,6 +59,15 @@ fn not_found(msg: impl Into<String>) -> ApiError {
 
 fn internal(e: store::StoreError) -> ApiError {
     ApiError::from(e)
+}
+
+/// A refused identity change: 400 for a malformed one, 409 for a clash with what exists.
+fn refused(e: IdentityError) -> ApiError {
+    match e {
+        IdentityError::Store(e) => internal(e),
+        IdentityError::Invalid(m) => bad(m),
+        IdentityError::Conflict(m) => bad(m).with_status(StatusCode::CONFLICT),
+    }
 }
 
 /// The query string parsed as `T`, or a 400 with the registry's JSON error body (axum's own
@@ -153,7 +162,7 @@ async fn create_user(State(reg): State<Registry>, req: Request) -> MResult {
     let (parts, body) = req.into_parts();
     let (ac, caller) = admin(&reg, &parts).await?;
     let n: NewUser = body_json(body).await?;
-    auth::identity::validate_name(&n.name).map_err(bad)?;
+    auth::identity::validate_user_name(&n.name).map_err(bad)?;
     check_password(&n.password)?;
     let ids = ac.identities();
     if ids.user(&n.name).await.map_err(internal)?.is_some() {
@@ -169,7 +178,7 @@ async fn create_user(State(reg): State<Registry>, req: Request) -> MResult {
         created: auth::now(),
         source: None,
     };
-    ids.put_user(&u).await.map_err(internal)?;
+    ids.put_user(&u).await.map_err(refused)?;
     changed(
         &ac,
         &caller,
@@ -186,7 +195,7 @@ async fn delete_user(
 ) -> MResult {
     let (parts, _) = req.into_parts();
     let (ac, caller) = admin(&reg, &parts).await?;
-    if !ac.identities().delete_user(&name).await.map_err(internal)? {
+    if !ac.identities().delete_user(&name).await.map_err(refused)? {
         return Err(not_found(format!("no user {name}")));
     }
     changed(&ac, &caller, format!("user {name} deleted")).await?;
@@ -215,7 +224,7 @@ async fn set_password(
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no user {name}")))?;
     u.password_hash = hash(p.password).await?;
-    ids.put_user(&u).await.map_err(internal)?;
+    ids.put_user(&u).await.map_err(refused)?;
     changed(&ac, &caller, format!("user {name} password changed")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -283,7 +292,7 @@ async fn create_robot(State(reg): State<Registry>, req: Request) -> MResult {
         created: auth::now(),
         description: n.description,
     };
-    ids.put_robot(&r).await.map_err(internal)?;
+    ids.put_robot(&r).await.map_err(refused)?;
     changed(
         &ac,
         &caller,
@@ -308,7 +317,7 @@ async fn robot_update(reg: &Registry, parts: &Parts, name: &str, rotate: bool) -
         .ok_or_else(|| not_found(format!("no robot {name}")))?;
     if !rotate {
         r.revoked = true;
-        ids.put_robot(&r).await.map_err(internal)?;
+        ids.put_robot(&r).await.map_err(refused)?;
         changed(&ac, &caller, format!("robot {name} revoked")).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -316,7 +325,7 @@ async fn robot_update(reg: &Registry, parts: &Parts, name: &str, rotate: bool) -
         .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
     r.secret_hash = auth::secret::hash_secret(&secret);
     r.revoked = false;
-    ids.put_robot(&r).await.map_err(internal)?;
+    ids.put_robot(&r).await.map_err(refused)?;
     changed(&ac, &caller, format!("robot {name} secret rotated")).await?;
     Ok(json(StatusCode::OK, &secret_view(&r, &secret)))
 }
@@ -363,7 +372,7 @@ async fn set_group(State(reg): State<Registry>, Path(name): Path<String>, req: R
         name: name.clone(),
         members: m.members,
     };
-    ac.identities().put_group(&g).await.map_err(internal)?;
+    ac.identities().put_group(&g).await.map_err(refused)?;
     changed(
         &ac,
         &caller,
@@ -634,12 +643,13 @@ struct Rollback {
 }
 
 /// `POST /api/v1/tags/rollback {repo, tag, to | steps}`: moves a tag back (needs push; the move
-/// is itself recorded; immutable tags refuse it).
+/// is itself recorded; immutable tags and read-only cached repositories refuse it).
 async fn tag_rollback(State(reg): State<Registry>, req: Request) -> MResult {
     let (parts, body) = req.into_parts();
     let r: Rollback = body_json(body).await?;
     check_repo_tag(&r.repo, &r.tag)?;
     let caller = repo_caller(&reg, &parts, &r.repo, auth::Action::Push).await?;
+    crate::mirror::refuse_write(&reg, &r.repo)?;
     let target = match (&r.to, r.steps) {
         (Some(d), None) => {
             oci::Digest::parse(d).map_err(|e| ApiError::new(Code::DigestInvalid, e.to_string()))?

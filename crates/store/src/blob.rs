@@ -176,8 +176,13 @@ impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("blobs"))?;
-        std::fs::create_dir_all(root.join("uploads"))?;
+        // Owner only: blobs may be private images, uploads hold them on their way in.
+        crate::private_dir(&root)?;
+        crate::private_dir(&root.join("blobs"))?;
+        crate::private_dir(&root.join("uploads"))?;
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            crate::restrict(&root.join("blobs").join(alg.as_str()));
+        }
         let used = Arc::new(AtomicU64::new(0));
         // Measuring a large store takes a while: do it off the start-up path.
         let (blobs, counter) = (root.join("blobs"), used.clone());
@@ -326,9 +331,12 @@ impl BlobStore for FsBlobStore {
         check_upload_id(id)?;
         let path = self.upload_path(id);
         tokio::task::spawn_blocking(move || -> io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
+            // The upload becomes the blob file by rename: private from its first byte.
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(crate::private::FILE_MODE)
                 .open(&path)?
                 .sync_all()?;
             fsync_dir(path.parent().expect("upload path has a parent"))
@@ -489,7 +497,7 @@ impl BlobStore for FsBlobStore {
                 // Already stored: content addressing makes the copy redundant.
                 return std::fs::remove_file(&path);
             }
-            std::fs::create_dir_all(dir)?;
+            crate::private_dir(dir)?;
             // Durable first, then published whole by the rename.
             std::fs::File::open(&path)?.sync_data()?;
             std::fs::rename(&path, &target)?;

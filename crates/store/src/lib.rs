@@ -9,6 +9,9 @@
 
 pub mod blob;
 pub mod meta;
+mod private;
+
+pub use private::{private_dir, restrict};
 
 pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, UploadState};
 pub use meta::gc;

@@ -382,6 +382,19 @@ impl RedbMetaStore {
     pub fn open(path: &Path) -> Result<Self> {
         // redb's page cache would otherwise grow toward its 1 GiB default as metadata is
         // written: bound it so memory stays flat (hot manifests still fit many times over).
+        // Password hashes and the audit log live here: owner only, whatever the umask (redb
+        // would create the file with the process's default mode; an empty file it initializes).
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)?;
+            crate::restrict(path);
+        }
         let db = Arc::new(
             Database::builder()
                 .set_cache_size(CACHE_BYTES)

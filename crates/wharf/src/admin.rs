@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use auth::{Actions, Group, Robot, Rule, Subject, User};
 use clap::{Args, Subcommand};
-use registry::identities::{AuditQuery, Identities};
+use registry::identities::{AuditQuery, Identities, IdentityError};
 
 use crate::versions::urlencode;
 
@@ -306,7 +306,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn open(data: &Path) -> anyhow::Result<Identities> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    store::private_dir(data).with_context(|| format!("creating {}", data.display()))?;
     Ok(Identities::new(Arc::new(open_meta(data)?)))
 }
 
@@ -341,21 +341,40 @@ async fn audit_change(ids: &Identities, detail: String) {
 }
 
 /// Imports bcrypt users from an htpasswd file: new users are added, changed hashes updated,
-/// and users imported earlier who are no longer in the file are removed.
+/// and users imported earlier who are no longer in the file are removed. A file that yields no
+/// user at all (empty, only comments, or every line unusable: a mounted secret that came up
+/// empty) is an error, reported before anything changes: the registry refuses to start rather
+/// than run without the users it is meant to have.
 pub async fn import_htpasswd(ids: &Identities, path: &Path) -> anyhow::Result<()> {
     const SOURCE: &str = "htpasswd";
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading htpasswd file {}", path.display()))?;
-    let (users, skipped) = auth::secret::parse_htpasswd(&text);
-    for s in skipped {
-        tracing::warn!(file = %path.display(), "{s}");
+    let (users, mut skipped) = auth::secret::parse_htpasswd(&text);
+    let mut entries = Vec::with_capacity(users.len());
+    for (name, hash) in users {
+        match auth::identity::validate_user_name(&name) {
+            Ok(()) => entries.push((name, hash)),
+            Err(e) => skipped.push(e),
+        }
+    }
+    for s in &skipped {
+        tracing::warn!(file = %path.display(), "htpasswd entry skipped: {s}");
+    }
+    if entries.is_empty() {
+        let why = if skipped.is_empty() {
+            "it is empty or holds only comments".to_owned()
+        } else {
+            format!("no line is usable: {}", skipped.join("; "))
+        };
+        bail!(
+            "htpasswd file {} yields no users ({why}); refusing to start with [auth] htpasswd \
+             configured but no users from it: fix the file (bcrypt entries, htpasswd -B) or \
+             remove the htpasswd setting",
+            path.display()
+        );
     }
     let mut listed = std::collections::HashSet::new();
-    for (name, hash) in users {
-        if let Err(e) = auth::identity::validate_name(&name) {
-            tracing::warn!(file = %path.display(), "{e}");
-            continue;
-        }
+    for (name, hash) in entries {
         listed.insert(name.clone());
         let existing = ids.user(&name).await?;
         if let Some(u) = &existing
@@ -375,8 +394,12 @@ pub async fn import_htpasswd(ids: &Identities, path: &Path) -> anyhow::Result<()
             created: existing.map_or_else(auth::now, |u| u.created),
             source: Some(SOURCE.into()),
         };
-        ids.put_user(&user).await?;
-        tracing::info!(user = %name, "imported user from htpasswd");
+        match ids.put_user(&user).await {
+            Ok(()) => tracing::info!(user = %name, "imported user from htpasswd"),
+            Err(IdentityError::Store(e)) => return Err(e.into()),
+            // A name that clashes with another user's (`Alice` beside `alice`).
+            Err(e) => tracing::warn!(user = %name, "htpasswd entry ignored: {e}"),
+        }
     }
     for u in ids.users().await? {
         if u.source.as_deref() == Some(SOURCE) && !listed.contains(&u.name) {
@@ -576,7 +599,7 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
         }
         match cmd {
             UserCmd::Add { name, admin, data } => {
-                auth::identity::validate_name(&name).map_err(anyhow::Error::msg)?;
+                auth::identity::validate_user_name(&name).map_err(anyhow::Error::msg)?;
                 let ids = open(&data.data_dir)?;
                 if ids.user(&name).await?.is_some() {
                     bail!("user {name} already exists (use `wharf user passwd`)");

@@ -23,7 +23,7 @@ fn old_dir(data: &Path) -> PathBuf {
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().context("key path has a parent")?;
-    std::fs::create_dir_all(dir)?;
+    store::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -42,6 +42,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// Loads the key ring, generating the signing key on first use.
 pub fn load_or_create(data: &Path) -> anyhow::Result<KeyRing> {
     let cur = current_path(data);
+    store::restrict(&auth_dir(data));
     if !cur.exists() {
         let pem = KeyRing::generate_pem().map_err(|e| anyhow::anyhow!("{e}"))?;
         write_private(&cur, &pem)?;

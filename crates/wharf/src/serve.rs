@@ -87,7 +87,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         None => None,
     };
     let data = &cfg.storage.data_dir;
-    std::fs::create_dir_all(data)
+    // Owner only (0700): password hashes, the audit log, token keys and private images.
+    store::private_dir(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
     let blobs = store::FsBlobStore::open(data)
         .with_context(|| format!("opening blob store in {}", data.display()))?;
@@ -132,6 +133,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
+    if let Some(w) = cfg.auth.settings(tls_configured).realm_warning(addr) {
+        tracing::warn!(%addr, "{w}");
+    }
     if !addr.ip().is_loopback() && !auth_enforced {
         tracing::warn!(
             %addr,
