@@ -165,7 +165,9 @@ impl FillJob {
                 e => e.into(),
             });
         }
-        // Commit and link under the collector's lock, so the blob cannot go in between.
+        // Commit and link under the collector's lock, so the blob cannot go in between. The
+        // blob may be stored already (pushed into another repository): the upstream has now
+        // proved it holds these bytes, so linking is safe, and the commit keeps the stored file.
         let _held = match &self.locks {
             Some(l) => Some(l.hold(&self.digest).await),
             None => None,

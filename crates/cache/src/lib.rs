@@ -147,9 +147,12 @@ struct Inner {
     next_flight: AtomicU64,
     /// Bounds the blob transfers running at once.
     fill_slots: Arc<tokio::sync::Semaphore>,
-    /// Blob fills in flight. An async lock: the check "stored already?" and the start of a fill
-    /// happen under it, so one blob is never fetched twice at once.
-    fills: tokio::sync::Mutex<HashMap<Digest, FillHandle>>,
+    /// Blob fills in flight, by cached repository and digest. An async lock: the check "in
+    /// flight already?" and the start of a fill happen under it, so one blob is never fetched
+    /// twice at once for a repository. A fill is joined only by requests for the repository it
+    /// was started for: its bytes are that repository's upstream's, and a request for another
+    /// repository (another upstream, other access rules) must prove its own upstream has them.
+    fills: tokio::sync::Mutex<HashMap<(String, Digest), FillHandle>>,
     config: CacheConfig,
     /// Set once by the registry (see [`Cache::set_blob_locks`]).
     locks: std::sync::OnceLock<Arc<dyn BlobLocks>>,
@@ -386,9 +389,9 @@ impl Cache {
     ) -> Result<BlobAnswer, UpstreamError> {
         let t = self.enabled_target(name)?;
         let inner = &self.inner;
-        if inner.blobs.size(digest).await?.is_some() && self.may_hold(&t, name, digest).await? {
-            // Stored already (pushed, or cached for another repository) and this repository
-            // has it too: link it, under the collector's lock so it cannot go in between.
+        if inner.blobs.size(digest).await?.is_some() && self.listed(name, digest).await? {
+            // Stored already (pushed, or cached for another repository) and a manifest cached
+            // here lists it: link it, under the collector's lock so it cannot go in between.
             let _held = self.hold(digest).await;
             if let Some(size) = inner.blobs.size(digest).await? {
                 inner.meta.link_blob(name, digest, size).await?;
@@ -396,8 +399,12 @@ impl Cache {
                 return Ok(BlobAnswer::Local);
             }
         }
+        // Otherwise the upstream must serve the whole blob, verified, before it is linked here
+        // (the fill's commit keeps the stored file when there is one). What the store holds is
+        // never an answer: not even a HEAD's size, which the upstream gives instead.
+        let key = (name.to_owned(), digest.clone());
         let mut fills = inner.fills.lock().await;
-        let handle = match fills.get(digest) {
+        let handle = match fills.get(&key) {
             Some(h) => h.clone(),
             None if head => {
                 drop(fills);
@@ -409,7 +416,7 @@ impl Cache {
                     return Err(UpstreamError::Busy);
                 };
                 let handle = self.start_fill(&t, name, digest, permit);
-                fills.insert(digest.clone(), handle.clone());
+                fills.insert(key, handle.clone());
                 handle
             }
         };
@@ -433,37 +440,30 @@ impl Cache {
         }))
     }
 
-    /// Whether the cached repository `name` may serve a blob stored for another repository: the
-    /// upstream says this repository has it, or (upstream unavailable) a manifest cached in it
-    /// lists it. Never on a digest alone: that would hand out any stored blob, pushed private
-    /// layers included, to whoever can pull from a cache.
-    async fn may_hold(
-        &self,
-        t: &Target,
-        name: &str,
-        digest: &Digest,
-    ) -> Result<bool, UpstreamError> {
-        match self.head_blob(t, digest).await {
-            Ok(_) => Ok(true),
-            Err(UpstreamError::NotFound | UpstreamError::Denied { .. }) => Ok(false),
-            Err(_) => {
-                let meta = &self.inner.meta;
-                for m in meta.snapshot(name).await?.manifests {
-                    let Some(stored) = meta
-                        .get_manifest(name, &Reference::Digest(m.digest))
-                        .await?
-                    else {
-                        continue;
-                    };
-                    if Manifest::parse(Some(&stored.media_type), &stored.body)
-                        .is_ok_and(|p| p.required_blobs().any(|b| &b.digest == digest))
-                    {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
+    /// Whether a manifest cached in the repository `name` lists `digest` as its config or a
+    /// layer: then a blob stored for another repository may be linked here without fetching it.
+    /// Nothing weaker counts: an upstream's HEAD can be wrong (or lie), and a digest alone would
+    /// hand out any stored blob, pushed private layers included, to whoever can pull from a
+    /// cache. (Index children are manifests, fetched through [`Cache::manifest`].)
+    async fn listed(&self, name: &str, digest: &Digest) -> Result<bool, UpstreamError> {
+        let meta = &self.inner.meta;
+        for m in meta.snapshot(name).await?.manifests {
+            if !m.children.is_empty() {
+                continue;
+            }
+            let Some(stored) = meta
+                .get_manifest(name, &Reference::Digest(m.digest))
+                .await?
+            else {
+                continue;
+            };
+            if Manifest::parse(Some(&stored.media_type), &stored.body)
+                .is_ok_and(|p| p.required_blobs().any(|b| &b.digest == digest))
+            {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// The collector's lock of `digest`, when the registry lent its locks.
@@ -582,7 +582,11 @@ impl Cache {
             .request(Method::HEAD, &t.remote, &format!("blobs/{digest}"), None)
             .await;
         let resp = r.inspect_err(|e| self.inner.metrics.upstream_error(&t.upstream.cfg.host, e))?;
-        resp.content_length()
+        // The header itself: the response to a HEAD has no body, so its size hint is 0.
+        resp.headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| UpstreamError::Invalid("blob HEAD without a Content-Length".into()))
     }
 
@@ -611,7 +615,7 @@ impl Cache {
             locks: self.inner.locks.get().cloned(),
         };
         let inner = self.inner.clone();
-        let d = digest.clone();
+        let key = (name.to_owned(), digest.clone());
         let fill_id = id.clone();
         tokio::spawn(async move {
             // Even if the transfer panicked, the fill is forgotten below (its readers end with
@@ -623,8 +627,8 @@ impl Cache {
             // Forget the fill once it is linked (or failed): later requests read the stored blob
             // (or start again).
             let mut fills = inner.fills.lock().await;
-            if fills.get(&d).is_some_and(|h| h.id == fill_id) {
-                fills.remove(&d);
+            if fills.get(&key).is_some_and(|h| h.id == fill_id) {
+                fills.remove(&key);
             }
         });
         FillHandle {

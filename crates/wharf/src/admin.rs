@@ -12,6 +12,7 @@ use auth::{Actions, Group, Robot, Rule, Subject, User};
 use clap::{Args, Subcommand};
 use registry::identities::{AuditQuery, Identities, IdentityError};
 
+use crate::escape::{escape_controls as esc, escape_json_line};
 use crate::versions::urlencode;
 
 /// Where the data lives: a data directory, or a running server.
@@ -418,7 +419,7 @@ fn print_secret(login: &str, secret: &str) {
 
 fn print_json_lines(v: &serde_json::Value) {
     for item in v.as_array().into_iter().flatten() {
-        println!("{item}");
+        println!("{}", escape_json_line(&item.to_string()));
     }
 }
 
@@ -625,7 +626,7 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                 for u in open(&data.data_dir)?.users().await? {
                     println!(
                         "{}\t{}{}",
-                        u.name,
+                        esc(&u.name),
                         if u.admin { "admin" } else { "user" },
                         if u.disabled { "\tdisabled" } else { "" }
                     );
@@ -732,8 +733,8 @@ pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
                     };
                     println!(
                         "robot${}\t{}\t{}\t{state}",
-                        r.name,
-                        r.repos.join(","),
+                        esc(&r.name),
+                        esc(&r.repos.join(",")),
                         r.actions
                     );
                 }
@@ -794,7 +795,7 @@ pub fn group(cmd: GroupCmd) -> anyhow::Result<()> {
             }
             GroupCmd::List { data } => {
                 for g in open(&data.data_dir)?.groups().await? {
-                    println!("{}\t{}", g.name, g.members.join(","));
+                    println!("{}\t{}", esc(&g.name), esc(&g.members.join(",")));
                 }
             }
             GroupCmd::Delete { name, data } => {
@@ -830,7 +831,8 @@ pub fn rule(cmd: RuleCmd) -> anyhow::Result<()> {
             }
             RuleCmd::List { data } => {
                 for r in open(&data.data_dir)?.rules().await? {
-                    println!("{}\t{}\t{}\t{}", r.id, r.subject, r.repos, r.actions);
+                    let subject = r.subject.to_string();
+                    println!("{}\t{}\t{}\t{}", r.id, esc(&subject), esc(&r.repos), r.actions);
                 }
             }
             RuleCmd::Delete { id, data } => {
@@ -887,18 +889,19 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<()> {
             })
             .await?;
         for e in events {
+            // Failed logins record the name as given: escape what the caller controls.
             if a.json {
-                println!("{}", serde_json::to_string(&e)?);
+                println!("{}", escape_json_line(&serde_json::to_string(&e)?));
             } else {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     e.time,
-                    e.action,
-                    e.actor,
-                    e.repo.as_deref().unwrap_or("-"),
-                    e.target.as_deref().unwrap_or("-"),
-                    e.source.as_deref().unwrap_or("-"),
-                    e.detail
+                    esc(&e.action),
+                    esc(&e.actor),
+                    esc(e.repo.as_deref().unwrap_or("-")),
+                    esc(e.target.as_deref().unwrap_or("-")),
+                    esc(e.source.as_deref().unwrap_or("-")),
+                    esc(&e.detail)
                 );
             }
         }
@@ -984,12 +987,12 @@ fn split_image(image: &str) -> anyhow::Result<(String, String)> {
 
 fn print_tag_event(e: &store::TagEvent, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(e)?);
+        println!("{}", escape_json_line(&serde_json::to_string(e)?));
     } else {
         println!(
             "{}\t{}\t{} -> {}",
             e.time,
-            e.actor,
+            esc(&e.actor),
             e.previous.as_deref().unwrap_or("(none)"),
             e.new.as_deref().unwrap_or("(deleted)")
         );

@@ -6,6 +6,7 @@ mod admin;
 mod blob;
 mod cache;
 mod config;
+mod escape;
 mod gc;
 mod key;
 mod keys;

@@ -124,6 +124,7 @@ fn execute(args: &PinArgs) -> anyhow::Result<i32> {
         .with_writer(io::stderr)
         .without_time()
         .with_target(false)
+        .fmt_fields(crate::escape::EscapedFields::default())
         .try_init();
     let inputs = collect_inputs(&args.paths)?;
     let resolver = RegistryResolver::new(args)?;

@@ -75,8 +75,12 @@ fn init_logging(cfg: &Config) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.log.format {
+        // serde_json escapes control characters in the JSON lines.
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Untrusted text (user names, paths) must not forge lines or send terminal escapes.
+        LogFormat::Text => builder
+            .fmt_fields(crate::escape::EscapedFields::default())
+            .init(),
     }
 }
 
