@@ -1206,3 +1206,109 @@ pub fn decode_basic(b64: &str) -> Option<(String, String)> {
     let (u, p) = s.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidrs() {
+        let n = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains(ip("10.200.1.2")));
+        assert!(!n.contains(ip("11.0.0.1")));
+        assert!(n.contains(ip("::ffff:10.1.2.3")), "IPv4-mapped IPv6");
+        assert!(Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.1")));
+        assert!(!Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.2")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains(ip("::1")));
+        assert!(Cidr::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("proxy.local").is_err());
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let trusted = [
+            Cidr::parse("127.0.0.0/8").unwrap(),
+            Cidr::parse("10.0.0.0/8").unwrap(),
+        ];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.7, 10.1.2.3"),
+        );
+        // From an untrusted peer the header proves nothing.
+        assert_eq!(
+            client_address(ip("192.0.2.9"), &h, &trusted),
+            ip("192.0.2.9")
+        );
+        // From a trusted one: the right-most address that is not a trusted proxy.
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("203.0.113.7")
+        );
+        // Several header lines are one list; garbage stops the walk at the last good hop.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("garbage"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.9.9.9"));
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("10.9.9.9"));
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
+    }
+
+    fn claims(n: usize, name_len: usize) -> Claims {
+        Claims {
+            iss: "wharf".into(),
+            sub: String::new(),
+            aud: "wharf".into(),
+            exp: u64::MAX / 2,
+            nbf: 0,
+            iat: 0,
+            jti: "j".into(),
+            access: (0..n)
+                .map(|i| Grant {
+                    kind: "repository".into(),
+                    name: format!("{i}{}", "x".repeat(name_len)),
+                    actions: vec!["pull".into()],
+                })
+                .collect(),
+            token_use: None,
+            cred: None,
+        }
+    }
+
+    #[test]
+    fn token_cache_is_bounded_by_bytes_and_entries() {
+        let mut c = TokenCache::default();
+        let big = Arc::new(claims(MAX_TOKEN_SCOPES, 120));
+        let each = claims_size(&big);
+        assert!(each > MAX_TOKEN_SCOPES * 120, "estimate {each}");
+        for i in 0..5_000u32 {
+            c.insert(sha(&i.to_le_bytes()), big.clone());
+            assert!(c.bytes <= TOKEN_CACHE_BYTES, "{} bytes cached", c.bytes);
+        }
+        let real: usize = c.map.values().map(|(_, s)| s).sum();
+        assert_eq!(real, c.bytes);
+        assert!(c.map.len() < TOKEN_CACHE_BYTES / each + 1);
+        // Small entries are bounded by count.
+        let mut c = TokenCache::default();
+        let small = Arc::new(claims(1, 1));
+        for i in 0..40_000u32 {
+            c.insert(sha(&i.to_le_bytes()), small.clone());
+        }
+        assert!(c.map.len() <= TOKEN_CACHE_ENTRIES);
+        // Re-inserting a key does not count it twice.
+        let k = sha(b"again");
+        c.insert(k, small.clone());
+        let before = c.bytes;
+        c.insert(k, small);
+        assert_eq!(c.bytes, before);
+    }
+}
