@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use auth::limiter::FailureLimiter;
+use auth::limiter::{LoginThrottle, ThrottleSettings};
 use auth::token::{Access as Grant, Claims, KeyRing};
 use auth::{Action, Actions, Policy, Principal, PrincipalKind, Robot, Scope, User};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -49,12 +50,14 @@ pub struct AuthSettings {
     pub refresh_ttl_secs: u64,
     /// Repository patterns anyone may pull.
     pub anonymous_pull: Vec<String>,
-    /// Failed logins tolerated per account or address within `failure_window_secs`.
+    /// Failed logins of one account from one address before its attempts are delayed.
     pub max_failures: u32,
-    /// Window for counting failures.
+    /// Failures are forgotten after this long without a new one.
     pub failure_window_secs: u64,
-    /// Lockout after too many failures.
+    /// Longest delay between two attempts of one account from one address.
     pub lockout_secs: u64,
+    /// Peers whose `X-Forwarded-For` names the client (reverse proxies, ingress controllers).
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for AuthSettings {
@@ -71,6 +74,7 @@ impl Default for AuthSettings {
             max_failures: 10,
             failure_window_secs: 300,
             lockout_secs: 300,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -91,14 +95,99 @@ impl AuthSettings {
     }
 }
 
+/// An IP network such as `10.0.0.0/8` or `fd00::/8` (a bare address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDRESS/PREFIX` or a bare address.
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.trim().split_once('/').unwrap_or((s.trim(), ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or network (ADDRESS/PREFIX)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is in the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| -> (u128, u32) {
+            match ip.to_canonical() {
+                IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        let ((net, net_len), (ip, ip_len)) = (bits(self.addr), bits(ip));
+        if net_len != ip_len {
+            return false;
+        }
+        let prefix = u32::from(self.prefix);
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - prefix)
+        };
+        net & mask == ip & mask
+    }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy (addresses left of
+/// it were written by the client and prove nothing).
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    let peer = peer.to_canonical();
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(client) {
+            break;
+        }
+    }
+    client
+}
+
 /// The source address of a request, set by the connection loop.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-/// Where a request comes from, as the connection loop recorded it: the source address, and the
-/// common name of a client certificate the TLS handshake verified.
+/// The client's address when it differs from the peer's (behind a trusted proxy), set by the
+/// router from [`AccessControl::resolve_client`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Where a request comes from: the client's address (the connection's peer, or the client a
+/// trusted proxy named), and the common name of a client certificate the TLS handshake verified.
 pub fn request_origin(ext: &axum::http::Extensions) -> (Option<IpAddr>, Option<&str>) {
-    let source = ext.get::<PeerAddr>().map(|p| p.0.ip());
+    let source = ext
+        .get::<ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| ext.get::<PeerAddr>().map(|p| p.0.ip()));
     let cert = ext
         .get::<crate::tls::ClientIdentity>()
         .and_then(|c| c.common_name());
@@ -150,10 +239,25 @@ struct Snapshot {
     policy: Policy,
     /// Access control applies in `auto` mode: an identity exists, or it has been on before.
     closed: bool,
+    /// Credential fingerprints by login name (see [`AccessControl::credential_fingerprint`]).
+    fingerprints: HashMap<String, String>,
 }
 
-const CACHE_CAP: usize = 16_384;
+/// Most verified tokens cached, and their estimated bytes.
+const TOKEN_CACHE_ENTRIES: usize = 16_384;
+const TOKEN_CACHE_BYTES: usize = 16 << 20;
+/// Most cached Basic credential checks.
+const BASIC_CACHE_ENTRIES: usize = 16_384;
 const BASIC_CACHE_SECS: u64 = 60;
+/// Most scopes one token may carry (a push asks for one or two).
+pub const MAX_TOKEN_SCOPES: usize = 64;
+/// Largest token issued or accepted, in bytes: it travels in an `Authorization` header, and
+/// proxies commonly refuse headers over 8 KiB.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Password checks waiting for a thread, per thread, before callers are told to come back.
+const HASH_QUEUE_PER_THREAD: usize = 32;
+/// Most threads checking passwords at once (each argon2 check holds 19 MiB).
+const MAX_HASH_THREADS: usize = 4;
 
 /// The access-control service.
 pub struct AccessControl {
@@ -162,24 +266,165 @@ pub struct AccessControl {
     ids: Identities,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Verified tokens by SHA-256 of the token: signature checks are paid once per token.
-    token_cache: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
+    /// Bounded by entries and by estimated bytes, since anonymous callers choose its content.
+    token_cache: Mutex<TokenCache>,
     /// Verified Basic credentials by SHA-256 of `user:password`, for a minute: argon2 is
     /// deliberately slow and simple clients send Basic on every request.
     basic_cache: Mutex<HashMap<[u8; 32], (Principal, u64)>>,
-    /// Failed logins per account (users only: robot secrets are unguessable, and locking a
-    /// robot out would let anyone stop a pipeline) and, with a higher threshold since clients
-    /// behind one NAT share it, per source address.
-    limiter: Mutex<Limiters>,
+    /// Failed logins per (account, address) with backoff, and per address (module
+    /// `auth::limiter`).
+    throttle: Mutex<LoginThrottle>,
+    /// The few threads that check passwords.
+    hasher: HashPool,
+    /// Counters exported on `/metrics`.
+    metrics: AuthMetrics,
     /// Bounds audit writes running in the background.
     audit_inflight: Arc<tokio::sync::Semaphore>,
 }
 
-struct Limiters {
-    accounts: FailureLimiter,
-    addresses: FailureLimiter,
+/// Counters of authentication work, exported on `/metrics`.
+#[derive(Clone, Default)]
+struct AuthMetrics {
+    /// Password (argon2/bcrypt) checks run.
+    password_checks: prometheus_client::metrics::counter::Counter,
+    /// Logins refused by the throttle without a check.
+    throttled: prometheus_client::metrics::counter::Counter,
+    /// Logins refused because every password-check thread was busy and the queue full.
+    busy: prometheus_client::metrics::counter::Counter,
 }
 
-/// Source addresses tolerate this many times the per-account failures.
+/// Verified tokens, bounded by count and by estimated size.
+#[derive(Default)]
+struct TokenCache {
+    map: HashMap<[u8; 32], (Arc<Claims>, usize)>,
+    bytes: usize,
+}
+
+impl TokenCache {
+    fn get(&self, k: &[u8; 32]) -> Option<Arc<Claims>> {
+        self.map.get(k).map(|(c, _)| c.clone())
+    }
+
+    fn insert(&mut self, k: [u8; 32], c: Arc<Claims>) {
+        let size = claims_size(&c);
+        if let Some((_, old)) = self.map.remove(&k) {
+            self.bytes -= old;
+        }
+        if self.map.len() >= TOKEN_CACHE_ENTRIES || self.bytes + size > TOKEN_CACHE_BYTES {
+            // Full: drop entries (in the map's arbitrary order) until half the budget is free,
+            // so a flood of large tokens costs re-verifications, never memory.
+            let keep_bytes = TOKEN_CACHE_BYTES / 2;
+            let keep_entries = TOKEN_CACHE_ENTRIES / 2;
+            let mut bytes = self.bytes;
+            let mut n = self.map.len();
+            self.map.retain(|_, (_, s)| {
+                if bytes + size > keep_bytes || n >= keep_entries {
+                    bytes -= *s;
+                    n -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.bytes = bytes;
+        }
+        if size <= TOKEN_CACHE_BYTES / 2 {
+            self.bytes += size;
+            self.map.insert(k, (c, size));
+        }
+    }
+}
+
+/// Estimated heap and inline bytes of a cached token's claims.
+fn claims_size(c: &Claims) -> usize {
+    let strings = c.iss.len() + c.sub.len() + c.aud.len() + c.jti.len();
+    let opt = c.token_use.as_ref().map_or(0, String::len) + c.cred.as_ref().map_or(0, String::len);
+    let access: usize = c
+        .access
+        .iter()
+        .map(|a| {
+            std::mem::size_of::<Grant>()
+                + a.kind.len()
+                + a.name.len()
+                + a.actions
+                    .iter()
+                    .map(|x| x.len() + std::mem::size_of::<String>())
+                    .sum::<usize>()
+                + 3 * 16
+        })
+        .sum();
+    // Key, Arc header, map slot and allocator overhead per entry.
+    32 + 64 + std::mem::size_of::<Claims>() + strings + opt + access
+}
+
+/// A small pool of threads for password checks. Argon2 allocates 19 MiB per check: on tokio's
+/// blocking pool (up to 512 threads) a flood of logins ran hundreds at once, and glibc kept the
+/// freed memory in per-thread arenas. Here at most `threads` checks run, each on a thread of its
+/// own; a bounded queue holds the rest, and past it callers are told to come back.
+struct HashPool {
+    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+    threads: usize,
+    queued: Arc<AtomicUsize>,
+}
+
+impl HashPool {
+    fn new() -> Self {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, MAX_HASH_THREADS);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(
+            threads * HASH_QUEUE_PER_THREAD,
+        );
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("wharf-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "starting a password-check thread failed");
+            }
+        }
+        HashPool {
+            jobs: tx,
+            threads,
+            queued: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Checks `password` against `hash` on the pool; `None` when the queue is full.
+    async fn verify(&self, password: &str, hash: &str) -> Option<bool> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (pw, hash) = (password.to_owned(), hash.to_owned());
+        let queued = self.queued.clone();
+        queued.fetch_add(1, Ordering::Relaxed);
+        let job = Box::new(move || {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            // The caller may have gone away (client disconnected): skip the work then.
+            if !tx.is_closed() {
+                let _ = tx.send(auth::secret::verify_password(&pw, &hash));
+            }
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => rx.await.ok(),
+            Err(_) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+/// Source addresses may fail this many times the per-account limit (across accounts) before
+/// they are suspect.
 const ADDRESS_FAILURE_FACTOR: u32 = 5;
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
@@ -187,10 +432,48 @@ fn sha(bytes: &[u8]) -> [u8; 32] {
 }
 
 fn bounded_insert<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>, k: K, v: V) {
-    if m.len() >= CACHE_CAP {
+    if m.len() >= BASIC_CACHE_ENTRIES {
         m.clear();
     }
     m.insert(k, v);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A reserved login attempt: given back undecided if the request goes away before it is decided.
+struct Attempt<'a> {
+    throttle: &'a Mutex<LoginThrottle>,
+    account: &'a str,
+    address: String,
+    decided: bool,
+}
+
+impl Attempt<'_> {
+    fn decide(mut self, ok: bool) {
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            t.succeed(self.account, &self.address);
+        } else {
+            t.fail(self.account, &self.address, now_ms());
+        }
+        self.decided = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(self.account, &self.address);
+        }
+    }
 }
 
 impl AccessControl {
@@ -200,33 +483,29 @@ impl AccessControl {
         keys: KeyRing,
         ids: Identities,
     ) -> Result<Self, store::StoreError> {
-        let limiter = Limiters {
-            accounts: FailureLimiter::new(
-                settings.max_failures,
-                settings.failure_window_secs,
-                settings.lockout_secs,
-                100_000,
-            ),
-            addresses: FailureLimiter::new(
-                settings.max_failures.saturating_mul(ADDRESS_FAILURE_FACTOR),
-                settings.failure_window_secs,
-                settings.lockout_secs,
-                100_000,
-            ),
-        };
+        let throttle = LoginThrottle::new(ThrottleSettings {
+            free_failures: settings.max_failures,
+            window_ms: settings.failure_window_secs.saturating_mul(1000),
+            max_delay_ms: settings.lockout_secs.saturating_mul(1000),
+            address_failures: settings.max_failures.saturating_mul(ADDRESS_FAILURE_FACTOR),
+            capacity: 100_000,
+        });
         let ac = AccessControl {
             snapshot: RwLock::new(Arc::new(Snapshot {
                 users: HashMap::new(),
                 robots: HashMap::new(),
                 policy: Policy::default(),
                 closed: false,
+                fingerprints: HashMap::new(),
             })),
             settings,
             keys,
             ids,
-            token_cache: Mutex::new(HashMap::new()),
+            token_cache: Mutex::new(TokenCache::default()),
             basic_cache: Mutex::new(HashMap::new()),
-            limiter: Mutex::new(limiter),
+            throttle: Mutex::new(throttle),
+            hasher: HashPool::new(),
+            metrics: AuthMetrics::default(),
             audit_inflight: Arc::new(tokio::sync::Semaphore::new(MAX_AUDIT_INFLIGHT)),
         };
         let on = match ac.settings.mode {
@@ -242,6 +521,40 @@ impl AccessControl {
         Ok(ac)
     }
 
+    /// Registers the authentication counters (password checks run, logins throttled, logins
+    /// refused while every password-check thread was busy) in `prom`.
+    pub fn register_metrics(&self, prom: &mut prometheus_client::registry::Registry) {
+        prom.register(
+            "password_checks",
+            "Password hash checks run (argon2id or bcrypt)",
+            self.metrics.password_checks.clone(),
+        );
+        prom.register(
+            "logins_throttled",
+            "Logins refused by the failed-login throttle without a check",
+            self.metrics.throttled.clone(),
+        );
+        prom.register(
+            "logins_busy",
+            "Logins refused because every password-check thread was busy and the queue full",
+            self.metrics.busy.clone(),
+        );
+    }
+
+    /// Sets the client's address on a request that came through a trusted proxy.
+    pub fn resolve_client(&self, req: &mut axum::extract::Request) {
+        if self.settings.trusted_proxies.is_empty() {
+            return;
+        }
+        let Some(peer) = req.extensions().get::<PeerAddr>().map(|p| p.0.ip()) else {
+            return;
+        };
+        let client = client_address(peer, req.headers(), &self.settings.trusted_proxies);
+        if client != peer {
+            req.extensions_mut().insert(ClientAddr(client));
+        }
+    }
+
     /// The identity store.
     pub fn identities(&self) -> &Identities {
         &self.ids
@@ -254,7 +567,18 @@ impl AccessControl {
         let groups = self.ids.groups().await?;
         let rules = self.ids.rules().await?;
         let policy = Policy::new(&rules, &groups, &robots, &self.settings.anonymous_pull);
+        let fingerprints = users
+            .iter()
+            .map(|u| (u.name.clone(), fingerprint(&u.password_hash)))
+            .chain(robots.iter().map(|r| {
+                (
+                    format!("{}{}", auth::identity::ROBOT_PREFIX, r.name),
+                    fingerprint(&r.secret_hash),
+                )
+            }))
+            .collect();
         let snap = Snapshot {
+            fingerprints,
             closed: !users.is_empty() || !robots.is_empty() || self.ids.sealed().await?,
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             robots: robots.into_iter().map(|r| (r.name.clone(), r)).collect(),
@@ -301,24 +625,60 @@ impl AccessControl {
         })
     }
 
-    fn rate_check(&self, user: &str, source: Option<IpAddr>) -> Result<(), ApiError> {
-        let now = auth::now();
-        let l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
-        let by_account = l.accounts.check(user, now);
-        let by_address = source.map_or(Ok(()), |ip| l.addresses.check(&ip.to_string(), now));
-        for r in [by_account, by_address] {
-            if let Err(wait) = r {
-                return Err(ApiError::new(
+    /// Reserves a login attempt with the throttle, or answers 429 with `Retry-After`.
+    fn reserve<'a>(
+        &'a self,
+        user: &'a str,
+        source: Option<IpAddr>,
+    ) -> Result<Attempt<'a>, ApiError> {
+        let address = source.map(|ip| ip.to_string()).unwrap_or_default();
+        let reserved = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(user, &address, now_ms());
+        match reserved {
+            Ok(()) => Ok(Attempt {
+                throttle: &self.throttle,
+                account: user,
+                address,
+                decided: false,
+            }),
+            Err(t) => {
+                self.metrics.throttled.inc();
+                let wait = t.retry_after_secs;
+                Err(ApiError::new(
                     Code::TooManyRequests,
-                    format!("too many failed logins; retry in {wait} s"),
+                    format!(
+                        "too many failed logins for {user} from this address; retry in {wait} s"
+                    ),
                 )
-                .with_header(header::RETRY_AFTER, HeaderValue::from(wait)));
+                .with_header(header::RETRY_AFTER, HeaderValue::from(wait)))
             }
         }
-        Ok(())
     }
 
-    /// Checks a user name and password (or robot secret). Rate-limited and audited.
+    /// Checks a password on the password-check threads (counted), or answers 503 when they are
+    /// all busy and the queue is full.
+    async fn check_password(&self, password: &str, hash: &str) -> Result<bool, ApiError> {
+        self.metrics.password_checks.inc();
+        match self.hasher.verify(password, hash).await {
+            Some(ok) => Ok(ok),
+            None => {
+                self.metrics.busy.inc();
+                Err(ApiError::new(
+                    Code::Unavailable,
+                    format!(
+                        "too many logins being checked ({} at once); retry in 1 s",
+                        self.hasher.threads
+                    ),
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(1u64)))
+            }
+        }
+    }
+
+    /// Checks a user name and password (or robot secret). Throttled and audited.
     pub async fn login(
         &self,
         user: &str,
@@ -327,39 +687,47 @@ impl AccessControl {
     ) -> Result<Principal, ApiError> {
         let key = sha(format!("{user}:{password}").as_bytes());
         let now = auth::now();
-        // The lockout applies before anything else, cached successes included: otherwise a
-        // locked account would still answer guesses of its (cached) password.
-        self.rate_check(user, source)?;
-        if let Some((p, until)) = self
+        let robot = user.starts_with(auth::identity::ROBOT_PREFIX);
+        // The throttle applies before anything else, cached successes included: otherwise a
+        // delayed account would still answer guesses of its (cached) password. Robots are not
+        // throttled: their secrets are unguessable, and delaying one would let anyone behind the
+        // same address stop a pipeline.
+        let attempt = if robot {
+            None
+        } else {
+            Some(self.reserve(user, source)?)
+        };
+        let snap = self.snap();
+        let cached = self
             .basic_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            && *until > now
-        {
-            return Ok(p.clone());
+            .filter(|(_, until)| *until > now)
+            .cloned();
+        if cached.is_some() {
+            // Still active now (a robot may have expired since it was cached).
+            if let Some(p) = self.principal_active(&snap, user, now) {
+                if let Some(a) = attempt {
+                    a.decide(true);
+                }
+                return Ok(p);
+            }
+            self.basic_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
         }
-        let snap = self.snap();
         let ok = if let Some(r) = user.strip_prefix(auth::identity::ROBOT_PREFIX) {
             snap.robots.get(r).is_some_and(|robot| {
                 robot.active(now) && auth::secret::verify_secret(password, &robot.secret_hash)
             })
         } else {
             match snap.users.get(user) {
-                Some(u) if !u.disabled => {
-                    let (pw, hash) = (password.to_owned(), u.password_hash.clone());
-                    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-                    tokio::task::spawn_blocking(move || auth::secret::verify_password(&pw, &hash))
-                        .await
-                        .unwrap_or(false)
-                }
+                Some(u) if !u.disabled => self.check_password(password, &u.password_hash).await?,
                 _ => {
                     // Same cost whether or not the user exists, so timing does not reveal names.
-                    let pw = password.to_owned();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        auth::secret::verify_password(&pw, DUMMY_HASH)
-                    })
-                    .await;
+                    let _ = self.check_password(password, DUMMY_HASH).await?;
                     false
                 }
             }
@@ -367,20 +735,8 @@ impl AccessControl {
         let principal = ok
             .then(|| self.principal_active(&snap, user, now))
             .flatten();
-        {
-            let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
-            let robot = user.starts_with(auth::identity::ROBOT_PREFIX);
-            match &principal {
-                Some(_) => l.accounts.succeed(user),
-                None => {
-                    if !robot {
-                        l.accounts.fail(user, now);
-                    }
-                    if let Some(ip) = source {
-                        l.addresses.fail(&ip.to_string(), now);
-                    }
-                }
-            }
+        if let Some(a) = attempt {
+            a.decide(principal.is_some());
         }
         match principal {
             Some(p) => {
@@ -413,14 +769,19 @@ impl AccessControl {
     }
 
     fn verify_token(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::new(
+                Code::Unauthorized,
+                format!("invalid token: longer than {MAX_TOKEN_BYTES} bytes"),
+            ));
+        }
         let key = sha(token.as_bytes());
         let now = auth::now();
         let cached = self
             .token_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+            .get(&key);
         let claims = match cached {
             Some(c) if c.exp + auth::token::LEEWAY_SECS > now => c,
             _ => {
@@ -431,11 +792,10 @@ impl AccessControl {
                             ApiError::new(Code::Unauthorized, format!("invalid token: {e}"))
                         })?,
                 );
-                bounded_insert(
-                    &mut self.token_cache.lock().unwrap_or_else(|e| e.into_inner()),
-                    key,
-                    c.clone(),
-                );
+                self.token_cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, c.clone());
                 c
             }
         };
@@ -475,14 +835,26 @@ impl AccessControl {
             if claims.sub.is_empty() {
                 return Ok((Principal::anonymous(), Some(claims)));
             }
+            let snap = self.snap();
             let p = self
-                .principal_active(&self.snap(), &claims.sub, auth::now())
+                .principal_active(&snap, &claims.sub, auth::now())
                 .ok_or_else(|| {
                     ApiError::new(
                         Code::Unauthorized,
                         "the token's account is disabled, revoked or gone",
                     )
                 })?;
+            // Tokens name the credential they were issued against: a password change, a secret
+            // rotation or a deleted and re-created account retires them at once. (Tokens without
+            // the claim were signed by an older version and live out their short lifetime.)
+            if let Some(cred) = &claims.cred
+                && snap.fingerprints.get(&claims.sub) != Some(cred)
+            {
+                return Err(ApiError::new(
+                    Code::Unauthorized,
+                    "the token was issued before the account's password or secret changed",
+                ));
+            }
             return Ok((p, Some(claims)));
         }
         Err(ApiError::new(
@@ -496,13 +868,17 @@ impl AccessControl {
         if caller.open {
             return Actions::of(Action::Admin);
         }
+        let policy = self.snap().policy.allowed(&caller.principal, repo);
         match &caller.grants {
+            // A token grants what it names and the policy still allows: removing a rule takes
+            // effect on outstanding tokens at once.
             Some(c) => c
                 .access
                 .iter()
                 .filter(|a| a.kind == "repository" && a.name == repo)
-                .fold(Actions::NONE, |acc, a| acc.union(a.actions())),
-            None => self.snap().policy.allowed(&caller.principal, repo),
+                .fold(Actions::NONE, |acc, a| acc.union(a.actions()))
+                .intersect(policy),
+            None => policy,
         }
     }
 
@@ -656,8 +1032,22 @@ impl AccessControl {
         format!("{}://{host}/token", self.settings.scheme)
     }
 
-    /// Issues an access token for `principal` covering what it may do of `requested`.
-    pub fn issue(&self, principal: &Principal, requested: &[Scope]) -> (String, Vec<Scope>) {
+    /// Issues an access token for `principal` covering what it may do of `requested`. Refuses
+    /// (400) more than [`MAX_TOKEN_SCOPES`] scopes, or a token over [`MAX_TOKEN_BYTES`].
+    pub fn issue(
+        &self,
+        principal: &Principal,
+        requested: &[Scope],
+    ) -> Result<(String, Vec<Scope>), ApiError> {
+        let too_big = |m: String| {
+            ApiError::new(Code::Unsupported, m).with_status(axum::http::StatusCode::BAD_REQUEST)
+        };
+        if requested.len() > MAX_TOKEN_SCOPES {
+            return Err(too_big(format!(
+                "{} scopes requested; a token carries at most {MAX_TOKEN_SCOPES} scopes",
+                requested.len()
+            )));
+        }
         let granted: Vec<Scope> = requested
             .iter()
             .map(|s| {
@@ -696,9 +1086,18 @@ impl AccessControl {
             jti: hex_id(),
             access: granted.iter().map(Grant::from_scope).collect(),
             token_use: None,
-            cred: None,
+            cred: (principal.kind != PrincipalKind::Anonymous)
+                .then(|| self.credential_fingerprint(&principal.name))
+                .flatten(),
         };
-        (self.keys.sign(&claims), granted)
+        let token = self.keys.sign(&claims);
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(too_big(format!(
+                "the token for these scopes would be {} bytes, more than {MAX_TOKEN_BYTES}: request fewer scopes",
+                token.len()
+            )));
+        }
+        Ok((token, granted))
     }
 
     /// Issues a refresh token (OAuth2 `access_type=offline`).
@@ -719,13 +1118,10 @@ impl AccessControl {
     }
 
     /// A short fingerprint of the account's stored password hash or robot secret hash.
+    /// Every hash carries a fresh salt (argon2) or secret (robots), so it also changes when an
+    /// account is deleted and re-created with the same password.
     fn credential_fingerprint(&self, name: &str) -> Option<String> {
-        let snap = self.snap();
-        let stored = match name.strip_prefix(auth::identity::ROBOT_PREFIX) {
-            Some(r) => snap.robots.get(r)?.secret_hash.clone(),
-            None => snap.users.get(name)?.password_hash.clone(),
-        };
-        Some(hex::encode(&sha(stored.as_bytes())[..8]))
+        self.snap().fingerprints.get(name).cloned()
     }
 
     /// Redeems a refresh token for its (still active) principal.
@@ -822,6 +1218,11 @@ const MAX_AUDIT_INFLIGHT: usize = 4096;
 /// An argon2id hash of a random password, verified against when the user does not exist.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0r8jJkVxJ3bV7kY8Qw2m0o3QmYV4k5Cz9p2Nw1q0s8E";
 
+/// A short fingerprint of a stored password or secret hash.
+fn fingerprint(stored_hash: &str) -> String {
+    hex::encode(&sha(stored_hash.as_bytes())[..8])
+}
+
 fn hex_id() -> String {
     auth::secret::random_bytes::<16>()
         .map(hex::encode)
@@ -834,4 +1235,110 @@ pub fn decode_basic(b64: &str) -> Option<(String, String)> {
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidrs() {
+        let n = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains(ip("10.200.1.2")));
+        assert!(!n.contains(ip("11.0.0.1")));
+        assert!(n.contains(ip("::ffff:10.1.2.3")), "IPv4-mapped IPv6");
+        assert!(Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.1")));
+        assert!(!Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.2")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains(ip("::1")));
+        assert!(Cidr::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("proxy.local").is_err());
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let trusted = [
+            Cidr::parse("127.0.0.0/8").unwrap(),
+            Cidr::parse("10.0.0.0/8").unwrap(),
+        ];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.7, 10.1.2.3"),
+        );
+        // From an untrusted peer the header proves nothing.
+        assert_eq!(
+            client_address(ip("192.0.2.9"), &h, &trusted),
+            ip("192.0.2.9")
+        );
+        // From a trusted one: the right-most address that is not a trusted proxy.
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("203.0.113.7")
+        );
+        // Several header lines are one list; garbage stops the walk at the last good hop.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("garbage"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.9.9.9"));
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("10.9.9.9"));
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
+    }
+
+    fn claims(n: usize, name_len: usize) -> Claims {
+        Claims {
+            iss: "wharf".into(),
+            sub: String::new(),
+            aud: "wharf".into(),
+            exp: u64::MAX / 2,
+            nbf: 0,
+            iat: 0,
+            jti: "j".into(),
+            access: (0..n)
+                .map(|i| Grant {
+                    kind: "repository".into(),
+                    name: format!("{i}{}", "x".repeat(name_len)),
+                    actions: vec!["pull".into()],
+                })
+                .collect(),
+            token_use: None,
+            cred: None,
+        }
+    }
+
+    #[test]
+    fn token_cache_is_bounded_by_bytes_and_entries() {
+        let mut c = TokenCache::default();
+        let big = Arc::new(claims(MAX_TOKEN_SCOPES, 120));
+        let each = claims_size(&big);
+        assert!(each > MAX_TOKEN_SCOPES * 120, "estimate {each}");
+        for i in 0..5_000u32 {
+            c.insert(sha(&i.to_le_bytes()), big.clone());
+            assert!(c.bytes <= TOKEN_CACHE_BYTES, "{} bytes cached", c.bytes);
+        }
+        let real: usize = c.map.values().map(|(_, s)| s).sum();
+        assert_eq!(real, c.bytes);
+        assert!(c.map.len() < TOKEN_CACHE_BYTES / each + 1);
+        // Small entries are bounded by count.
+        let mut c = TokenCache::default();
+        let small = Arc::new(claims(1, 1));
+        for i in 0..40_000u32 {
+            c.insert(sha(&i.to_le_bytes()), small.clone());
+        }
+        assert!(c.map.len() <= TOKEN_CACHE_ENTRIES);
+        // Re-inserting a key does not count it twice.
+        let k = sha(b"again");
+        c.insert(k, small.clone());
+        let before = c.bytes;
+        c.insert(k, small);
+        assert_eq!(c.bytes, before);
+    }
 }

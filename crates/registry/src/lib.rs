@@ -117,6 +117,9 @@ impl Registry {
     pub fn with_access(self, ac: Arc<access::AccessControl>) -> Self {
         let inner = Arc::try_unwrap(self.inner)
             .unwrap_or_else(|_| panic!("with_access must be called before the registry is shared"));
+        let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
+        ac.register_metrics(&mut prom);
+        inner.metrics.attach(prom);
         Registry {
             inner: Arc::new(Inner {
                 access: Some(ac),
@@ -269,8 +272,12 @@ async fn metrics_text(State(reg): State<Registry>) -> Response {
 pub(crate) struct RouteLabel(pub &'static str);
 
 /// Records metrics and logs for every request and adds the API version header.
-async fn observe(State(reg): State<Registry>, req: Request, next: Next) -> Response {
+async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
+    // Behind a trusted proxy, the client is named by X-Forwarded-For.
+    if let Some(ac) = &reg.inner.access {
+        ac.resolve_client(&mut req);
+    }
     let method = req.method().clone();
     let path_label = match req.uri().path() {
         "/healthz" => "healthz",

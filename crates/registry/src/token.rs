@@ -50,8 +50,8 @@ fn token_json(
     principal: &Principal,
     scopes: &[Scope],
     refresh: Option<String>,
-) -> Response {
-    let (token, granted) = ac.issue(principal, scopes);
+) -> Result<Response, ApiError> {
+    let (token, granted) = ac.issue(principal, scopes)?;
     let scope = granted
         .iter()
         .map(ToString::to_string)
@@ -67,14 +67,30 @@ fn token_json(
     if let Some(r) = refresh {
         body["refresh_token"] = serde_json::Value::String(r);
     }
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         body.to_string(),
     )
-        .into_response()
+        .into_response())
+}
+
+/// Refuses more scopes than a token may carry before any password is checked.
+fn check_scope_count(scopes: &[Scope]) -> Result<(), ApiError> {
+    if scopes.len() > crate::access::MAX_TOKEN_SCOPES {
+        return Err(ApiError::new(
+            Code::Unsupported,
+            format!(
+                "{} scopes requested; a token carries at most {} scopes",
+                scopes.len(),
+                crate::access::MAX_TOKEN_SCOPES
+            ),
+        )
+        .with_status(StatusCode::BAD_REQUEST));
+    }
+    Ok(())
 }
 
 /// `GET /token?service=..&scope=..&offline_token=true`, with optional Basic credentials.
@@ -96,6 +112,7 @@ async fn get_token_inner(reg: &Registry, parts: &Parts) -> Result<Response, ApiE
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse).collect::<Vec<_>>())
         .collect();
+    check_scope_count(&scopes)?;
     let principal = match parts
         .headers
         .get(header::AUTHORIZATION)
@@ -120,7 +137,7 @@ async fn get_token_inner(reg: &Registry, parts: &Parts) -> Result<Response, ApiE
     let offline =
         get("offline_token") == Some("true") && principal.kind != auth::PrincipalKind::Anonymous;
     let refresh = offline.then(|| ac.issue_refresh(&principal));
-    Ok(token_json(ac, &principal, &scopes, refresh))
+    token_json(ac, &principal, &scopes, refresh)
 }
 
 /// `POST /token` with an `application/x-www-form-urlencoded` OAuth2 body.
@@ -165,6 +182,7 @@ async fn post_token_inner(
         .split(' ')
         .filter_map(Scope::parse)
         .collect();
+    check_scope_count(&scopes)?;
     let bad = |m: &str| {
         ApiError::new(Code::Unsupported, m.to_owned()).with_status(StatusCode::BAD_REQUEST)
     };
@@ -175,12 +193,12 @@ async fn post_token_inner(
             let principal = ac.login(user, pass, source(parts)).await?;
             let refresh =
                 (get("access_type") == Some("offline")).then(|| ac.issue_refresh(&principal));
-            Ok(token_json(ac, &principal, &scopes, refresh))
+            token_json(ac, &principal, &scopes, refresh)
         }
         Some("refresh_token") => {
             let rt = get("refresh_token").ok_or_else(|| bad("refresh_token is required"))?;
             let principal = ac.redeem_refresh(rt)?;
-            Ok(token_json(ac, &principal, &scopes, Some(rt.to_owned())))
+            token_json(ac, &principal, &scopes, Some(rt.to_owned()))
         }
         Some(other) => Err(bad(&format!("unsupported grant_type {other:?}"))),
         None => Err(bad("grant_type is required")),

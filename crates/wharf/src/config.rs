@@ -272,12 +272,17 @@ pub struct AuthConfig {
     pub anonymous_pull: Vec<String>,
     /// An htpasswd file (bcrypt entries) whose users are imported at start.
     pub htpasswd: Option<PathBuf>,
-    /// Failed logins per account or source address before a lockout.
+    /// Failed logins of one account from one address before further attempts are delayed
+    /// (2 s, doubling up to `lockout_seconds`); an address with 5 times as many failures across
+    /// accounts is delayed from each account's first failure.
     pub max_failed_logins: u32,
-    /// Window in seconds for counting failed logins.
+    /// Failed logins are forgotten after this many seconds without a new one.
     pub failed_login_window_seconds: u64,
-    /// Lockout duration in seconds.
+    /// Longest delay in seconds between two attempts of one account from one address.
     pub lockout_seconds: u64,
+    /// Reverse proxies (CIDRs or addresses) whose `X-Forwarded-For` names the client, e.g.
+    /// `["10.0.0.0/8"]`. From any other peer the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// When access control applies.
@@ -307,15 +312,22 @@ impl Default for AuthConfig {
             max_failed_logins: d.max_failures,
             failed_login_window_seconds: d.failure_window_secs,
             lockout_seconds: d.lockout_secs,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl AuthConfig {
     /// The registry's access-control settings.
-    pub fn settings(&self, tls: bool) -> registry::access::AuthSettings {
+    pub fn settings(&self, tls: bool) -> anyhow::Result<registry::access::AuthSettings> {
         use registry::access::AuthMode;
-        registry::access::AuthSettings {
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|c| registry::access::Cidr::parse(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("[auth] trusted_proxies: {e}"))?;
+        Ok(registry::access::AuthSettings {
             mode: match self.mode {
                 AuthModeConfig::Auto => AuthMode::Auto,
                 AuthModeConfig::On => AuthMode::On,
@@ -331,7 +343,8 @@ impl AuthConfig {
             max_failures: self.max_failed_logins,
             failure_window_secs: self.failed_login_window_seconds,
             lockout_secs: self.lockout_seconds,
-        }
+            trusted_proxies,
+        })
     }
 }
 

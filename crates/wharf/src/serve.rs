@@ -59,12 +59,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.tls_client_auth,
     );
     init_logging(&cfg);
+    return_large_allocations();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wharf")
         .build()
         .context("starting the async runtime")?
         .block_on(serve(cfg))
+}
+
+/// Allocations at or above this size get their own mapping, returned to the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = 4 << 20;
+
+/// glibc raises its mmap threshold to the size of the largest freed mapping (up to 32 MiB); after
+/// one argon2 check (19 MiB) such buffers come from per-thread arenas and their memory stays in
+/// the process. A fixed threshold keeps large buffers in mappings of their own: a login flood
+/// measured 144 MiB RSS retained afterwards with the dynamic threshold, 30 MiB with this one.
+fn return_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before any other thread
+    // exists.
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } != 1 {
+        tracing::warn!("setting the allocator's mmap threshold failed");
+    }
 }
 
 fn init_logging(cfg: &Config) {
@@ -106,9 +124,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let keys = crate::keys::load_or_create(data)?;
     let tls_configured = tls.is_some();
-    let access = registry::access::AccessControl::new(cfg.auth.settings(tls_configured), keys, ids)
-        .await
-        .context("loading identities")?;
+    let access =
+        registry::access::AccessControl::new(cfg.auth.settings(tls_configured)?, keys, ids)
+            .await
+            .context("loading identities")?;
     let auth_enforced = access.enforced();
     let access = Arc::new(access);
     let blobs: Arc<dyn store::BlobStore> = Arc::new(blobs);

@@ -2416,29 +2416,41 @@ fn lockout_holds_for_recently_verified_credentials() {
     );
 }
 
+/// Many failures from one address across accounts make the address suspect: from then on every
+/// account that failed from it waits from its first failure (instead of after
+/// max_failed_logins), while an account without failures from it (the administrator behind the
+/// same NAT) still logs in.
 #[test]
-fn failed_logins_lock_the_source_address_out() {
+fn failed_logins_make_the_source_address_suspect() {
     let config =
         "[auth]\nmax_failed_logins = 3\nfailed_login_window_seconds = 300\nlockout_seconds = 300\n";
     let mut s = AuthWharf::new(config);
     add_user(&s, DEV, false);
     s.start();
     let http = s.http();
-    // One failure each for names that do not exist: no account reaches the limit, the address
-    // does (its threshold is five times the per-account one, since clients behind one NAT or
-    // ingress share an address).
+    // One failure each for names that do not exist: no account reaches its limit, the address
+    // does (its threshold is five times the per-account one).
     for i in 0..15 {
         let name = format!("mallory{i}");
         let r = get_token(&http, Some((&name, "guess-guess")), &[], "");
         assert_eq!(r.status, 401, "{name}\n{}", r.dump());
     }
-    let r = get_token(&http, Some(DEV), &[], "");
+    // A name that failed from this address is delayed now (for 2 s after its failure).
+    let r = get_token(&http, Some(("mallory14", "guess-guess")), &[], "");
     assert_eq!(
         r.status,
         429,
-        "login from an address locked out by guessing\n{}",
+        "second guess of a name from a suspect address\n{}",
         r.dump()
     );
+    assert!(r.header("Retry-After").is_some(), "{}", r.dump());
+    // An account without failures from this address is not locked out.
+    get_token(&http, Some(DEV), &[], "").expect(200);
+    // Its first failure from here is checked; the next attempt waits.
+    let r = get_token(&http, Some((DEV.0, "wrong-password")), &[], "");
+    assert_eq!(r.status, 401, "{}", r.dump());
+    let r = get_token(&http, Some((DEV.0, "wrong-password")), &[], "");
+    assert_eq!(r.status, 429, "{}", r.dump());
 }
 
 // -----------------------------------------------------------------------------------------------

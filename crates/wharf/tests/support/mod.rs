@@ -1884,3 +1884,10 @@ impl Drop for AuthWharf {
         }
     }
 }
+
+impl AuthWharf {
+    /// The server's process id while it runs (for /proc/PID/status measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
