@@ -108,6 +108,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Some(s) => Some(registry::ReloadingTls::load(s).context("loading the TLS certificate")?),
         None => None,
     };
+    // Then the rest of the settings that can be wrong, before anything is written.
+    let auth_settings = cfg.auth.settings(tls.is_some())?;
     let data = &cfg.storage.data_dir;
     // Owner only (0700): password hashes, the audit log, token keys and private images.
     store::private_dir(data)
@@ -124,10 +126,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let keys = crate::keys::load_or_create(data)?;
     let tls_configured = tls.is_some();
-    let access =
-        registry::access::AccessControl::new(cfg.auth.settings(tls_configured)?, keys, ids)
-            .await
-            .context("loading identities")?;
+    let access = registry::access::AccessControl::new(auth_settings.clone(), keys, ids)
+        .await
+        .context("loading identities")?;
     let auth_enforced = access.enforced();
     let access = Arc::new(access);
     let blobs: Arc<dyn store::BlobStore> = Arc::new(blobs);
@@ -156,7 +157,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
-    if let Some(w) = cfg.auth.settings(tls_configured).realm_warning(addr) {
+    if let Some(w) = auth_settings.realm_warning(addr) {
         tracing::warn!(%addr, "{w}");
     }
     if !addr.ip().is_loopback() && !auth_enforced {

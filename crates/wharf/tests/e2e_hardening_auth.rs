@@ -107,16 +107,21 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 #[test]
 fn login_flood_keeps_memory_and_password_checks_bounded() {
-    let mut s = AuthWharf::new("[auth]\n");
+    // Metrics are served on their own listener only.
+    let metrics_port = free_port();
+    let mut s = AuthWharf::new(&format!(
+        "[auth]\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+    ));
     add_user(&s, ROOT, true);
     s.start();
     let pid = s.pid().expect("running");
     let http = s.http();
+    let scrape = Http::new(([127, 0, 0, 1], metrics_port).into());
     let before = proc_kib(pid, "VmRSS");
 
     // 300 guesses of root's password at once: the failures are reserved before checking, so
     // no more than max_failed_logins (10) argon2 checks run for them.
-    let checks0 = metric(&http, "wharf_password_checks_total")
+    let checks0 = metric(&scrape, "wharf_password_checks_total")
         .expect("/metrics exports wharf_password_checks_total");
     let st = parallel(300, |i| {
         let a = basic("root", &format!("guess-{i}"));
@@ -124,7 +129,7 @@ fn login_flood_keeps_memory_and_password_checks_bounded() {
         h.timeout = Duration::from_secs(60);
         h.must("GET", "/v2/", &[("Authorization", &a)], &[]).status
     });
-    let checks = metric(&http, "wharf_password_checks_total").unwrap() - checks0;
+    let checks = metric(&scrape, "wharf_password_checks_total").unwrap() - checks0;
     eprintln!(
         "300 guesses on root: {} x 401, {} x 429, {} x 503; {checks} password checks",
         count(&st, 401),
