@@ -6,14 +6,17 @@
 //! connections have a deadline here: the first byte must arrive within `first_byte_timeout` of
 //! the connection's start (after the TLS handshake), and an idle connection is closed after
 //! `idle_timeout` (HTTP/2 pings and other frames do not count as activity; requests do). A busy
-//! connection is bounded by the request-body rule instead ([`TimedBody`]): the server never
-//! times out a response it is computing or sending, so long pulls and slow handlers are safe.
+//! connection is bounded by the request-body rule instead ([`TimedBody`]), and by the write
+//! stall rule: a connection whose socket has accepted no byte for `write_stall` while the server
+//! has a response to send is closed (a client that asks for a blob and never reads would hold
+//! its slot forever). A slow reader makes progress and is never cut; the server never times out
+//! a response it is computing, so slow handlers are safe.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,6 +40,8 @@ pub(crate) struct Deadlines {
     pub body: Duration,
     /// Body bytes per second that earn a second of waiting; 0: any data refills the allowance.
     pub body_min_rate: u64,
+    /// Longest time the socket may accept no byte of a response the server is writing.
+    pub write_stall: Duration,
 }
 
 /// Why the watchdog closed a connection.
@@ -48,6 +53,8 @@ pub(crate) enum Expired {
     Idle,
     /// A request body came too slowly; closed once its request was answered.
     SlowBody,
+    /// The client stopped reading a response (nothing written for the write-stall timeout).
+    WriteStall,
 }
 
 impl Expired {
@@ -56,6 +63,7 @@ impl Expired {
             Expired::FirstByte => "no request within the first-byte timeout",
             Expired::Idle => "idle for the idle timeout",
             Expired::SlowBody => "request body sent too slowly",
+            Expired::WriteStall => "client stopped reading the response",
         }
     }
 }
@@ -64,6 +72,9 @@ impl Expired {
 /// bodies of its requests.
 pub(crate) struct ConnState {
     read_any: AtomicBool,
+    /// When writes started to block: milliseconds since `born`, plus one (0: not blocked).
+    write_blocked: AtomicU64,
+    born: Instant,
     activity: Mutex<Activity>,
     changed: Notify,
 }
@@ -78,6 +89,8 @@ impl ConnState {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(ConnState {
             read_any: AtomicBool::new(false),
+            write_blocked: AtomicU64::new(0),
+            born: Instant::now(),
             activity: Mutex::new(Activity {
                 in_flight: 0,
                 idle_since: Instant::now(),
@@ -98,13 +111,34 @@ impl ConnState {
         RequestGuard(self.clone())
     }
 
+    /// Notes that a write found the socket full (the first of a run of such writes starts the
+    /// stall clock) or that one went through (which stops it).
+    fn note_write(&self, blocked: bool) {
+        let was = self.write_blocked.load(Ordering::Relaxed);
+        if blocked && was == 0 {
+            let since = self.born.elapsed().as_millis() as u64 + 1;
+            self.write_blocked.store(since, Ordering::Relaxed);
+            self.changed.notify_one();
+        } else if !blocked && was != 0 {
+            self.write_blocked.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// When the current write stall passes its limit, if writes are blocked.
+    fn write_stall_due(&self, d: &Deadlines) -> Option<Instant> {
+        let since = self.write_blocked.load(Ordering::Relaxed);
+        (since != 0 && !d.write_stall.is_zero())
+            .then(|| self.born + Duration::from_millis(since - 1) + d.write_stall)
+    }
+
     fn note_slow_body(&self) {
         self.lock().slow_body = true;
         self.changed.notify_one();
     }
 
-    /// Resolves when the connection should be closed: an idle deadline passed, or a request body
-    /// timed out and no request is in progress any more. Never resolves while a request runs.
+    /// Resolves when the connection should be closed: an idle deadline passed, a request body
+    /// timed out and no request is in progress any more, or the client has not taken a byte of
+    /// a response for the write-stall timeout. Otherwise never resolves while a request runs.
     pub(crate) async fn expired(&self, d: Deadlines) -> Expired {
         loop {
             // Registered before reading the state: a change after the read wakes us.
@@ -121,6 +155,11 @@ impl ConnState {
                 } else {
                     (!d.idle.is_zero()).then(|| (a.idle_since + d.idle, Expired::Idle))
                 }
+            };
+            let stall = self.write_stall_due(&d).map(|at| (at, Expired::WriteStall));
+            let due = match (due, stall) {
+                (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+                (a, b) => a.or(b),
             };
             match due {
                 None => changed.await,
@@ -189,7 +228,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for GuardedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.state.note_write(r.is_pending());
+        r
     }
 
     fn poll_write_vectored(
@@ -197,7 +238,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for GuardedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.state.note_write(r.is_pending());
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -470,6 +513,7 @@ mod tests {
             idle: Duration::from_secs(60),
             body,
             body_min_rate: rate,
+            write_stall: Duration::from_secs(60),
         }
     }
 
@@ -543,6 +587,7 @@ mod tests {
             idle: Duration::from_millis(300),
             body: Duration::from_secs(30),
             body_min_rate: 0,
+            write_stall: Duration::from_millis(400),
         };
         // Silent: closed at the first-byte deadline.
         let silent = ConnState::new();
@@ -585,6 +630,33 @@ mod tests {
         assert!(!waiter.is_finished(), "not while the answer is on its way");
         drop(req);
         assert_eq!(waiter.await.unwrap(), Expired::SlowBody);
+
+        // A client that stops reading a response: closed at the write-stall deadline, although
+        // its request is in progress; writes that go through stop the clock.
+        let stalled = ConnState::new();
+        stalled.read_any.store(true, Ordering::Relaxed);
+        let _req = stalled.request_started();
+        let waiter = {
+            let stalled = stalled.clone();
+            tokio::spawn(async move { stalled.expired(d).await })
+        };
+        stalled.note_write(true);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stalled.note_write(false);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waiter.is_finished(),
+            "a write went through within the limit"
+        );
+        let start = Instant::now();
+        stalled.note_write(true);
+        stalled.note_write(true);
+        assert_eq!(waiter.await.unwrap(), Expired::WriteStall);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(390) && took < Duration::from_millis(900),
+            "{took:?}"
+        );
     }
 
     use futures_util::StreamExt;

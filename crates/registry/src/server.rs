@@ -38,6 +38,9 @@ pub struct ServeOptions {
     pub body_read_timeout: Duration,
     /// Body bytes per second that keep an upload within `body_read_timeout`; 0: any data does.
     pub body_min_rate: u64,
+    /// A connection whose client takes no byte of a response for this long is closed (a client
+    /// that asks for a blob and never reads it would otherwise hold its slot for good).
+    pub write_stall_timeout: Duration,
     /// Most connections served at once; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
     /// Most connections open at once from one source address (IPv6: one /64); a connection
@@ -58,6 +61,7 @@ impl Default for ServeOptions {
             idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(30),
             body_min_rate: 1024,
+            write_stall_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_connections_per_address: 256,
             shutdown_grace: Duration::from_secs(30),
@@ -97,6 +101,7 @@ pub async fn serve(
         idle: opts.idle_timeout,
         body: opts.body_read_timeout,
         body_min_rate: opts.body_min_rate,
+        write_stall: opts.write_stall_timeout,
     };
     let reloader = opts
         .tls

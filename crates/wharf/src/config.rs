@@ -368,6 +368,9 @@ pub struct ServerConfig {
     /// Body bytes per second that keep an upload within `body_read_timeout_seconds`: each
     /// `body_min_rate_bytes_per_second` bytes earn one second of waiting; 0: any data does.
     pub body_min_rate_bytes_per_second: u64,
+    /// Seconds a client may take no byte of a response before its connection is closed; 0: no
+    /// limit.
+    pub write_stall_timeout_seconds: u64,
     /// Most connections served at once.
     pub max_connections: usize,
     /// Most connections open at once from one source address (IPv6: one /64); 0: no limit.
@@ -384,6 +387,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds),
             body_min_rate: self.body_min_rate_bytes_per_second,
+            write_stall_timeout: Duration::from_secs(self.write_stall_timeout_seconds),
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
@@ -441,6 +445,7 @@ impl Default for ServerConfig {
             idle_timeout_seconds: 60,
             body_read_timeout_seconds: 30,
             body_min_rate_bytes_per_second: 1024,
+            write_stall_timeout_seconds: 60,
             max_connections: 4096,
             max_connections_per_address: 256,
         }
@@ -671,6 +676,7 @@ mod tests {
             "[server]\nfirst_byte_timeout_seconds = 2\nidle_timeout_seconds = 0\n\
              body_read_timeout_seconds = 3\nbody_min_rate_bytes_per_second = 0\n\
              max_connections_per_address = 0\nheader_read_timeout_seconds = 5\n\
+             write_stall_timeout_seconds = 7\n\
              [metrics]\nlisten = \"127.0.0.1:5001\"\n",
         )
         .unwrap();
@@ -681,6 +687,7 @@ mod tests {
         assert_eq!(o.body_min_rate, 0);
         assert_eq!(o.max_connections_per_address, 0);
         assert_eq!(o.header_read_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(o.write_stall_timeout, std::time::Duration::from_secs(7));
         assert_eq!(cfg.metrics.listen.unwrap().port(), 5001);
         assert!(toml::from_str::<Config>("[metrics]\nport = 1\n").is_err());
     }

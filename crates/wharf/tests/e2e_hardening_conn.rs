@@ -436,7 +436,7 @@ fn metrics_are_only_on_the_metrics_listener() {
 fn slow_but_steady_uploads_and_pulls_are_not_cut() {
     let w = Wharf::start(
         "[server]\nfirst_byte_timeout_seconds = 1\nidle_timeout_seconds = 1\n\
-         body_read_timeout_seconds = 2\n",
+         body_read_timeout_seconds = 2\nwrite_stall_timeout_seconds = 1\n",
     );
     let http = Http::new(w.addr);
     let data = pattern(21, 8 * 1024 * 1024);
@@ -503,4 +503,48 @@ fn slow_but_steady_uploads_and_pulls_are_not_cut() {
         took > Duration::from_secs(2),
         "{took:?}: not slow enough to test anything"
     );
+}
+
+/// A client that asks for a large blob and then stops reading: the server's writes block, and
+/// the connection is closed at the write-stall deadline (before, it stayed open for good, and the
+/// client could read the whole blob whenever it came back).
+#[test]
+fn a_client_that_stops_reading_is_disconnected() {
+    let w = Wharf::start("[server]\nwrite_stall_timeout_seconds = 2\n");
+    let http = Http::new(w.addr);
+    // Far more than the socket buffers on both sides can hold.
+    let data = pattern(33, 64 * 1024 * 1024);
+    let digest = http.must_push_blob("team/stall", &data);
+    let mut s = TcpStream::connect(w.addr).unwrap();
+    write!(
+        s,
+        "GET /v2/team/stall/blobs/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // Not reading for well past the deadline.
+    std::thread::sleep(Duration::from_secs(5));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let ended = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "closed",
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => panic!("read failed after {got} bytes, {:?}: {e}", start.elapsed()),
+        }
+    };
+    eprintln!(
+        "stalled reader: {ended} after reading {got} of {} bytes",
+        data.len()
+    );
+    assert!(
+        got < data.len(),
+        "the whole blob ({got} bytes with headers) was still there after the stall: the \
+         connection was not closed"
+    );
+    // The server is fine and serves the blob to a client that reads.
+    let (r, n, d) = http.get_blob_hashed("team/stall", &digest).unwrap();
+    assert_eq!((r.status, n as usize, d), (200, data.len(), digest));
 }
