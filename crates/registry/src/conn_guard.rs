@@ -107,7 +107,6 @@ impl ConnState {
     /// Marks a request as in progress until the returned guard is dropped.
     pub(crate) fn request_started(self: &Arc<Self>) -> RequestGuard {
         self.lock().in_flight += 1;
-        self.changed.notify_one();
         RequestGuard(self.clone())
     }
 
@@ -118,7 +117,6 @@ impl ConnState {
         if blocked && was == 0 {
             let since = self.born.elapsed().as_millis() as u64 + 1;
             self.write_blocked.store(since, Ordering::Relaxed);
-            self.changed.notify_one();
         } else if !blocked && was != 0 {
             self.write_blocked.store(0, Ordering::Relaxed);
         }
@@ -139,7 +137,17 @@ impl ConnState {
     /// Resolves when the connection should be closed: an idle deadline passed, a request body
     /// timed out and no request is in progress any more, or the client has not taken a byte of
     /// a response for the write-stall timeout. Otherwise never resolves while a request runs.
+    ///
+    /// Only a timed-out body wakes it. Requests starting and ending, the first byte and blocked
+    /// writes are not announced (that would wake this task twice per request, a tenth of the
+    /// cost of a small GET): it looks at the state at each deadline, and at least every quarter
+    /// of the shorter of the idle and write-stall timeouts.
     pub(crate) async fn expired(&self, d: Deadlines) -> Expired {
+        let tick = [d.idle, d.write_stall]
+            .into_iter()
+            .filter(|t| !t.is_zero())
+            .min()
+            .map(|t| t / 4);
         loop {
             // Registered before reading the state: a change after the read wakes us.
             let changed = self.changed.notified();
@@ -161,12 +169,21 @@ impl ConnState {
                 (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
                 (a, b) => a.or(b),
             };
-            match due {
+            let now = Instant::now();
+            if let Some((at, why)) = due
+                && now >= at
+            {
+                return why;
+            }
+            // When to look again: at the due time, and after a tick at the latest (a request's
+            // start and end and a write stall are not announced).
+            let mut wake = due.map(|(at, _)| at);
+            if let Some(t) = tick {
+                wake = Some(wake.map_or(now + t, |w| w.min(now + t)));
+            }
+            match wake {
                 None => changed.await,
-                Some((at, why)) => {
-                    if Instant::now() >= at {
-                        return why;
-                    }
+                Some(at) => {
                     tokio::select! {
                         _ = changed => {}
                         _ = tokio::time::sleep_until(at) => {}
@@ -182,14 +199,18 @@ pub(crate) struct RequestGuard(Arc<ConnState>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        {
+        let close = {
             let mut a = self.0.lock();
             a.in_flight -= 1;
             if a.in_flight == 0 {
                 a.idle_since = Instant::now();
             }
+            a.in_flight == 0 && a.slow_body
+        };
+        // A connection whose body timed out goes as soon as its answer is out.
+        if close {
+            self.0.changed.notify_one();
         }
-        self.0.changed.notify_one();
     }
 }
 
@@ -216,7 +237,6 @@ impl<I: AsyncRead + Unpin> AsyncRead for GuardedIo<I> {
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before && !self.state.read_any.load(Ordering::Relaxed) {
             self.state.read_any.store(true, Ordering::Relaxed);
-            self.state.changed.notify_one();
         }
         r
     }
