@@ -1,93 +1,10 @@
 //! Typed errors, including the registry's own JSON error codes.
 
-use std::fmt;
-
 use oci::Digest;
 
-/// The error codes of the OCI Distribution spec (and the extras registries commonly send).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// `BLOB_UNKNOWN`
-    BlobUnknown,
-    /// `BLOB_UPLOAD_INVALID`
-    BlobUploadInvalid,
-    /// `BLOB_UPLOAD_UNKNOWN`
-    BlobUploadUnknown,
-    /// `DIGEST_INVALID`
-    DigestInvalid,
-    /// `MANIFEST_BLOB_UNKNOWN`
-    ManifestBlobUnknown,
-    /// `MANIFEST_INVALID`
-    ManifestInvalid,
-    /// `MANIFEST_UNKNOWN`
-    ManifestUnknown,
-    /// `NAME_INVALID`
-    NameInvalid,
-    /// `NAME_UNKNOWN`
-    NameUnknown,
-    /// `SIZE_INVALID`
-    SizeInvalid,
-    /// `UNAUTHORIZED`
-    Unauthorized,
-    /// `DENIED`
-    Denied,
-    /// `UNSUPPORTED`
-    Unsupported,
-    /// `TOOMANYREQUESTS`
-    TooManyRequests,
-    /// Any other code, as sent.
-    Other(String),
-}
-
-impl ErrorCode {
-    /// Maps a code string from an error body.
-    pub fn parse(s: &str) -> ErrorCode {
-        match s {
-            "BLOB_UNKNOWN" => ErrorCode::BlobUnknown,
-            "BLOB_UPLOAD_INVALID" => ErrorCode::BlobUploadInvalid,
-            "BLOB_UPLOAD_UNKNOWN" => ErrorCode::BlobUploadUnknown,
-            "DIGEST_INVALID" => ErrorCode::DigestInvalid,
-            "MANIFEST_BLOB_UNKNOWN" => ErrorCode::ManifestBlobUnknown,
-            "MANIFEST_INVALID" => ErrorCode::ManifestInvalid,
-            "MANIFEST_UNKNOWN" => ErrorCode::ManifestUnknown,
-            "NAME_INVALID" => ErrorCode::NameInvalid,
-            "NAME_UNKNOWN" => ErrorCode::NameUnknown,
-            "SIZE_INVALID" => ErrorCode::SizeInvalid,
-            "UNAUTHORIZED" => ErrorCode::Unauthorized,
-            "DENIED" => ErrorCode::Denied,
-            "UNSUPPORTED" => ErrorCode::Unsupported,
-            "TOOMANYREQUESTS" => ErrorCode::TooManyRequests,
-            other => ErrorCode::Other(other.to_owned()),
-        }
-    }
-
-    /// The code as the spec spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ErrorCode::BlobUnknown => "BLOB_UNKNOWN",
-            ErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
-            ErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
-            ErrorCode::DigestInvalid => "DIGEST_INVALID",
-            ErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
-            ErrorCode::ManifestInvalid => "MANIFEST_INVALID",
-            ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
-            ErrorCode::NameInvalid => "NAME_INVALID",
-            ErrorCode::NameUnknown => "NAME_UNKNOWN",
-            ErrorCode::SizeInvalid => "SIZE_INVALID",
-            ErrorCode::Unauthorized => "UNAUTHORIZED",
-            ErrorCode::Denied => "DENIED",
-            ErrorCode::Unsupported => "UNSUPPORTED",
-            ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
-            ErrorCode::Other(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The error codes of the OCI Distribution spec, defined once in `oci` (the registry answers
+/// with the same enum); codes a registry sends that it does not know are kept as `Other`.
+pub use oci::ErrorCode;
 
 /// Everything that can go wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]

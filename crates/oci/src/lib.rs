@@ -4,11 +4,13 @@
 //! HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
 
 pub mod digest;
+pub mod error_code;
 pub mod manifest;
 pub mod name;
 pub mod range;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use error_code::ErrorCode;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, media_types};
 pub use name::{NameError, Reference, validate_repository, validate_tag};
 pub use range::{ByteRange, RangeError, parse_content_range, parse_range};

@@ -4,84 +4,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use store::StoreError;
 
-/// An error code from the distribution spec. Only the spec's codes are sent to clients, since the
-/// spec requires a JSON error body's `code` to be one of them; `Internal` (`UNKNOWN`) appears only
-/// on server failures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Code {
-    /// Blob unknown to registry.
-    BlobUnknown,
-    /// Blob upload invalid.
-    BlobUploadInvalid,
-    /// Blob upload unknown to registry.
-    BlobUploadUnknown,
-    /// Provided digest did not match uploaded content.
-    DigestInvalid,
-    /// Manifest references a manifest or blob unknown to registry.
-    ManifestBlobUnknown,
-    /// Manifest invalid.
-    ManifestInvalid,
-    /// Manifest unknown to registry.
-    ManifestUnknown,
-    /// Invalid repository name.
-    NameInvalid,
-    /// Repository name not known to registry.
-    NameUnknown,
-    /// Provided length did not match content length.
-    SizeInvalid,
-    /// Authentication required.
-    Unauthorized,
-    /// Requested access to the resource is denied.
-    Denied,
-    /// The operation is unsupported.
-    Unsupported,
-    /// Too many requests.
-    TooManyRequests,
-    /// A service the request depends on (a pull-through cache's upstream) is unavailable.
-    Unavailable,
-    /// The server failed; not the client's fault.
-    Internal,
-}
+/// The distribution spec's error codes, defined once in `oci` (shared with the client). Only
+/// the spec's codes are sent to clients, since the spec requires a JSON error body's `code` to be
+/// one of them; `Internal` (`UNKNOWN`) appears only on server failures, `Other` never.
+pub use oci::ErrorCode as Code;
 
-impl Code {
-    /// The code's wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::BlobUnknown => "BLOB_UNKNOWN",
-            Code::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
-            Code::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
-            Code::DigestInvalid => "DIGEST_INVALID",
-            Code::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
-            Code::ManifestInvalid => "MANIFEST_INVALID",
-            Code::ManifestUnknown => "MANIFEST_UNKNOWN",
-            Code::NameInvalid => "NAME_INVALID",
-            Code::NameUnknown => "NAME_UNKNOWN",
-            Code::SizeInvalid => "SIZE_INVALID",
-            Code::Unauthorized => "UNAUTHORIZED",
-            Code::Denied => "DENIED",
-            Code::Unsupported => "UNSUPPORTED",
-            Code::TooManyRequests => "TOOMANYREQUESTS",
-            Code::Unavailable => "UNAVAILABLE",
-            Code::Internal => "UNKNOWN",
-        }
-    }
-
-    /// The status that usually goes with the code.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Code::BlobUnknown
-            | Code::BlobUploadUnknown
-            | Code::ManifestUnknown
-            | Code::NameUnknown => StatusCode::NOT_FOUND,
-            Code::Unauthorized => StatusCode::UNAUTHORIZED,
-            Code::Denied => StatusCode::FORBIDDEN,
-            Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
-            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
+/// The HTTP status that usually goes with `code` (500 for a code Wharf never sends).
+fn usual_status(code: &Code) -> StatusCode {
+    code.status()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// An error answered to the client as the spec's JSON body.
@@ -101,8 +33,8 @@ impl ApiError {
     /// An error with the code's usual status.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         ApiError {
+            status: usual_status(&code),
             code,
-            status: code.status(),
             message: message.into(),
             headers: Vec::new(),
         }

@@ -37,26 +37,12 @@ pub struct TagRules {
     rules: Vec<ImmutableRule>,
 }
 
-/// Whether `tag` is a semantic version (`v` prefix allowed; build metadata cannot appear in a
-/// tag, since `+` is not a tag character).
+/// Whether `tag` is a semantic version, by the one parser the retention planner and
+/// `wharf versions` use ([`versions::Version::parse`]): `[v]MAJOR.MINOR.PATCH[-PRERELEASE]`,
+/// numbers within 64 bits (build metadata cannot appear in a tag, since `+` is not a tag
+/// character).
 pub fn is_semver(tag: &str) -> bool {
-    let t = tag.strip_prefix('v').unwrap_or(tag);
-    let (core, pre) = match t.split_once('-') {
-        Some((c, p)) => (c, Some(p)),
-        None => (t, None),
-    };
-    let numeric = |s: &str| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| numeric(p))
-        && pre.is_none_or(|p| {
-            !p.is_empty()
-                && p.split('.').all(|id| {
-                    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
-        })
+    versions::Version::parse(tag).is_some()
 }
 
 impl TagRules {
@@ -101,6 +87,9 @@ mod tests {
             "latest",
             "1.2.3.4",
             "v1.2.x",
+            // Too big for the version parser, so not a version to tag rules either.
+            "99999999999999999999999.0.0",
+            "1.0.0-99999999999999999999999",
         ] {
             assert!(!is_semver(bad), "{bad}");
         }

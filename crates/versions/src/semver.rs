@@ -45,7 +45,9 @@ pub struct Version {
 
 impl Version {
     /// Parses a tag as a semantic version (an optional leading `v` is accepted); `None` when the
-    /// tag is not one. Numbers that do not fit 64 bits are not treated as versions.
+    /// tag is not one. Numbers that do not fit 64 bits (in the core or a numeric pre-release
+    /// identifier) are not treated as versions. This is the one semver parser of Wharf: tag
+    /// rules (`semver = true`) and retention ask it, so they always agree.
     pub fn parse(tag: &str) -> Option<Version> {
         let t = tag.strip_prefix('v').unwrap_or(tag);
         let (core, pre) = match t.split_once('-') {
@@ -166,6 +168,7 @@ mod tests {
             "v1.2.x",
             "vv1.2.3",
             "99999999999999999999999.0.0",
+            "1.0.0-99999999999999999999999",
             "",
         ] {
             assert!(Version::parse(bad).is_none(), "{bad}");
