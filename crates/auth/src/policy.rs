@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use crate::identity::{Group, Robot, Rule, Subject};
 use crate::scope::{Action, Actions};
 
-/// A repository pattern: `*` matches any run of characters (slashes included), `?` one
-/// character; anything else matches itself. `team-a/*` covers every repository under `team-a/`.
+/// A repository pattern: an [`oci::Glob`] (`*` matches any run of characters, slashes included,
+/// `?` one character; anything else matches itself) restricted to the characters of repository
+/// names. `team-a/*` covers every repository under `team-a/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern(String);
+pub struct Pattern(oci::Glob);
 
 impl Pattern {
     /// Longest pattern accepted.
@@ -27,43 +28,18 @@ impl Pattern {
                 "invalid repository pattern {p:?}: use [a-z0-9._-/] with * and ? wildcards"
             ));
         }
-        Ok(Pattern(p.to_owned()))
+        Ok(Pattern(oci::Glob::new(p)))
     }
 
     /// The pattern text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// Whether `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        glob_match(&self.0, name)
+        self.0.matches(name)
     }
-}
-
-/// Glob matching with `*` (any run of characters) and `?` (one character), iterative with a
-/// single backtrack point so it runs in linear-ish time whatever the input. Shared by repository
-/// patterns and tag rules.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// What kind of caller a principal is.

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use oci::{Digest, Manifest, Reference};
+use oci::{Digest, Glob, Manifest, Reference};
 use serde::Serialize;
 use store::{MetaStore, Page, StoreError};
 
@@ -58,45 +58,45 @@ pub struct EvictReport {
     pub bytes_released: u64,
 }
 
-/// A pin pattern: `host/repo:tag`, `host/repo@digest`, `host/repo` (every image of it), with `*`
-/// matching within a path component and a trailing `/*` any deeper path.
-fn pin_matches(pattern: &str, repo: &str, tags: &[String], digest: &str) -> bool {
-    let (repo_pat, want) = match pattern.split_once('@') {
-        Some((r, d)) => (r, Some(Err(d))),
-        None => match pattern.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => (r, Some(Ok(t))),
-            _ => (pattern, None),
-        },
-    };
-    if !glob(repo_pat, repo) {
-        return false;
-    }
-    match want {
-        None => true,
-        Some(Ok(tag)) => tags.iter().any(|t| glob(tag, t)),
-        Some(Err(d)) => d == digest,
-    }
+/// A pin pattern, compiled: `host/repo:tag`, `host/repo@digest`, `host/repo` (every image of
+/// it), where the repository and tag parts are [`Glob`]s (`*` matches any run of characters,
+/// slashes included, so `ghcr.io/org/*` covers every repository below `ghcr.io/org/`).
+struct Pin {
+    repo: Glob,
+    want: Option<Want>,
 }
 
-/// `*` matches any run of characters except `/`; a trailing `/*` also matches deeper paths.
-fn glob(pattern: &str, s: &str) -> bool {
-    if let Some(prefix) = pattern.strip_suffix("/*")
-        && let Some(rest) = s.strip_prefix(prefix)
-        && rest.starts_with('/')
-    {
-        return true;
-    }
-    fn rec(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => {
-                rec(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && rec(p, &s[1..]))
-            }
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
-            _ => false,
+/// What a pin asks of an image beyond its repository.
+enum Want {
+    /// A tag matching this glob.
+    Tag(Glob),
+    /// Exactly this digest.
+    Digest(String),
+}
+
+impl Pin {
+    fn new(pattern: &str) -> Pin {
+        let (repo, want) = match pattern.split_once('@') {
+            Some((r, d)) => (r, Some(Want::Digest(d.to_owned()))),
+            None => match pattern.rsplit_once(':') {
+                Some((r, t)) if !t.contains('/') => (r, Some(Want::Tag(Glob::new(t)))),
+                _ => (pattern, None),
+            },
+        };
+        Pin {
+            repo: Glob::new(repo),
+            want,
         }
     }
-    rec(pattern.as_bytes(), s.as_bytes())
+
+    fn matches(&self, repo: &str, tags: &[String], digest: &str) -> bool {
+        self.repo.matches(repo)
+            && match &self.want {
+                None => true,
+                Some(Want::Tag(tag)) => tags.iter().any(|t| tag.matches(t)),
+                Some(Want::Digest(d)) => d == digest,
+            }
+    }
 }
 
 impl Cache {
@@ -161,8 +161,14 @@ impl Cache {
 
     /// Every cached image, least recently pulled first.
     pub async fn images(&self) -> Result<Vec<CachedImage>, StoreError> {
-        let mut pins = self.inner.config.pinned.clone();
-        pins.extend(self.runtime_pins().await?);
+        let mut pins: Vec<Pin> = self
+            .inner
+            .config
+            .pinned
+            .iter()
+            .map(|p| Pin::new(p))
+            .collect();
+        pins.extend(self.runtime_pins().await?.iter().map(|p| Pin::new(p)));
         let meta = &self.inner.meta;
         let mut out = Vec::new();
         for repo in self.cached_repos().await? {
@@ -226,7 +232,7 @@ impl Cache {
                     .map(|t| t.tag.clone())
                     .collect();
                 let digest = top.digest.to_string();
-                let pinned = pins.iter().any(|p| pin_matches(p, &repo, &tags, &digest));
+                let pinned = pins.iter().any(|p| p.matches(&repo, &tags, &digest));
                 out.push(CachedImage {
                     repo: repo.clone(),
                     digest,
@@ -393,6 +399,10 @@ impl Cache {
 mod tests {
     use super::*;
 
+    fn pin_matches(pattern: &str, repo: &str, tags: &[String], digest: &str) -> bool {
+        Pin::new(pattern).matches(repo, tags, digest)
+    }
+
     #[test]
     fn pins() {
         let tags = vec!["3.20".to_owned(), "latest".to_owned()];
@@ -423,7 +433,14 @@ mod tests {
         ));
         assert!(pin_matches("docker.io/library/*", r, &tags, "sha256:x"));
         assert!(pin_matches("docker.io/*", r, &tags, "sha256:x"));
-        assert!(!pin_matches("docker.io/lib*", r, &tags, "sha256:x"));
+        // One glob rule everywhere (oci::Glob): `*` crosses slashes, as in access rules.
+        assert!(pin_matches("docker.io/lib*", r, &tags, "sha256:x"));
+        assert!(!pin_matches(
+            "docker.io/lib*",
+            "docker.io/other/x",
+            &tags,
+            "sha256:x"
+        ));
         assert!(pin_matches(
             "docker.io/library/alpine@sha256:x",
             r,

@@ -5,12 +5,14 @@
 
 pub mod digest;
 pub mod error_code;
+pub mod glob;
 pub mod manifest;
 pub mod name;
 pub mod range;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error_code::ErrorCode;
+pub use glob::Glob;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, media_types};
 pub use name::{NameError, Reference, validate_repository, validate_tag};
 pub use range::{ByteRange, RangeError, parse_content_range, parse_range};

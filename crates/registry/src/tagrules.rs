@@ -2,13 +2,13 @@
 //! never moves and is never deleted. Pure: the registry asks, storage enforces atomically.
 
 use auth::Pattern;
-use auth::policy::glob_match;
+use oci::Glob;
 
 /// Which tags a rule covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TagMatch {
-    /// A glob with `*` and `?`, e.g. `v*`.
-    Glob(String),
+    /// A glob with `*` and `?`, e.g. `v*` (the one [`oci::Glob`] matcher).
+    Glob(Glob),
     /// Any semantic version: `[v]MAJOR.MINOR.PATCH[-PRERELEASE]`.
     Semver,
 }
@@ -56,7 +56,7 @@ impl TagRules {
         self.rules.iter().find(|r| {
             r.repos.matches(repo)
                 && match &r.tags {
-                    TagMatch::Glob(g) => glob_match(g, tag),
+                    TagMatch::Glob(g) => g.matches(tag),
                     TagMatch::Semver => is_semver(tag),
                 }
         })
@@ -100,7 +100,7 @@ mod tests {
         let r = TagRules::new(vec![
             ImmutableRule {
                 repos: Pattern::new("prod/*").unwrap(),
-                tags: TagMatch::Glob("v*".into()),
+                tags: TagMatch::Glob(Glob::new("v*")),
             },
             ImmutableRule {
                 repos: Pattern::new("lib/*").unwrap(),

@@ -4,11 +4,11 @@
 //!   precedence, and [`sort_versions`], the order `wharf versions` lists tags in.
 //! - [`retention`]: retention policies and the planner that maps a repository's tags,
 //!   manifests, push and pull times to a plan of deletions, each with its reason.
-//! - [`glob`]: the `*` / `?` patterns used by `keep_tags`.
+//!
+//! `keep_tags` patterns are [`oci::Glob`]s, the one glob matcher of Wharf.
 //!
 //! The registry gathers the inputs from storage, asks the planner, and carries the plan out.
 
-pub mod glob;
 pub mod retention;
 pub mod semver;
 

@@ -20,8 +20,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::glob;
 use crate::semver::Version;
+use oci::Glob;
 
 /// A retention policy for the repositories it is configured for. Every field is optional; an
 /// empty policy keeps everything.
@@ -33,7 +33,7 @@ pub struct Policy {
     pub keep_semver: Option<usize>,
     /// Count `keep_semver` within each major version.
     pub per_major: bool,
-    /// Tags matching any of these globs are always kept.
+    /// Tags matching any of these globs ([`oci::Glob`]) are always kept.
     pub keep_tags: Vec<String>,
     /// Delete untagged manifests (that no index lists and that are no referrer) older than this
     /// many seconds.
@@ -341,6 +341,8 @@ pub fn plan(policy: &Policy, repo: &Repo, now: u64) -> Plan {
         }
     }
     ordinary.sort_by(|a, b| a.name.cmp(&b.name));
+    // Compiled once per plan, not once per tag.
+    let keep_tags: Vec<Glob> = policy.keep_tags.iter().map(|p| Glob::new(p)).collect();
 
     let last_rank = policy.keep_last.map(|n| {
         let mut by_push = ordinary.clone();
@@ -390,9 +392,10 @@ pub fn plan(policy: &Policy, repo: &Repo, now: u64) -> Plan {
             surviving_tags.insert(&t.name);
             continue;
         }
-        if let Some(p) = policy.keep_tags.iter().find(|p| glob::matches(p, &t.name)) {
-            out.kept
-                .push(kept(KeptReason::KeepTags { pattern: p.clone() }));
+        if let Some(p) = keep_tags.iter().find(|p| p.matches(&t.name)) {
+            out.kept.push(kept(KeptReason::KeepTags {
+                pattern: p.as_str().to_owned(),
+            }));
             surviving_tags.insert(&t.name);
             continue;
         }

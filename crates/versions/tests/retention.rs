@@ -414,7 +414,7 @@ proptest! {
         for t in &g.repo.tags {
             let gone = deleted_tags.contains(t.name.as_str());
             // Immutable tags and keep_tags matches are never deleted, nor their manifests.
-            if t.frozen.is_some() || (g.policy.keep_tags.iter().any(|p| versions::glob::matches(p, &t.name))
+            if t.frozen.is_some() || (g.policy.keep_tags.iter().any(|p| oci::Glob::new(p).matches(&t.name))
                 && !follower(t)) {
                 prop_assert!(!gone, "{} deleted", t.name);
             }

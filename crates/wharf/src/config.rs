@@ -184,7 +184,7 @@ impl TagsConfig {
         for r in &self.immutable {
             let repos = auth::Pattern::new(&r.repos).map_err(anyhow::Error::msg)?;
             let tags = match (&r.tags, r.semver) {
-                (Some(g), false) => TagMatch::Glob(g.clone()),
+                (Some(g), false) => TagMatch::Glob(oci::Glob::new(g)),
                 (None, true) => TagMatch::Semver,
                 _ => anyhow::bail!(
                     "immutable tag rule for {}: give exactly one of `tags = \"GLOB\"` or `semver = true`",
