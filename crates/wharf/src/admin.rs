@@ -13,7 +13,6 @@ use clap::{Args, Subcommand};
 use registry::identities::{AuditQuery, Identities, IdentityError};
 
 use crate::escape::{escape_controls as esc, escape_json_line};
-use crate::versions::urlencode;
 
 /// Where the data lives: a data directory, or a running server.
 #[derive(Args, Debug, Clone)]
@@ -28,6 +27,18 @@ pub struct DataDir {
     /// Administrator login for --server; the password comes from WHARF_PASSWORD.
     #[arg(long = "as", env = "WHARF_USER")]
     pub login_as: Option<String>,
+}
+
+/// Percent-encodes a query value for [`Remote`] calls (`?repo=...&tag=...`).
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A running server's management API.

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::admin::urlencode;
 use crate::config::Config;
-use crate::versions::{human_size, urlencode};
+use crate::versions::human_size;
 
 /// Builds the cache when upstreams are configured (reading password files).
 pub fn build(

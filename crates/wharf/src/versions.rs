@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use registry::retention::VersionRow;
 
-use crate::admin::DataDir;
+use crate::admin::{DataDir, urlencode};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
@@ -53,18 +53,6 @@ pub(crate) fn open_meta(data: &Path) -> anyhow::Result<Arc<store::RedbMetaStore>
             data.display()
         )
     })?))
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds.
