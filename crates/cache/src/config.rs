@@ -106,7 +106,9 @@ impl UpstreamConfig {
     pub fn endpoint(&self) -> String {
         match &self.url {
             Some(u) => u.trim_end_matches('/').to_owned(),
-            None if self.host == DOCKER_HUB => "https://registry-1.docker.io".to_owned(),
+            None if self.host == DOCKER_HUB => {
+                format!("https://{}", oci::image_ref::DOCKER_HUB_API)
+            }
             None => format!("https://{}", self.host),
         }
     }
@@ -118,19 +120,12 @@ impl UpstreamConfig {
     }
 }
 
-/// Docker Hub's canonical host name.
-pub const DOCKER_HUB: &str = "docker.io";
+/// Docker Hub's canonical host name (the one definition is `oci`'s).
+pub use oci::image_ref::DOCKER_HUB;
 
-/// Names that containerd and others use for Docker Hub.
-pub(crate) fn canonical_host(host: &str) -> String {
-    let h = host.to_ascii_lowercase();
-    match h.as_str() {
-        "registry-1.docker.io" | "index.docker.io" | "registry.hub.docker.com" => {
-            DOCKER_HUB.to_owned()
-        }
-        _ => h,
-    }
-}
+/// Names that containerd and others use for Docker Hub map to `docker.io`; hosts compare in
+/// lower case. The aliasing is `oci`'s, done once for every reference in Wharf.
+pub(crate) use oci::image_ref::normalize_registry as canonical_host;
 
 /// Problems in the configuration, found at start-up.
 pub fn validate(cfg: &CacheConfig) -> Result<(), String> {

@@ -478,18 +478,21 @@ impl Cache {
     /// `docker.io/alpine`, `localhost:5001/team/app@sha256:...`): the local repository and the
     /// reference (`latest` when none is given).
     pub fn parse_image(&self, image: &str) -> Result<(String, Reference), String> {
-        let (name, reference) = match image.split_once('@') {
-            Some((n, d)) => (n, d.to_owned()),
-            None => match image.rsplit_once(':') {
-                Some((n, t)) if !t.contains('/') => (n, t.to_owned()),
-                _ => (image, "latest".to_owned()),
-            },
+        let parsed = oci::ImageRef::parse(image).map_err(|e| format!("{image}: {e}"))?;
+        let r = match parsed.digest() {
+            Some(d) => Reference::Digest(d.clone()),
+            None => Reference::Tag(parsed.effective_tag().to_owned()),
         };
-        let r = Reference::parse(&reference).map_err(|e| format!("{image}: {e}"))?;
-        let local = name
-            .split_once('/')
-            .and_then(|(host, rest)| self.mirror_name(host, rest))
-            .or_else(|| self.canonical_name(name))
+        // A local cached name whose first component is a cache prefix (`localhost-5001/team/app`,
+        // which Docker's rule reads as a Docker Hub path), else an upstream's host
+        // (`docker.io/alpine`, `localhost:5001/team/app`).
+        let by_prefix = || {
+            (parsed.registry() == config::DOCKER_HUB)
+                .then(|| self.canonical_name(parsed.repository()))
+                .flatten()
+        };
+        let local = by_prefix()
+            .or_else(|| self.mirror_name(parsed.registry(), parsed.repository()))
             .ok_or_else(|| format!("{image} is not from an upstream registry of this cache"))?;
         oci::validate_repository(&local).map_err(|e| format!("{image}: {e}"))?;
         Ok((local, r))

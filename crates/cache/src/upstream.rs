@@ -9,7 +9,7 @@ use client::{BasicCredentials, parse_challenges};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 
-use crate::config::{DOCKER_HUB, UpstreamConfig};
+use crate::config::UpstreamConfig;
 use crate::error::UpstreamError;
 
 /// Media types asked for when fetching manifests: every image and index format.
@@ -95,11 +95,7 @@ impl Upstream {
     /// The upstream's name for a repository given in the client's form: Docker Hub's official
     /// images live under `library/`.
     pub(crate) fn normalize(&self, repo: &str) -> String {
-        if self.cfg.host == DOCKER_HUB && !repo.contains('/') {
-            format!("library/{repo}")
-        } else {
-            repo.to_owned()
-        }
+        oci::image_ref::normalize_repository(&self.cfg.host, repo)
     }
 
     /// Whether the upstream failed recently: cached copies are then served without asking, so

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::error::Error;
-use crate::reference::normalize_registry;
+use oci::image_ref::normalize_registry;
 
 /// A user name and password (or token used as a password) for one registry.
 #[derive(Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::auth::{BasicCredentials, Challenge, CredentialStore, parse_challenges};
 use crate::error::{Error, ErrorCode, Result};
-use crate::reference::{ImageRef, is_loopback};
+use oci::image_ref::{ImageRef, host_without_port, is_loopback};
 
 /// The `Accept` header for manifests: OCI and Docker image manifests and indexes.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -243,9 +243,11 @@ impl Client {
     /// `http` or `https` for a registry.
     pub fn scheme(&self, registry: &str) -> &'static str {
         let insecure = is_loopback(registry)
-            || self.inner.insecure.iter().any(|h| {
-                h == registry || crate::reference::host_without_port(registry) == h.as_str()
-            });
+            || self
+                .inner
+                .insecure
+                .iter()
+                .any(|h| h == registry || host_without_port(registry) == h.as_str());
         if insecure { "http" } else { "https" }
     }
 

@@ -43,7 +43,6 @@
 mod auth;
 mod client;
 mod error;
-mod reference;
 
 pub use auth::{BasicCredentials, Challenge, CredentialStore, parse_challenges};
 pub use client::{
@@ -51,8 +50,9 @@ pub use client::{
     PushedManifest, Resolved,
 };
 pub use error::{Error, ErrorCode, Result};
-pub use oci::{Descriptor, Digest};
-pub use reference::{
-    DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API, ImageRef, api_host, host_without_port, is_loopback,
-    normalize_registry,
+/// Image references are `oci`'s, the one parser of Wharf (Docker Hub aliasing included).
+pub use oci::image_ref::{
+    DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API, ImageRef, ImageRefError, api_host, host_without_port,
+    is_loopback, normalize_registry,
 };
+pub use oci::{Descriptor, Digest};

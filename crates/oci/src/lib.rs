@@ -1,11 +1,12 @@
 //! OCI primitives shared by every Wharf crate.
 //!
-//! Everything here is pure: parsing and validation of digests, repository names, tags,
-//! HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
+//! Everything here is pure: parsing and validation of digests, repository names, tags, image
+//! references, globs, the spec's error codes, HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
 
 pub mod digest;
 pub mod error_code;
 pub mod glob;
+pub mod image_ref;
 pub mod manifest;
 pub mod name;
 pub mod range;
@@ -13,6 +14,7 @@ pub mod range;
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error_code::ErrorCode;
 pub use glob::Glob;
+pub use image_ref::{ImageRef, ImageRefError};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, media_types};
 pub use name::{NameError, Reference, validate_repository, validate_tag};
 pub use range::{ByteRange, RangeError, parse_content_range, parse_range};

@@ -37,7 +37,6 @@
 //! ```
 
 mod kube;
-mod reference;
 mod yaml;
 
 use std::collections::HashMap;
@@ -49,7 +48,9 @@ use futures_util::future::{join, join_all};
 pub use oci::Digest;
 
 pub use kube::{CONTAINER_FIELDS, pod_spec_path};
-pub use reference::{DEFAULT_TAG, DOCKER_HUB, ImageRef, ReferenceError};
+/// Image references are `oci`'s, the one parser of Wharf; pin relies on [`ImageRef::as_str`]
+/// (the text as written) to rewrite YAML the way its author wrote it.
+pub use oci::image_ref::{DEFAULT_TAG, DOCKER_HUB, ImageRef, ImageRefError};
 pub use yaml::{ParseError, Quoting};
 
 /// Looks images up in their registries. The engine calls it once per distinct reference in a
@@ -94,7 +95,7 @@ pub enum ImageError {
         /// The scalar's value.
         text: String,
         /// What is wrong with it.
-        error: ReferenceError,
+        error: ImageRefError,
     },
     /// The `image` value is a mapping or a sequence.
     #[error("the image is not a string")]

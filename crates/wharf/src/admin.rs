@@ -984,16 +984,39 @@ pub enum TagCmd {
     },
 }
 
-/// Splits `repo:tag` (the tag after the last colon, which a registry host's port cannot be here
-/// since references name repositories of this registry).
+/// The registry name given to references of this server's own repositories; only the
+/// repository and tag are used.
+const THIS_REGISTRY: &str = "localhost";
+
+/// Splits `repo:tag`, a repository of this registry and a tag, with `oci`'s reference parser
+/// (relative to this registry, so `app:v1` is the repository `app`, not Docker Hub's).
 fn split_image(image: &str) -> anyhow::Result<(String, String)> {
-    let (repo, tag) = image
-        .rsplit_once(':')
-        .filter(|(_, t)| !t.contains('/'))
-        .with_context(|| format!("expected REPOSITORY:TAG, got {image:?}"))?;
-    oci::validate_repository(repo).map_err(|e| anyhow::anyhow!("{repo}: {e}"))?;
-    oci::validate_tag(tag).map_err(|e| anyhow::anyhow!("{tag}: {e}"))?;
-    Ok((repo.to_owned(), tag.to_owned()))
+    let r = oci::ImageRef::parse_in(THIS_REGISTRY, image)
+        .map_err(|e| anyhow::anyhow!("{image:?}: {e}"))?;
+    match (r.tag(), r.digest()) {
+        (Some(tag), None) => Ok((r.repository().to_owned(), tag.to_owned())),
+        _ => anyhow::bail!("expected REPOSITORY:TAG, got {image:?}"),
+    }
+}
+
+#[cfg(test)]
+mod split_image_tests {
+    use super::split_image;
+
+    #[test]
+    fn repository_and_tag_of_this_registry() {
+        assert_eq!(
+            split_image("team/app:v1").unwrap(),
+            ("team/app".to_owned(), "v1".to_owned())
+        );
+        assert_eq!(
+            split_image("app:v1").unwrap(),
+            ("app".to_owned(), "v1".to_owned())
+        );
+        for bad in ["app", "team/App:v1", "app:bad tag", "app:", "app@sha256:00"] {
+            assert!(split_image(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 fn print_tag_event(e: &store::TagEvent, json: bool) -> anyhow::Result<()> {
