@@ -15,7 +15,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, Code};
-use crate::identities::{AuditEvent, Identities};
+use service::identities::{AuditEvent, Identities};
 
 /// When access control applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum AuthMode {
     Off,
     /// As soon as one user or robot exists, and from then on: once on, it stays on even when
     /// the last identity goes (the data directory is sealed, see
-    /// [`Identities::seal`](crate::identities::Identities::seal)).
+    /// [`Identities::seal`](service::identities::Identities::seal)).
     #[default]
     Auto,
     /// Always: with no identities, only anonymous pulls of public patterns work.
@@ -1340,5 +1340,94 @@ mod tests {
         let before = c.bytes;
         c.insert(k, small);
         assert_eq!(c.bytes, before);
+    }
+
+    // Identities seen through access control (moved from identities.rs with the identities).
+
+    fn user(name: &str, admin: bool) -> User {
+        User {
+            name: name.into(),
+            password_hash: "x".into(),
+            admin,
+            disabled: false,
+            created: 0,
+            source: None,
+        }
+    }
+
+    fn ids(dir: &tempfile::TempDir) -> Identities {
+        let meta = store::RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        Identities::new(Arc::new(meta))
+    }
+
+    async fn access(
+        ids: &Identities,
+        mode: crate::access::AuthMode,
+    ) -> crate::access::AccessControl {
+        let pem = auth::token::KeyRing::generate_pem().unwrap();
+        let keys = auth::token::KeyRing::from_pems(&pem, &[]).unwrap();
+        let settings = crate::access::AuthSettings {
+            mode,
+            ..Default::default()
+        };
+        crate::access::AccessControl::new(settings, keys, ids.clone())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn auto_mode_stays_closed_when_the_last_identity_goes() {
+        use crate::access::AuthMode;
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        let ac = access(&ids, AuthMode::Auto).await;
+        assert!(
+            !ac.enforced(),
+            "a fresh data directory starts open in auto mode"
+        );
+        ids.put_user(&user("dev", false)).await.unwrap();
+        ac.reload().await.unwrap();
+        assert!(ac.enforced());
+        ids.delete_user("dev").await.unwrap();
+        ac.reload().await.unwrap();
+        assert!(ac.enforced(), "no identity left, still closed");
+        assert!(
+            access(&ids, AuthMode::Auto).await.enforced(),
+            "and after a restart"
+        );
+        assert!(
+            !access(&ids, AuthMode::Off).await.enforced(),
+            "off stays an explicit choice"
+        );
+    }
+
+    #[tokio::test]
+    async fn mode_on_seals_for_later_auto_starts() {
+        use crate::access::AuthMode;
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        assert!(access(&ids, AuthMode::On).await.enforced());
+        assert!(access(&ids, AuthMode::Auto).await.enforced());
+    }
+
+    #[test]
+    fn realm_warning_beyond_loopback_without_a_realm() {
+        use crate::access::{AuthMode, AuthSettings};
+        let any: std::net::SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let lo: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let s = AuthSettings::default();
+        let w = s.realm_warning(any).expect("warned");
+        assert!(w.contains("Host header") && w.contains("realm"), "{w}");
+        assert!(s.realm_warning(lo).is_none());
+        let configured = AuthSettings {
+            realm: Some("https://r.example/token".into()),
+            ..AuthSettings::default()
+        };
+        assert!(configured.realm_warning(any).is_none());
+        let off = AuthSettings {
+            mode: AuthMode::Off,
+            ..AuthSettings::default()
+        };
+        assert!(off.realm_warning(any).is_none());
     }
 }
