@@ -13,11 +13,12 @@ use futures_util::StreamExt;
 use oci::{ByteRange, Digest, Manifest, NameError, RangeError, Reference, media_types};
 use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
-use crate::access::{Caller, Need, request_origin};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::http_access::request_origin;
 use crate::mirror;
 use crate::{Registry, RouteLabel};
 use auth::{Action, Actions};
+use service::access::{Caller, Need};
 
 /// A parsed `/v2/` route.
 #[derive(Debug, PartialEq, Eq)]
@@ -195,7 +196,7 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
         Some(ac) => {
             let need = need_of(&route, req.method());
             let (source, cert) = request_origin(req.extensions());
-            match ac.authorize(req.headers(), source, cert, &need).await {
+            match crate::http_access::authorize(ac, req.headers(), source, cert, &need).await {
                 Ok(c) => c,
                 Err(e) => {
                     let mut resp = e.into_response();

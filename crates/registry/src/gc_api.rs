@@ -13,8 +13,9 @@ use serde::Deserialize;
 use service::gc::{GcError, USAGE_MAX_AGE};
 
 use crate::Registry;
-use crate::access::{Need, request_origin};
 use crate::error::{ApiError, Code};
+use crate::http_access::request_origin;
+use service::access::Need;
 
 pub(crate) fn routes() -> Router<Registry> {
     Router::new()
@@ -40,7 +41,7 @@ async fn admin(reg: &Registry, req: &Parts) -> Result<(), ApiError> {
         admin: true,
         ..Need::default()
     };
-    let caller = ac.authorize(&req.headers, source, cert, &need).await?;
+    let caller = crate::http_access::authorize(ac, &req.headers, source, cert, &need).await?;
     if caller.open && !loopback {
         return Err(ApiError::new(
             Code::Denied,

@@ -5,11 +5,11 @@
 //! interfaces, and map every failure to the spec's error codes. No storage detail leaks here and
 //! no HTTP detail leaks into storage.
 
-pub mod access;
 mod api;
 mod conn_guard;
 pub mod error;
 mod gc_api;
+pub mod http_access;
 pub mod metrics;
 mod mgmt;
 mod mirror;
@@ -44,7 +44,7 @@ pub struct Registry {
 
 struct Inner {
     service: Arc<Service>,
-    access: Option<Arc<access::AccessControl>>,
+    access: Option<Arc<service::access::AccessControl>>,
     /// The pull-through cache, when upstreams are configured.
     cache: Option<cache::Cache>,
     metrics: Arc<Metrics>,
@@ -54,14 +54,14 @@ struct Inner {
 /// Collects the HTTP layer's optional parts around a [`Service`]; see [`Registry::builder`].
 pub struct RegistryBuilder {
     service: Arc<Service>,
-    access: Option<Arc<access::AccessControl>>,
+    access: Option<Arc<service::access::AccessControl>>,
     cache: Option<cache::Cache>,
 }
 
 impl RegistryBuilder {
     /// Adds access control (users, robots, tokens, permissions). Without it everyone may do
     /// everything.
-    pub fn access(mut self, ac: Arc<access::AccessControl>) -> Self {
+    pub fn access(mut self, ac: Arc<service::access::AccessControl>) -> Self {
         self.access = Some(ac);
         self
     }
@@ -128,7 +128,12 @@ impl Registry {
     }
 
     /// Whether `caller` may take `action` on `repo`.
-    pub(crate) fn can(&self, caller: &access::Caller, repo: &str, action: auth::Action) -> bool {
+    pub(crate) fn can(
+        &self,
+        caller: &service::access::Caller,
+        repo: &str,
+        action: auth::Action,
+    ) -> bool {
         match &self.inner.access {
             Some(ac) if !caller.open => ac.allowed(caller, repo).contains(action),
             _ => true,
@@ -138,7 +143,7 @@ impl Registry {
     /// Records an audit event when access control is configured.
     pub(crate) async fn audit(
         &self,
-        caller: &access::Caller,
+        caller: &service::access::Caller,
         action: &str,
         repo: &str,
         target: String,
@@ -212,7 +217,7 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
     let start = Instant::now();
     // Behind a trusted proxy, the client is named by X-Forwarded-For.
     if let Some(ac) = &reg.inner.access {
-        ac.resolve_client(&mut req);
+        http_access::resolve_client(ac, &mut req);
     }
     let method = req.method().clone();
     let path_label = match req.uri().path() {

@@ -16,8 +16,9 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 
 use crate::Registry;
-use crate::access::{AccessControl, Caller, Need, request_origin};
 use crate::error::{ApiError, Code};
+use crate::http_access::request_origin;
+use service::access::{AccessControl, Caller, Need};
 use service::identities::{AuditQuery, IdentityError};
 
 /// The OpenAPI document, kept beside the handlers it describes.
@@ -93,7 +94,7 @@ pub(crate) async fn admin(
         admin: true,
         ..Need::default()
     };
-    let caller = ac.authorize(&parts.headers, source, cert, &need).await?;
+    let caller = crate::http_access::authorize(&ac, &parts.headers, source, cert, &need).await?;
     if caller.open && !source.is_some_and(|ip| ip.is_loopback()) {
         return Err(ApiError::new(
             Code::Denied,
@@ -521,7 +522,7 @@ async fn repo_caller(
         scope_actions: Actions::of(action),
         ..Need::default()
     };
-    ac.authorize(&parts.headers, source, cert, &need).await
+    crate::http_access::authorize(ac, &parts.headers, source, cert, &need).await
 }
 
 /// `GET /api/v1/signatures?repo=R&reference=TAG|DIGEST`: the image's signatures and which
@@ -585,8 +586,7 @@ async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
     let (parts, _) = req.into_parts();
     if let Some(ac) = &reg.inner.access {
         let (source, cert) = request_origin(&parts.extensions);
-        ac.authorize(&parts.headers, source, cert, &Need::default())
-            .await?;
+        crate::http_access::authorize(ac, &parts.headers, source, cert, &Need::default()).await?;
     }
     let keys: Vec<serde_json::Value> = reg
         .service()

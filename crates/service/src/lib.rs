@@ -4,6 +4,7 @@
 //! A [`Service`] is built once by a [`ServiceBuilder`] and shared (behind an `Arc`) by every
 //! front door: the HTTP API in `registry`, and the CLI on a data directory.
 
+pub mod access;
 pub mod gc;
 pub mod identities;
 pub mod pulls;

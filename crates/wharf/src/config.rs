@@ -300,7 +300,7 @@ pub enum AuthModeConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        let d = registry::access::AuthSettings::default();
+        let d = service::access::AuthSettings::default();
         AuthConfig {
             mode: AuthModeConfig::Auto,
             service: d.service,
@@ -319,15 +319,15 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// The registry's access-control settings.
-    pub fn settings(&self, tls: bool) -> anyhow::Result<registry::access::AuthSettings> {
-        use registry::access::AuthMode;
+    pub fn settings(&self, tls: bool) -> anyhow::Result<service::access::AuthSettings> {
+        use service::access::AuthMode;
         let trusted_proxies = self
             .trusted_proxies
             .iter()
-            .map(|c| registry::access::Cidr::parse(c))
+            .map(|c| service::access::Cidr::parse(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("[auth] trusted_proxies: {e}"))?;
-        Ok(registry::access::AuthSettings {
+        Ok(service::access::AuthSettings {
             mode: match self.mode {
                 AuthModeConfig::Auto => AuthMode::Auto,
                 AuthModeConfig::On => AuthMode::On,

@@ -126,7 +126,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let keys = crate::keys::load_or_create(data)?;
     let tls_configured = tls.is_some();
-    let access = registry::access::AccessControl::new(auth_settings.clone(), keys, ids)
+    let access = service::access::AccessControl::new(auth_settings.clone(), keys, ids)
         .await
         .context("loading identities")?;
     let auth_enforced = access.enforced();
