@@ -191,7 +191,7 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
             .into_response();
     };
     let label = route.label();
-    let caller = match &reg.inner.access {
+    let caller = match reg.access() {
         None => Caller::open(),
         Some(ac) => {
             let need = need_of(&route, req.method());
@@ -450,7 +450,7 @@ fn url_escape(s: &str) -> String {
 async fn catalog(reg: &Registry, req: &Parts, caller: &Caller) -> ApiResult {
     let page = page(req, reg.service().limits().max_page)?;
     let want = page.n.map_or(usize::MAX, |n| n.saturating_add(1));
-    let (ac, principal) = match (&reg.inner.access, caller.open) {
+    let (ac, principal) = match (reg.access(), caller.open) {
         (Some(ac), false) => (Some(ac), &caller.principal),
         _ => (None, &caller.principal),
     };

@@ -27,7 +27,7 @@ pub(crate) fn routes() -> Router<Registry> {
 async fn admin(reg: &Registry, req: &Parts) -> Result<(), ApiError> {
     let (source, cert) = request_origin(&req.extensions);
     let loopback = source.is_some_and(|ip| ip.is_loopback());
-    let Some(ac) = &reg.inner.access else {
+    let Some(ac) = reg.access() else {
         return if loopback {
             Ok(())
         } else {

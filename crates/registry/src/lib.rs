@@ -44,7 +44,6 @@ pub struct Registry {
 
 struct Inner {
     service: Arc<Service>,
-    access: Option<Arc<service::access::AccessControl>>,
     /// The pull-through cache, when upstreams are configured.
     cache: Option<cache::Cache>,
     metrics: Arc<Metrics>,
@@ -54,18 +53,10 @@ struct Inner {
 /// Collects the HTTP layer's optional parts around a [`Service`]; see [`Registry::builder`].
 pub struct RegistryBuilder {
     service: Arc<Service>,
-    access: Option<Arc<service::access::AccessControl>>,
     cache: Option<cache::Cache>,
 }
 
 impl RegistryBuilder {
-    /// Adds access control (users, robots, tokens, permissions). Without it everyone may do
-    /// everything.
-    pub fn access(mut self, ac: Arc<service::access::AccessControl>) -> Self {
-        self.access = Some(ac);
-        self
-    }
-
     /// Adds a pull-through cache: its repositories are served from upstream registries.
     pub fn cache(mut self, cache: cache::Cache) -> Self {
         self.cache = Some(cache);
@@ -77,9 +68,6 @@ impl RegistryBuilder {
         let metrics = Arc::new(Metrics::new());
         let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
         self.service.register_metrics(&mut prom);
-        if let Some(ac) = &self.access {
-            ac.register_metrics(&mut prom);
-        }
         if let Some(cache) = &self.cache {
             cache.set_blob_locks(Arc::new(mirror::GcLocks(self.service.collector().clone())));
             cache.metrics().register(&mut prom);
@@ -88,7 +76,6 @@ impl RegistryBuilder {
         Registry {
             inner: Arc::new(Inner {
                 service: self.service,
-                access: self.access,
                 cache: self.cache,
                 metrics,
                 ready: AtomicBool::new(true),
@@ -98,7 +85,7 @@ impl RegistryBuilder {
 }
 
 impl Registry {
-    /// A registry serving `service` with no access control and no cache.
+    /// A registry serving `service`, without a pull-through cache.
     pub fn new(service: Arc<Service>) -> Self {
         Self::builder(service).build()
     }
@@ -107,7 +94,6 @@ impl Registry {
     pub fn builder(service: Arc<Service>) -> RegistryBuilder {
         RegistryBuilder {
             service,
-            access: None,
             cache: None,
         }
     }
@@ -115,6 +101,11 @@ impl Registry {
     /// The services this registry serves.
     pub fn service(&self) -> &Arc<Service> {
         &self.inner.service
+    }
+
+    /// The service's access control, if configured.
+    pub(crate) fn access(&self) -> Option<&Arc<service::access::AccessControl>> {
+        self.inner.service.access()
     }
 
     /// The pull-through cache, if one is configured.
@@ -134,7 +125,7 @@ impl Registry {
         repo: &str,
         action: auth::Action,
     ) -> bool {
-        match &self.inner.access {
+        match self.access() {
             Some(ac) if !caller.open => ac.allowed(caller, repo).contains(action),
             _ => true,
         }
@@ -149,7 +140,7 @@ impl Registry {
         target: String,
         detail: String,
     ) {
-        if let Some(ac) = &self.inner.access {
+        if let Some(ac) = self.access() {
             ac.audit(caller, action, Some(repo), Some(target), detail)
                 .await;
         }
@@ -216,7 +207,7 @@ pub(crate) struct RouteLabel(pub &'static str);
 async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     // Behind a trusted proxy, the client is named by X-Forwarded-For.
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         http_access::resolve_client(ac, &mut req);
     }
     let method = req.method().clone();

@@ -85,9 +85,8 @@ pub(crate) async fn admin(
     parts: &Parts,
 ) -> Result<(Arc<AccessControl>, Caller), ApiError> {
     let ac = reg
-        .inner
-        .access
-        .clone()
+        .access()
+        .cloned()
         .ok_or_else(|| not_found("access control is not configured"))?;
     let (source, cert) = request_origin(&parts.extensions);
     let need = Need {
@@ -513,7 +512,7 @@ async fn repo_caller(
     repo: &str,
     action: auth::Action,
 ) -> Result<Caller, ApiError> {
-    let Some(ac) = &reg.inner.access else {
+    let Some(ac) = reg.access() else {
         return Ok(Caller::open());
     };
     let (source, cert) = request_origin(&parts.extensions);
@@ -584,7 +583,7 @@ async fn signatures(
 /// `GET /api/v1/trusted-keys`: names and ids of the keys the server trusts.
 async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
     let (parts, _) = req.into_parts();
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         let (source, cert) = request_origin(&parts.extensions);
         crate::http_access::authorize(ac, &parts.headers, source, cert, &Need::default()).await?;
     }

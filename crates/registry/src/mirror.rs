@@ -251,7 +251,7 @@ async fn warm(
             Err(e) => results.push(serde_json::json!({"image": image, "error": e})),
         }
     }
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         ac.audit(&caller, "cache.warm", None, None, w.images.join(","))
             .await;
     }
@@ -296,7 +296,7 @@ async fn add_pin(
         ));
     }
     cache.pin(&p.image).await.map_err(crate::mgmt::bad)?;
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         ac.audit(
             &caller,
             "cache.pin",
@@ -328,7 +328,7 @@ async fn remove_pin(
             format!("no run-time pin {}", p.image),
         ));
     }
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         ac.audit(&caller, "cache.unpin", None, Some(p.image), String::new())
             .await;
     }

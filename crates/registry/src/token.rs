@@ -25,7 +25,7 @@ fn form_pairs(s: &str) -> Vec<(String, String)> {
 }
 
 fn access(reg: &Registry) -> Result<&AccessControl, ApiError> {
-    reg.inner.access.as_deref().ok_or_else(|| {
+    reg.access().map(|a| a.as_ref()).ok_or_else(|| {
         ApiError::new(Code::Unsupported, "token authentication is not configured")
             .with_status(StatusCode::NOT_FOUND)
     })

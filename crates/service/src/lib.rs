@@ -48,8 +48,9 @@ pub enum BuildError {
 pub struct Service {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
-    /// Where retention records its deletions (the audit log), when identities are configured.
-    identities: Option<identities::Identities>,
+    /// Access control (users, robots, tokens, permissions, audit log); everyone may do
+    /// everything without it.
+    access: Option<Arc<access::AccessControl>>,
     signing: Option<Arc<signatures::SigningPolicy>>,
     tag_rules: tagrules::TagRules,
     /// Garbage collection, storage use, and the per-digest locks and touches it relies on.
@@ -67,7 +68,7 @@ pub struct Service {
 pub struct ServiceBuilder {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
-    identities: Option<identities::Identities>,
+    access: Option<Arc<access::AccessControl>>,
     signing: Option<Arc<signatures::SigningPolicy>>,
     tag_rules: tagrules::TagRules,
     limits: Limits,
@@ -76,9 +77,10 @@ pub struct ServiceBuilder {
 }
 
 impl ServiceBuilder {
-    /// The identity store: retention records its deletions in its audit log.
-    pub fn identities(mut self, ids: identities::Identities) -> Self {
-        self.identities = Some(ids);
+    /// Access control (users, robots, tokens, permissions). Without it everyone may do
+    /// everything; with it, retention records its deletions in the audit log.
+    pub fn access(mut self, ac: Arc<access::AccessControl>) -> Self {
+        self.access = Some(ac);
         self
     }
 
@@ -125,7 +127,7 @@ impl ServiceBuilder {
         Ok(Service {
             blobs: self.blobs,
             meta: self.meta,
-            identities: self.identities,
+            access: self.access,
             signing: self.signing,
             tag_rules: self.tag_rules,
             gc,
@@ -143,7 +145,7 @@ impl Service {
         ServiceBuilder {
             blobs,
             meta,
-            identities: None,
+            access: None,
             signing: None,
             tag_rules: tagrules::TagRules::default(),
             limits: Limits::default(),
@@ -160,6 +162,11 @@ impl Service {
     /// The metadata store.
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.meta
+    }
+
+    /// Access control, when configured.
+    pub fn access(&self) -> Option<&Arc<access::AccessControl>> {
+        self.access.as_ref()
     }
 
     /// The signature policy, when one is configured.
@@ -189,8 +196,11 @@ impl Service {
     }
 
     /// Registers the services' metrics (garbage collection and storage use, retention, pull
-    /// tracking) into `prom`, for the HTTP layer's `/metrics`.
+    /// tracking, authentication) into `prom`, for the HTTP layer's `/metrics`.
     pub fn register_metrics(&self, prom: &mut PromRegistry) {
+        if let Some(ac) = &self.access {
+            ac.register_metrics(prom);
+        }
         self.gc.metrics().register(prom);
         self.retention.register_metrics(prom);
         prom.register(

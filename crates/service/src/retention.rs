@@ -433,7 +433,7 @@ impl Service {
     ) -> Result<Vec<Applied>, StoreError> {
         let _serial = self.retention_lock.lock().await;
         let plans = self.retention_plan(only).await?;
-        let ids = self.identities.as_ref();
+        let ids = self.access.as_ref().map(|a| a.identities());
         let mut out = Vec::new();
         for p in plans {
             let a = apply_plan(self.meta.as_ref(), &self.tag_rules, &p, ids, requested_by).await?;

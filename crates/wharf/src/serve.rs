@@ -133,7 +133,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let access = Arc::new(access);
     let blobs: Arc<dyn store::BlobStore> = Arc::new(blobs);
     let mut svc = service::Service::builder(blobs.clone(), meta.clone())
-        .identities(access.identities().clone())
+        .access(access.clone())
         .limits(limits)
         .tag_rules(cfg.tags.rules()?)
         .retention(crate::retention::rules(&cfg)?);
@@ -142,7 +142,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         svc = svc.signing(Arc::new(policy));
     }
     let svc = Arc::new(svc.build().context("configuring the registry")?);
-    let mut reg = registry::Registry::builder(svc.clone()).access(access.clone());
+    let mut reg = registry::Registry::builder(svc.clone());
     if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta)? {
         reg = reg.cache(cache);
     }
