@@ -13,11 +13,12 @@ use futures_util::StreamExt;
 use oci::{ByteRange, Digest, Manifest, NameError, RangeError, Reference, media_types};
 use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
-use crate::access::{Caller, Need, request_origin};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::http_access::request_origin;
 use crate::mirror;
 use crate::{Registry, RouteLabel};
 use auth::{Action, Actions};
+use service::access::{Caller, Need};
 
 /// A parsed `/v2/` route.
 #[derive(Debug, PartialEq, Eq)]
@@ -190,12 +191,12 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
             .into_response();
     };
     let label = route.label();
-    let caller = match &reg.inner.access {
+    let caller = match reg.access() {
         None => Caller::open(),
         Some(ac) => {
             let need = need_of(&route, req.method());
             let (source, cert) = request_origin(req.extensions());
-            match ac.authorize(req.headers(), source, cert, &need).await {
+            match crate::http_access::authorize(ac, req.headers(), source, cert, &need).await {
                 Ok(c) => c,
                 Err(e) => {
                     let mut resp = e.into_response();
@@ -316,7 +317,7 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
             match method {
                 Method::GET | Method::HEAD => {
                     if let Some(cache) = mirror::cache_for(reg, name) {
-                        let linked = reg.inner.meta.blob_linked(name, &d).await?.is_some();
+                        let linked = reg.service().meta().blob_linked(name, &d).await?.is_some();
                         if !linked
                             && let Some(resp) =
                                 mirror::blob(reg, cache, name, &d, &req.headers, &method).await?
@@ -447,9 +448,9 @@ fn url_escape(s: &str) -> String {
 }
 
 async fn catalog(reg: &Registry, req: &Parts, caller: &Caller) -> ApiResult {
-    let page = page(req, reg.inner.limits.max_page)?;
+    let page = page(req, reg.service().limits().max_page)?;
     let want = page.n.map_or(usize::MAX, |n| n.saturating_add(1));
-    let (ac, principal) = match (&reg.inner.access, caller.open) {
+    let (ac, principal) = match (reg.access(), caller.open) {
         (Some(ac), false) => (Some(ac), &caller.principal),
         _ => (None, &caller.principal),
     };
@@ -459,8 +460,8 @@ async fn catalog(reg: &Registry, req: &Parts, caller: &Caller) -> ApiResult {
     loop {
         let batch_n = want.clamp(100, 1000);
         let batch = reg
-            .inner
-            .meta
+            .service()
+            .meta()
             .repositories(Page {
                 n: Some(batch_n),
                 last: last.clone(),
@@ -486,10 +487,10 @@ async fn catalog(reg: &Registry, req: &Parts, caller: &Caller) -> ApiResult {
 }
 
 async fn tags_list(reg: &Registry, name: &str, req: &Parts) -> ApiResult {
-    let page = page(req, reg.inner.limits.max_page)?;
+    let page = page(req, reg.service().limits().max_page)?;
     let tags = reg
-        .inner
-        .meta
+        .service()
+        .meta()
         .tags(name, peek_page(&page))
         .await?
         .ok_or_else(|| ApiError::new(Code::NameUnknown, format!("repository {name} not known")))?;
@@ -500,7 +501,7 @@ async fn tags_list(reg: &Registry, name: &str, req: &Parts) -> ApiResult {
 
 /// Pages an upstream's tag list as the local listing is paged (lexical order, `n`, `last`).
 fn upstream_tags(reg: &Registry, name: &str, req: &Parts, mut tags: Vec<String>) -> ApiResult {
-    let page = page(req, reg.inner.limits.max_page)?;
+    let page = page(req, reg.service().limits().max_page)?;
     tags.sort();
     tags.dedup();
     if let Some(last) = &page.last {
@@ -519,21 +520,21 @@ fn upstream_tags(reg: &Registry, name: &str, req: &Parts, mut tags: Vec<String>)
 
 async fn get_manifest(reg: &Registry, name: &str, r: Reference, head: bool) -> ApiResult {
     let m = reg
-        .inner
-        .meta
+        .service()
+        .meta()
         .get_manifest(name, &r)
         .await?
         .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
     // HEAD only reveals the digest (signers need it to sign); content needs the signature.
-    if let (Some(policy), false) = (&reg.inner.signing, head) {
+    if let (Some(policy), false) = (reg.service().signing(), head) {
         let tag = match &r {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
         let decision = policy
             .check_pull(
-                reg.inner.meta.as_ref(),
-                reg.inner.blobs.as_ref(),
+                reg.service().meta().as_ref(),
+                reg.service().blobs().as_ref(),
                 name,
                 tag,
                 &m.digest,
@@ -545,7 +546,7 @@ async fn get_manifest(reg: &Registry, name: &str, r: Reference, head: bool) -> A
         }
     }
     // Last-pull tracking (in memory, flushed in batches): HEAD counts too (pulls.rs).
-    reg.note_pull(name, &m.digest);
+    reg.service().note_pull(name, &m.digest);
     let digest = m.digest.to_string();
     let len = m.body.len();
     let mut resp = if head {
@@ -596,7 +597,7 @@ async fn put_manifest(
     body: Body,
     caller: &Caller,
 ) -> ApiResult {
-    let max = reg.inner.limits.max_manifest_bytes;
+    let max = reg.service().limits().max_manifest_bytes;
     if let Some(len) =
         header_str(&req.headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())
         && len > max as u64
@@ -638,14 +639,14 @@ async fn put_manifest(
         ManifestRecord::from_manifest(digest.clone(), body, &m, caller.principal.display());
     record.frozen_tags = tags
         .iter()
-        .filter(|t| reg.inner.tag_rules.immutable(name, t).is_some())
+        .filter(|t| reg.service().tag_rules().immutable(name, t).is_some())
         .cloned()
         .collect();
-    reg.inner
-        .meta
+    reg.service()
+        .meta()
         .put_manifest(name, record, tags.clone())
         .await?;
-    if let Some(p) = &reg.inner.signing {
+    if let Some(p) = reg.service().signing() {
         p.invalidate();
     }
     tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
@@ -671,15 +672,15 @@ async fn put_manifest(
 async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Caller) -> ApiResult {
     let protected: Vec<String> = match &r {
         Reference::Tag(t) => vec![t.clone()],
-        Reference::Digest(d) => reg.inner.meta.tags_of(name, d).await?,
+        Reference::Digest(d) => reg.service().meta().tags_of(name, d).await?,
     }
     .into_iter()
-    .filter(|t| reg.inner.tag_rules.immutable(name, t).is_some())
+    .filter(|t| reg.service().tag_rules().immutable(name, t).is_some())
     .collect();
     if let Some(t) = protected.first() {
         let rule = reg
-            .inner
-            .tag_rules
+            .service()
+            .tag_rules()
             .immutable(name, t)
             .expect("filtered above");
         return Err(ApiError::new(
@@ -689,19 +690,19 @@ async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Call
     }
     let found = match &r {
         Reference::Digest(d) => {
-            reg.inner
-                .meta
+            reg.service()
+                .meta()
                 .delete_manifest(name, d, caller.principal.display())
                 .await?
         }
         Reference::Tag(t) => {
-            reg.inner
-                .meta
+            reg.service()
+                .meta()
                 .delete_tag(name, t, caller.principal.display())
                 .await?
         }
     };
-    if let Some(p) = &reg.inner.signing {
+    if let Some(p) = reg.service().signing() {
         p.invalidate();
     }
     if !found {
@@ -720,7 +721,7 @@ async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Call
 async fn referrers(reg: &Registry, name: &str, subject: Digest, req: &Parts) -> ApiResult {
     let q = query(req);
     let filter = param(&q, "artifactType").filter(|s| !s.is_empty());
-    let mut list = reg.inner.meta.referrers(name, &subject).await?;
+    let mut list = reg.service().meta().referrers(name, &subject).await?;
     if let Some(f) = filter {
         list.retain(|d| d.artifact_type.as_deref() == Some(f));
     }
@@ -752,10 +753,15 @@ async fn referrers(reg: &Registry, name: &str, subject: Digest, req: &Parts) -> 
 async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool) -> ApiResult {
     // GC: read the link under the digest's lock and touch it, so a blob found here stays for
     // the grace period (a client may reference it in a manifest next).
-    let held = reg.inner.gc.hold(&d).await;
-    let size = reg.inner.meta.blob_linked(name, &d).await?.ok_or_else(|| {
-        ApiError::new(Code::BlobUnknown, format!("blob {d} unknown to repository"))
-    })?;
+    let held = reg.service().collector().hold(&d).await;
+    let size = reg
+        .service()
+        .meta()
+        .blob_linked(name, &d)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(Code::BlobUnknown, format!("blob {d} unknown to repository"))
+        })?;
     drop(held);
     let range = match requested_range(&req.headers, size) {
         Ok(r) => r,
@@ -766,8 +772,8 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
         Body::empty()
     } else {
         let stream = reg
-            .inner
-            .blobs
+            .service()
+            .blobs()
             .get(&d, start, len)
             .await
             .map_err(|e| match e {
@@ -846,14 +852,14 @@ pub(crate) fn blob_response(
 }
 
 async fn delete_blob(reg: &Registry, name: &str, d: Digest, caller: &Caller) -> ApiResult {
-    if !reg.inner.meta.unlink_blob(name, &d).await? {
+    if !reg.service().meta().unlink_blob(name, &d).await? {
         return Err(ApiError::new(
             Code::BlobUnknown,
             format!("blob {d} unknown to repository"),
         ));
     }
     tracing::info!(repo = name, digest = %d, "blob unlinked");
-    if let Some(p) = &reg.inner.signing {
+    if let Some(p) = reg.service().signing() {
         p.invalidate();
     }
     reg.audit(caller, "delete", name, d.to_string(), "blob".into())
@@ -920,12 +926,12 @@ async fn start_upload(
         // it reveals nothing about that repository.
         let readable = reg.can(caller, from, Action::Pull);
         // GC: check and link under the digest's lock (and touch it).
-        let _held = reg.inner.gc.hold(&d).await;
+        let _held = reg.service().collector().hold(&d).await;
         if readable
-            && let Some(size) = reg.inner.meta.blob_linked(from, &d).await?
-            && reg.inner.blobs.size(&d).await?.is_some()
+            && let Some(size) = reg.service().meta().blob_linked(from, &d).await?
+            && reg.service().blobs().size(&d).await?.is_some()
         {
-            reg.inner.meta.link_blob(name, &d, size).await?;
+            reg.service().meta().link_blob(name, &d, size).await?;
             tracing::info!(repo = name, from, digest = %d, "blob mounted");
             reg.audit(caller, "mount", name, d.to_string(), format!("from {from}"))
                 .await;
@@ -937,13 +943,16 @@ async fn start_upload(
         // Monolithic upload: the whole blob is this request's body.
         let d = parse_digest(digest)?;
         let body = body_stream(reg, body);
-        reg.inner.blobs.upload_create(&id).await?;
+        reg.service().blobs().upload_create(&id).await?;
         let result = async {
-            reg.inner.blobs.upload_append(&id, None, None, body).await?;
+            reg.service()
+                .blobs()
+                .upload_append(&id, None, None, body)
+                .await?;
             // GC: commit and link under the digest's lock.
-            let held = reg.inner.gc.hold(&d).await;
-            reg.inner
-                .blobs
+            let held = reg.service().collector().hold(&d).await;
+            reg.service()
+                .blobs()
                 .upload_commit(&id, &d)
                 .await
                 .map(|s| (s, held))
@@ -952,17 +961,17 @@ async fn start_upload(
         let (size, _held) = match result {
             Ok(done) => done,
             Err(e) => {
-                let _ = reg.inner.blobs.upload_delete(&id).await;
+                let _ = reg.service().blobs().upload_delete(&id).await;
                 return Err(e.into());
             }
         };
-        reg.inner.meta.link_blob(name, &d, size).await?;
+        reg.service().meta().link_blob(name, &d, size).await?;
         tracing::info!(repo = name, digest = %d, size, "blob pushed");
         return Ok(blob_created(name, &d));
     }
-    reg.inner.blobs.upload_create(&id).await?;
-    reg.inner
-        .meta
+    reg.service().blobs().upload_create(&id).await?;
+    reg.service()
+        .meta()
         .upload_create(UploadRecord {
             id: id.clone(),
             repo: name.to_owned(),
@@ -977,7 +986,7 @@ async fn start_upload(
 /// Finds an upload session of `name` started by this caller (when access control recorded an
 /// owner), or answers BLOB_UPLOAD_UNKNOWN: a session id is no bearer token.
 async fn session(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiResult<UploadRecord> {
-    match reg.inner.meta.upload_get(id).await? {
+    match reg.service().meta().upload_get(id).await? {
         Some(rec)
             if rec.repo == name
                 && (caller.open
@@ -995,8 +1004,8 @@ async fn session(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiRe
 async fn upload_status(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiResult {
     session(reg, name, id, caller).await?;
     let state = reg
-        .inner
-        .blobs
+        .service()
+        .blobs()
         .upload_state(id)
         .await?
         .ok_or_else(|| ApiError::new(Code::BlobUploadUnknown, "upload unknown"))?;
@@ -1035,8 +1044,8 @@ async fn append(reg: &Registry, name: &str, id: &str, req: &Parts, body: Body) -
     };
     let body = body_stream(reg, body);
     match reg
-        .inner
-        .blobs
+        .service()
+        .blobs()
         .upload_append(id, start, exact_len, body)
         .await
     {
@@ -1090,20 +1099,20 @@ async fn finish_upload(
     // carries bytes is the last chunk; an empty one appends nothing.
     append(reg, name, id, req, body).await?;
     // GC: commit and link under the digest's lock, so the blob cannot go in between.
-    let _held = reg.inner.gc.hold(&d).await;
-    let size = reg.inner.blobs.upload_commit(id, &d).await?;
-    reg.inner.meta.upload_complete(id, &d, size).await?;
+    let _held = reg.service().collector().hold(&d).await;
+    let size = reg.service().blobs().upload_commit(id, &d).await?;
+    reg.service().meta().upload_complete(id, &d, size).await?;
     tracing::info!(repo = name, digest = %d, size, "blob pushed");
     Ok(blob_created(name, &d))
 }
 
 async fn cancel_upload(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiResult {
     session(reg, name, id, caller).await?;
-    match reg.inner.blobs.upload_delete(id).await {
+    match reg.service().blobs().upload_delete(id).await {
         Ok(()) | Err(StoreError::UploadUnknown) => {}
         Err(e) => return Err(e.into()),
     }
-    reg.inner.meta.upload_delete(id).await?;
+    reg.service().meta().upload_delete(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

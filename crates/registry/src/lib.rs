@@ -5,20 +5,16 @@
 //! interfaces, and map every failure to the spec's error codes. No storage detail leaks here and
 //! no HTTP detail leaks into storage.
 
-pub mod access;
 mod api;
 mod conn_guard;
 pub mod error;
-pub mod gc;
-pub mod identities;
+mod gc_api;
+pub mod http_access;
 pub mod metrics;
 mod mgmt;
 mod mirror;
-pub mod pulls;
-pub mod retention;
+mod retention_api;
 pub mod server;
-pub mod signatures;
-pub mod tagrules;
 pub mod tls;
 mod token;
 
@@ -32,147 +28,89 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use store::{BlobStore, MetaStore};
+use service::Service;
 
 pub use error::{ApiError, Code};
 pub use metrics::Metrics;
 pub use server::{ServeOptions, serve};
+pub use service::Limits;
 pub use tls::{ClientIdentity, ReloadingTls, TlsSettings};
 
-/// Limits and knobs of the HTTP API.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Largest manifest accepted, in bytes.
-    pub max_manifest_bytes: usize,
-    /// Largest `n` honoured in paginated listings.
-    pub max_page: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_manifest_bytes: oci::manifest::MAX_MANIFEST_BYTES,
-            max_page: 10_000,
-        }
-    }
-}
-
-/// The registry service: storage plus metrics, cheap to clone into handlers.
+/// The HTTP front door of a [`Service`]: cheap to clone into handlers.
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    access: Option<Arc<access::AccessControl>>,
-    signing: Option<Arc<signatures::SigningPolicy>>,
+    service: Arc<Service>,
     /// The pull-through cache, when upstreams are configured.
     cache: Option<cache::Cache>,
-    tag_rules: tagrules::TagRules,
-    blobs: Arc<dyn BlobStore>,
-    meta: Arc<dyn MetaStore>,
     metrics: Arc<Metrics>,
-    /// Garbage collection, storage use, and the per-digest locks and touches it relies on.
-    gc: Arc<gc::Collector>,
-    limits: Limits,
     ready: AtomicBool,
-    /// Manifest pulls noted since the last flush (pulls.rs).
-    pulls: pulls::PullTracker,
-    /// Retention policies and their schedule (retention.rs).
-    retention: retention::RetentionRules,
-    /// One retention run at a time.
-    retention_lock: tokio::sync::Mutex<()>,
+}
+
+/// Collects the HTTP layer's optional parts around a [`Service`]; see [`Registry::builder`].
+pub struct RegistryBuilder {
+    service: Arc<Service>,
+    cache: Option<cache::Cache>,
+}
+
+impl RegistryBuilder {
+    /// Adds a pull-through cache: its repositories are served from upstream registries.
+    pub fn cache(mut self, cache: cache::Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Builds the registry, with every part's metrics on `/metrics`.
+    pub fn build(self) -> Registry {
+        let metrics = Arc::new(Metrics::new());
+        let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
+        self.service.register_metrics(&mut prom);
+        if let Some(cache) = &self.cache {
+            cache.set_blob_locks(Arc::new(mirror::GcLocks(self.service.collector().clone())));
+            cache.metrics().register(&mut prom);
+        }
+        metrics.attach(prom);
+        Registry {
+            inner: Arc::new(Inner {
+                service: self.service,
+                cache: self.cache,
+                metrics,
+                ready: AtomicBool::new(true),
+            }),
+        }
+    }
 }
 
 impl Registry {
-    /// Builds a registry over the given stores.
-    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        let gc = Arc::new(gc::Collector::new(
-            blobs.clone(),
-            meta.clone(),
-            metrics.clone(),
-        ));
-        Registry {
-            inner: Arc::new(Inner {
-                access: None,
-                signing: None,
-                cache: None,
-                tag_rules: tagrules::TagRules::default(),
-                blobs,
-                meta,
-                metrics,
-                gc,
-                limits,
-                ready: AtomicBool::new(true),
-                pulls: pulls::PullTracker::new(pulls::DEFAULT_CAPACITY),
-                retention: retention::RetentionRules::default(),
-                retention_lock: tokio::sync::Mutex::new(()),
-            }),
+    /// A registry serving `service`, without a pull-through cache.
+    pub fn new(service: Arc<Service>) -> Self {
+        Self::builder(service).build()
+    }
+
+    /// Starts building a registry serving `service`.
+    pub fn builder(service: Arc<Service>) -> RegistryBuilder {
+        RegistryBuilder {
+            service,
+            cache: None,
         }
     }
 
-    /// Adds access control (users, robots, tokens, permissions). Without it everyone may do
-    /// everything.
-    pub fn with_access(self, ac: Arc<access::AccessControl>) -> Self {
-        let inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("with_access must be called before the registry is shared"));
-        let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
-        ac.register_metrics(&mut prom);
-        inner.metrics.attach(prom);
-        Registry {
-            inner: Arc::new(Inner {
-                access: Some(ac),
-                ..inner
-            }),
-        }
+    /// The services this registry serves.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.inner.service
     }
 
-    /// Adds trusted signing keys and the rules that require verified signatures for pulls.
-    pub fn with_signing(self, policy: Arc<signatures::SigningPolicy>) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
-            panic!("with_signing must be called before the registry is shared")
-        });
-        Registry {
-            inner: Arc::new(Inner {
-                signing: Some(policy),
-                ..inner
-            }),
-        }
-    }
-
-    /// Adds a pull-through cache: its repositories are served from upstream registries.
-    pub fn with_cache(self, cache: cache::Cache) -> Self {
-        let inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("with_cache must be called before the registry is shared"));
-        cache.set_blob_locks(Arc::new(mirror::GcLocks(inner.gc.clone())));
-        let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
-        cache.metrics().register(&mut prom);
-        inner.metrics.attach(prom);
-        Registry {
-            inner: Arc::new(Inner {
-                cache: Some(cache),
-                ..inner
-            }),
-        }
+    /// The service's access control, if configured.
+    pub(crate) fn access(&self) -> Option<&Arc<service::access::AccessControl>> {
+        self.inner.service.access()
     }
 
     /// The pull-through cache, if one is configured.
     pub fn cache(&self) -> Option<&cache::Cache> {
         self.inner.cache.as_ref()
-    }
-
-    /// Adds immutable-tag rules.
-    pub fn with_tag_rules(self, rules: tagrules::TagRules) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
-            panic!("with_tag_rules must be called before the registry is shared")
-        });
-        Registry {
-            inner: Arc::new(Inner {
-                tag_rules: rules,
-                ..inner
-            }),
-        }
     }
 
     /// Marks the registry as not ready (during shutdown) so load balancers drain it.
@@ -181,8 +119,13 @@ impl Registry {
     }
 
     /// Whether `caller` may take `action` on `repo`.
-    pub(crate) fn can(&self, caller: &access::Caller, repo: &str, action: auth::Action) -> bool {
-        match &self.inner.access {
+    pub(crate) fn can(
+        &self,
+        caller: &service::access::Caller,
+        repo: &str,
+        action: auth::Action,
+    ) -> bool {
+        match self.access() {
             Some(ac) if !caller.open => ac.allowed(caller, repo).contains(action),
             _ => true,
         }
@@ -191,27 +134,16 @@ impl Registry {
     /// Records an audit event when access control is configured.
     pub(crate) async fn audit(
         &self,
-        caller: &access::Caller,
+        caller: &service::access::Caller,
         action: &str,
         repo: &str,
         target: String,
         detail: String,
     ) {
-        if let Some(ac) = &self.inner.access {
+        if let Some(ac) = self.access() {
             ac.audit(caller, action, Some(repo), Some(target), detail)
                 .await;
         }
-    }
-
-    /// The garbage collector (storage use, scheduled and on-demand collections; docs/gc.md).
-    pub fn collector(&self) -> &Arc<gc::Collector> {
-        &self.inner.gc
-    }
-
-    /// Runs one garbage collection now (after any running one) and returns its report. For
-    /// other modules, e.g. the pull-through cache after it evicts manifests.
-    pub async fn collect_garbage(&self, opts: &gc::GcOptions) -> Result<gc::GcReport, gc::GcError> {
-        self.inner.gc.collect(opts).await
     }
 
     /// The metrics this registry records.
@@ -229,8 +161,8 @@ impl Registry {
             .route("/token", get(token::get_token).post(token::post_token))
             .merge(mgmt::routes())
             .merge(mirror::routes())
-            .merge(retention::routes())
-            .merge(gc::routes())
+            .merge(retention_api::routes())
+            .merge(gc_api::routes())
             .fallback(api::dispatch)
             .layer(middleware::from_fn_with_state(self.clone(), observe))
             .with_state(self.clone())
@@ -256,7 +188,7 @@ async fn readyz(State(reg): State<Registry>) -> Response {
 
 async fn metrics_text(State(reg): State<Registry>) -> Response {
     let m = &reg.inner.metrics;
-    m.storage_used.set(reg.inner.blobs.used_bytes());
+    m.storage_used.set(reg.inner.service.blobs().used_bytes());
     (
         [(
             header::CONTENT_TYPE,
@@ -275,8 +207,8 @@ pub(crate) struct RouteLabel(pub &'static str);
 async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     // Behind a trusted proxy, the client is named by X-Forwarded-For.
-    if let Some(ac) = &reg.inner.access {
-        ac.resolve_client(&mut req);
+    if let Some(ac) = reg.access() {
+        http_access::resolve_client(ac, &mut req);
     }
     let method = req.method().clone();
     let path_label = match req.uri().path() {

@@ -1,5 +1,5 @@
-//! Prometheus metrics an operator watches: requests by route and status, latency, bytes moved,
-//! storage used.
+//! Prometheus metrics of the HTTP layer: requests by route and status, latency, bytes moved,
+//! storage used. The services' own metrics (garbage collection, retention) are attached.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -46,8 +46,6 @@ pub struct Metrics {
     pub storage_used: Gauge<u64, AtomicU64>,
     /// Registries of other components, encoded after this one.
     attached: std::sync::Mutex<Vec<PromRegistry>>,
-    /// Garbage collection and per-repository storage use.
-    pub gc: crate::gc::GcMetrics,
 }
 
 impl Default for Metrics {
@@ -57,7 +55,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Adds the metrics of another component (the pull-through cache) to what `/metrics` shows.
+    /// Adds the metrics of another component (the services, the pull-through cache) to what
+    /// `/metrics` shows.
     /// Its registry should carry the `wharf` prefix too.
     pub fn attach(&self, registry: PromRegistry) {
         self.attached
@@ -100,9 +99,7 @@ impl Metrics {
             "Bytes held by committed blobs",
             storage_used.clone(),
         );
-        let gc = crate::gc::GcMetrics::register(&mut registry);
         Metrics {
-            gc,
             registry,
             requests,
             latency,

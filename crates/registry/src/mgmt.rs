@@ -16,9 +16,10 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 
 use crate::Registry;
-use crate::access::{AccessControl, Caller, Need, request_origin};
 use crate::error::{ApiError, Code};
-use crate::identities::{AuditQuery, IdentityError};
+use crate::http_access::request_origin;
+use service::access::{AccessControl, Caller, Need};
+use service::identities::{AuditQuery, IdentityError};
 
 /// The OpenAPI document, kept beside the handlers it describes.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -84,16 +85,15 @@ pub(crate) async fn admin(
     parts: &Parts,
 ) -> Result<(Arc<AccessControl>, Caller), ApiError> {
     let ac = reg
-        .inner
-        .access
-        .clone()
+        .access()
+        .cloned()
         .ok_or_else(|| not_found("access control is not configured"))?;
     let (source, cert) = request_origin(&parts.extensions);
     let need = Need {
         admin: true,
         ..Need::default()
     };
-    let caller = ac.authorize(&parts.headers, source, cert, &need).await?;
+    let caller = crate::http_access::authorize(&ac, &parts.headers, source, cert, &need).await?;
     if caller.open && !source.is_some_and(|ip| ip.is_loopback()) {
         return Err(ApiError::new(
             Code::Denied,
@@ -512,7 +512,7 @@ async fn repo_caller(
     repo: &str,
     action: auth::Action,
 ) -> Result<Caller, ApiError> {
-    let Some(ac) = &reg.inner.access else {
+    let Some(ac) = reg.access() else {
         return Ok(Caller::open());
     };
     let (source, cert) = request_origin(&parts.extensions);
@@ -521,7 +521,7 @@ async fn repo_caller(
         scope_actions: Actions::of(action),
         ..Need::default()
     };
-    ac.authorize(&parts.headers, source, cert, &need).await
+    crate::http_access::authorize(ac, &parts.headers, source, cert, &need).await
 }
 
 /// `GET /api/v1/signatures?repo=R&reference=TAG|DIGEST`: the image's signatures and which
@@ -538,13 +538,13 @@ async fn signatures(
     reader(&reg, &parts, &q.repo).await?;
     let r = oci::Reference::parse(&q.reference).map_err(|e| bad(e.to_string()))?;
     let m = reg
-        .inner
-        .meta
+        .service()
+        .meta()
         .get_manifest(&q.repo, &r)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
-    let Some(policy) = &reg.inner.signing else {
+    let Some(policy) = reg.service().signing() else {
         return Ok(json(
             StatusCode::OK,
             &serde_json::json!({"digest": m.digest, "trusted_keys": [], "verified": [], "rejected": []}),
@@ -552,8 +552,8 @@ async fn signatures(
     };
     let v = policy
         .report(
-            reg.inner.meta.as_ref(),
-            reg.inner.blobs.as_ref(),
+            reg.service().meta().as_ref(),
+            reg.service().blobs().as_ref(),
             &q.repo,
             &m.digest,
         )
@@ -583,14 +583,13 @@ async fn signatures(
 /// `GET /api/v1/trusted-keys`: names and ids of the keys the server trusts.
 async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
     let (parts, _) = req.into_parts();
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         let (source, cert) = request_origin(&parts.extensions);
-        ac.authorize(&parts.headers, source, cert, &Need::default())
-            .await?;
+        crate::http_access::authorize(ac, &parts.headers, source, cert, &Need::default()).await?;
     }
     let keys: Vec<serde_json::Value> = reg
-        .inner
-        .signing
+        .service()
+        .signing()
         .iter()
         .flat_map(|p| p.keys())
         .map(|k| serde_json::json!({"name": k.name, "key_id": k.key.key_id(), "algorithm": k.key.algorithm().to_string()}))
@@ -621,8 +620,8 @@ async fn tag_history(
     check_repo_tag(&q.repo, &q.tag)?;
     reader(&reg, &parts, &q.repo).await?;
     let events = reg
-        .inner
-        .meta
+        .service()
+        .meta()
         .tag_history(&q.repo, &q.tag, q.limit.unwrap_or(100).clamp(1, 10_000))
         .await
         .map_err(internal)?;
@@ -656,8 +655,8 @@ async fn tag_rollback(State(reg): State<Registry>, req: Request) -> MResult {
         }
         (None, Some(n)) if n >= 1 => {
             let history = reg
-                .inner
-                .meta
+                .service()
+                .meta()
                 .tag_history(&r.repo, &r.tag, n + 1)
                 .await
                 .map_err(internal)?;
@@ -678,12 +677,16 @@ async fn tag_rollback(State(reg): State<Registry>, req: Request) -> MResult {
             ));
         }
     };
-    let frozen = reg.inner.tag_rules.immutable(&r.repo, &r.tag).is_some();
-    reg.inner
-        .meta
+    let frozen = reg
+        .service()
+        .tag_rules()
+        .immutable(&r.repo, &r.tag)
+        .is_some();
+    reg.service()
+        .meta()
         .set_tag(&r.repo, &r.tag, &target, caller.principal.display(), frozen)
         .await?;
-    if let Some(p) = &reg.inner.signing {
+    if let Some(p) = reg.service().signing() {
         p.invalidate();
     }
     reg.audit(

@@ -12,7 +12,7 @@ use crate::Registry;
 use crate::error::{ApiError, ApiResult, Code};
 
 /// The garbage collector's per-digest locks, lent to the cache for its blob commits.
-pub(crate) struct GcLocks(pub(crate) std::sync::Arc<crate::gc::Collector>);
+pub(crate) struct GcLocks(pub(crate) std::sync::Arc<service::gc::Collector>);
 
 impl cache::BlobLocks for GcLocks {
     fn hold(&self, digest: &Digest) -> futures_util::future::BoxFuture<'static, Box<dyn Send>> {
@@ -251,7 +251,7 @@ async fn warm(
             Err(e) => results.push(serde_json::json!({"image": image, "error": e})),
         }
     }
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         ac.audit(&caller, "cache.warm", None, None, w.images.join(","))
             .await;
     }
@@ -296,7 +296,7 @@ async fn add_pin(
         ));
     }
     cache.pin(&p.image).await.map_err(crate::mgmt::bad)?;
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         ac.audit(
             &caller,
             "cache.pin",
@@ -328,7 +328,7 @@ async fn remove_pin(
             format!("no run-time pin {}", p.image),
         ));
     }
-    if let Some(ac) = &reg.inner.access {
+    if let Some(ac) = reg.access() {
         ac.audit(&caller, "cache.unpin", None, Some(p.image), String::new())
             .await;
     }
@@ -363,17 +363,18 @@ impl Registry {
     pub async fn evict_cache(
         &self,
         dry_run: bool,
-    ) -> Result<(cache::EvictReport, Option<crate::gc::GcReport>), ApiError> {
+    ) -> Result<(cache::EvictReport, Option<service::gc::GcReport>), ApiError> {
         let cache = configured(self)?;
         // Pull times reach storage in batches: write the pending ones so the order is current.
-        if let Err(e) = self.flush_pulls().await {
+        if let Err(e) = self.service().flush_pulls().await {
             tracing::warn!(error = %e, "flushing pull times before eviction");
         }
         let report = cache.evict(dry_run).await?;
         let gc = if !dry_run && !report.evicted.is_empty() {
-            let opts = self.collector().defaults();
+            let opts = self.service().collector().defaults();
             Some(
-                self.collect_garbage(&opts)
+                self.service()
+                    .collect_garbage(&opts)
                     .await
                     .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?,
             )

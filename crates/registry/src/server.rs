@@ -325,7 +325,7 @@ where
             req.extensions_mut().insert(id.clone());
         }
         req.extensions_mut()
-            .insert(crate::access::PeerAddr(self.peer));
+            .insert(crate::http_access::PeerAddr(self.peer));
         let fut = self.app.call(req);
         Box::pin(async move {
             let resp = fut.await?;

@@ -10,8 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::Registry;
-use crate::access::{AccessControl, decode_basic, request_origin};
 use crate::error::{ApiError, Code};
+use crate::http_access::{decode_basic, request_origin};
+use service::access::AccessControl;
 
 fn form_pairs(s: &str) -> Vec<(String, String)> {
     s.split('&')
@@ -24,7 +25,7 @@ fn form_pairs(s: &str) -> Vec<(String, String)> {
 }
 
 fn access(reg: &Registry) -> Result<&AccessControl, ApiError> {
-    reg.inner.access.as_deref().ok_or_else(|| {
+    reg.access().map(|a| a.as_ref()).ok_or_else(|| {
         ApiError::new(Code::Unsupported, "token authentication is not configured")
             .with_status(StatusCode::NOT_FOUND)
     })
@@ -79,13 +80,13 @@ fn token_json(
 
 /// Refuses more scopes than a token may carry before any password is checked.
 fn check_scope_count(scopes: &[Scope]) -> Result<(), ApiError> {
-    if scopes.len() > crate::access::MAX_TOKEN_SCOPES {
+    if scopes.len() > service::access::MAX_TOKEN_SCOPES {
         return Err(ApiError::new(
             Code::Unsupported,
             format!(
                 "{} scopes requested; a token carries at most {} scopes",
                 scopes.len(),
-                crate::access::MAX_TOKEN_SCOPES
+                service::access::MAX_TOKEN_SCOPES
             ),
         )
         .with_status(StatusCode::BAD_REQUEST));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use auth::{Actions, Group, Robot, Rule, Subject, User};
 use clap::{Args, Subcommand};
-use registry::identities::{AuditQuery, Identities, IdentityError};
+use service::identities::{AuditQuery, Identities, IdentityError};
 
 use crate::escape::{escape_controls as esc, escape_json_line};
 
@@ -337,7 +337,7 @@ fn read_secret_line() -> anyhow::Result<String> {
 
 async fn audit_change(ids: &Identities, detail: String) {
     let _ = ids
-        .audit(&registry::identities::AuditEvent {
+        .audit(&service::identities::AuditEvent {
             time: auth::now(),
             action: "identity.change".into(),
             actor: format!(
@@ -1073,7 +1073,7 @@ pub fn tag(cmd: TagCmd) -> anyhow::Result<()> {
                 }
                 let rules = match &config {
                     Some(p) => crate::config::Config::load(p)?.tags.rules()?,
-                    None => registry::tagrules::TagRules::default(),
+                    None => service::tagrules::TagRules::default(),
                 };
                 let meta = open_meta(&data.data_dir)?;
                 let target = match (to, steps) {

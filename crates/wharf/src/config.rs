@@ -133,7 +133,7 @@ impl Default for GcConfig {
 
 impl GcConfig {
     /// The collector's options for scheduled and API-triggered runs.
-    pub fn options(&self) -> anyhow::Result<registry::gc::GcOptions> {
+    pub fn options(&self) -> anyhow::Result<service::gc::GcOptions> {
         anyhow::ensure!(
             self.grace_seconds >= 60,
             "gc.grace_seconds must be at least 60: clients need time between pushing blobs and their manifest"
@@ -146,7 +146,7 @@ impl GcConfig {
             self.upload_expiry_seconds >= self.grace_seconds,
             "gc.upload_expiry_seconds must be at least gc.grace_seconds"
         );
-        Ok(registry::gc::GcOptions {
+        Ok(service::gc::GcOptions {
             dry_run: false,
             grace: std::time::Duration::from_secs(self.grace_seconds),
             upload_expiry: std::time::Duration::from_secs(self.upload_expiry_seconds),
@@ -178,8 +178,8 @@ pub struct ImmutableTagConfig {
 
 impl TagsConfig {
     /// The registry's immutable-tag rules.
-    pub fn rules(&self) -> anyhow::Result<registry::tagrules::TagRules> {
-        use registry::tagrules::{ImmutableRule, TagMatch};
+    pub fn rules(&self) -> anyhow::Result<service::tagrules::TagRules> {
+        use service::tagrules::{ImmutableRule, TagMatch};
         let mut out = Vec::new();
         for r in &self.immutable {
             let repos = auth::Pattern::new(&r.repos).map_err(anyhow::Error::msg)?;
@@ -193,7 +193,7 @@ impl TagsConfig {
             };
             out.push(ImmutableRule { repos, tags });
         }
-        Ok(registry::tagrules::TagRules::new(out))
+        Ok(service::tagrules::TagRules::new(out))
     }
 }
 
@@ -220,7 +220,7 @@ pub struct RequireSignature {
 
 impl SigningConfig {
     /// Loads the keys and checks the rules; `None` when nothing is configured.
-    pub fn policy(&self) -> anyhow::Result<Option<registry::signatures::SigningPolicy>> {
+    pub fn policy(&self) -> anyhow::Result<Option<service::signatures::SigningPolicy>> {
         if self.trusted_keys.is_empty() && self.require.is_empty() {
             return Ok(None);
         }
@@ -230,7 +230,7 @@ impl SigningConfig {
                 .with_context(|| format!("reading trusted key {name} from {}", path.display()))?;
             let key = trust::PublicKey::from_pem(&pem)
                 .map_err(|e| anyhow::anyhow!("trusted key {name} ({}): {e}", path.display()))?;
-            keys.push(registry::signatures::TrustedKey {
+            keys.push(service::signatures::TrustedKey {
                 name: name.clone(),
                 key,
             });
@@ -245,12 +245,12 @@ impl SigningConfig {
                     r.repos
                 );
             }
-            rules.push(registry::signatures::RequireRule {
+            rules.push(service::signatures::RequireRule {
                 repos,
                 keys: r.keys.clone(),
             });
         }
-        Ok(Some(registry::signatures::SigningPolicy::new(keys, rules)))
+        Ok(Some(service::signatures::SigningPolicy::new(keys, rules)))
     }
 }
 
@@ -300,7 +300,7 @@ pub enum AuthModeConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        let d = registry::access::AuthSettings::default();
+        let d = service::access::AuthSettings::default();
         AuthConfig {
             mode: AuthModeConfig::Auto,
             service: d.service,
@@ -319,15 +319,15 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// The registry's access-control settings.
-    pub fn settings(&self, tls: bool) -> anyhow::Result<registry::access::AuthSettings> {
-        use registry::access::AuthMode;
+    pub fn settings(&self, tls: bool) -> anyhow::Result<service::access::AuthSettings> {
+        use service::access::AuthMode;
         let trusted_proxies = self
             .trusted_proxies
             .iter()
-            .map(|c| registry::access::Cidr::parse(c))
+            .map(|c| service::access::Cidr::parse(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("[auth] trusted_proxies: {e}"))?;
-        Ok(registry::access::AuthSettings {
+        Ok(service::access::AuthSettings {
             mode: match self.mode {
                 AuthModeConfig::Auto => AuthMode::Auto,
                 AuthModeConfig::On => AuthMode::On,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use registry::gc::{Collector, GcOptions, GcReport};
+use service::gc::{Collector, GcOptions, GcReport};
 
 use crate::admin::{DataDir, parse_duration};
 use crate::versions::human_size;
@@ -63,11 +63,7 @@ async fn local(args: &GcArgs) -> anyhow::Result<GcReport> {
     })?;
     let blobs = store::FsBlobStore::open(data)
         .with_context(|| format!("opening the blob store in {}", data.display()))?;
-    let collector = Collector::new(
-        Arc::new(blobs),
-        Arc::new(meta),
-        Arc::new(registry::Metrics::new()),
-    );
+    let collector = Collector::new(Arc::new(blobs), Arc::new(meta));
     Ok(collector
         .collect(&GcOptions {
             dry_run: args.dry_run,

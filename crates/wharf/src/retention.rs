@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use registry::retention::{Applied, RetentionRule, RetentionRules};
+use service::retention::{Applied, RetentionRule, RetentionRules};
 
 use crate::admin::DataDir;
 use crate::config::{Config, DurationValue};
@@ -52,7 +52,7 @@ pub fn rules(cfg: &Config) -> anyhow::Result<RetentionRules> {
     for r in &cfg.retention {
         let repos = auth::Pattern::new(&r.repos).map_err(anyhow::Error::msg)?;
         let ctx = || format!("retention policy for {}", r.repos);
-        let policy = registry::retention::Policy {
+        let policy = service::retention::Policy {
             keep_last: r.keep_last,
             keep_semver: r.keep_semver,
             per_major: r.per_major,
@@ -121,13 +121,13 @@ fn print_plans(plans: &serde_json::Value) {
 
 /// Human text of a JSON-encoded `versions::retention::Reason`.
 fn reason(v: &serde_json::Value) -> String {
-    serde_json::from_value::<registry::retention::versions::retention::Reason>(v.clone())
+    serde_json::from_value::<service::retention::versions::retention::Reason>(v.clone())
         .map(|r| r.to_string())
         .unwrap_or_else(|_| v.to_string())
 }
 
 fn kept(v: &serde_json::Value) -> String {
-    serde_json::from_value::<registry::retention::versions::retention::KeptReason>(v.clone())
+    serde_json::from_value::<service::retention::versions::retention::KeptReason>(v.clone())
         .map(|r| r.to_string())
         .unwrap_or_else(|_| v.to_string())
 }
@@ -192,7 +192,7 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
         let tag_rules = cfg.tags.rules()?;
         let meta = open_meta(&a.data.data_dir)?;
         let plans =
-            registry::retention::plan_all(meta.as_ref(), &tag_rules, &rules, a.repo.as_deref())
+            service::retention::plan_all(meta.as_ref(), &tag_rules, &rules, a.repo.as_deref())
                 .await?;
         if !apply {
             let v = serde_json::to_value(&plans)?;
@@ -203,7 +203,7 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
             return Ok(());
         }
         let meta_dyn: std::sync::Arc<dyn store::MetaStore> = meta.clone();
-        let ids = registry::identities::Identities::new(meta_dyn);
+        let ids = service::identities::Identities::new(meta_dyn);
         let who = format!(
             "cli:{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into())
@@ -211,7 +211,7 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
         let mut applied = Vec::new();
         for p in &plans {
             applied.push(
-                registry::retention::apply_plan(meta.as_ref(), &tag_rules, p, Some(&ids), &who)
+                service::retention::apply_plan(meta.as_ref(), &tag_rules, p, Some(&ids), &who)
                     .await?,
             );
         }

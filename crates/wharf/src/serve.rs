@@ -120,34 +120,38 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening metadata database in {}", data.display()))?;
     let limits = cfg.limits();
     let meta: Arc<dyn store::MetaStore> = Arc::new(meta);
-    let ids = registry::identities::Identities::new(meta.clone());
+    let ids = service::identities::Identities::new(meta.clone());
     if let Some(path) = &cfg.auth.htpasswd {
         crate::admin::import_htpasswd(&ids, path).await?;
     }
     let keys = crate::keys::load_or_create(data)?;
     let tls_configured = tls.is_some();
-    let access = registry::access::AccessControl::new(auth_settings.clone(), keys, ids)
+    let access = service::access::AccessControl::new(auth_settings.clone(), keys, ids)
         .await
         .context("loading identities")?;
     let auth_enforced = access.enforced();
     let access = Arc::new(access);
     let blobs: Arc<dyn store::BlobStore> = Arc::new(blobs);
-    let mut reg =
-        registry::Registry::new(blobs.clone(), meta.clone(), limits).with_access(access.clone());
-    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta)? {
-        reg = reg.with_cache(cache);
-    }
-    reg = reg.with_tag_rules(cfg.tags.rules()?);
-    reg = reg.with_retention(crate::retention::rules(&cfg)?);
+    let mut svc = service::Service::builder(blobs.clone(), meta.clone())
+        .access(access.clone())
+        .limits(limits)
+        .tag_rules(cfg.tags.rules()?)
+        .retention(crate::retention::rules(&cfg)?);
     if let Some(policy) = cfg.signing.policy()? {
         tracing::info!(keys = policy.keys().len(), "signature policy loaded");
-        reg = reg.with_signing(Arc::new(policy));
+        svc = svc.signing(Arc::new(policy));
     }
+    let svc = Arc::new(svc.build().context("configuring the registry")?);
+    let mut reg = registry::Registry::builder(svc.clone());
+    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta)? {
+        reg = reg.cache(cache);
+    }
+    let reg = reg.build();
 
     let gc_options = cfg.gc.options()?;
-    reg.collector().set_defaults(gc_options);
+    svc.collector().set_defaults(gc_options);
     if cfg.gc.enabled {
-        reg.collector().clone().spawn_schedule(
+        svc.collector().clone().spawn_schedule(
             Duration::from_secs(cfg.gc.interval_seconds),
             Duration::from_secs(cfg.gc.usage_interval_seconds),
         );
@@ -209,12 +213,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     // Last-pull times and retention policies (docs/retention.md).
-    reg.spawn_pull_flusher(registry::pulls::FLUSH_INTERVAL);
+    svc.spawn_pull_flusher(service::pulls::FLUSH_INTERVAL);
     if reg.cache().is_some_and(|c| c.config().max_bytes > 0) {
         let every = cfg.cache.eviction_interval_seconds.unwrap_or(60);
         reg.spawn_cache_eviction(Duration::from_secs(every));
     }
-    reg.spawn_retention();
+    svc.spawn_retention();
     let shutdown_reg = reg.clone();
     registry::serve(listener, reg.router(), opts, async move {
         shutdown_signal().await;
@@ -224,7 +228,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     .await
     .context("serving")?;
     drop(metrics_task);
-    if let Err(e) = reg.flush_pulls().await {
+    if let Err(e) = svc.flush_pulls().await {
         tracing::warn!(error = %e, "flushing pull times on shutdown failed");
     }
     access.flush_audit(Duration::from_secs(5)).await;

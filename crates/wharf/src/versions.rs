@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use registry::retention::VersionRow;
+use service::retention::VersionRow;
 
 use crate::admin::{DataDir, urlencode};
 
@@ -136,7 +136,7 @@ pub fn run(a: VersionsArgs) -> anyhow::Result<()> {
                     .await?
                     .into_iter()
                     .collect();
-                registry::retention::list_versions(meta.as_ref(), &pulls, &a.repo)
+                service::retention::list_versions(meta.as_ref(), &pulls, &a.repo)
                     .await?
                     .with_context(|| format!("no repository {}", a.repo))?
             }

@@ -7,14 +7,14 @@
 //! A tag's last pull is its manifest's: pulling `app@sha256:X` also counts for every tag on X.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oci::Digest;
 use store::StoreError;
 
-use crate::Registry;
+use crate::Service;
 
 /// Shards of the map, so concurrent pulls of different manifests rarely share a lock.
 const SHARDS: usize = 16;
@@ -109,24 +109,18 @@ impl PullTracker {
     }
 }
 
-impl Registry {
+impl Service {
     /// Notes a pull of manifest `digest` of `repo` (called on every manifest GET and HEAD).
-    pub(crate) fn note_pull(&self, repo: &str, digest: &Digest) {
-        self.inner.pulls.note(repo, digest, auth::now());
+    pub fn note_pull(&self, repo: &str, digest: &Digest) {
+        self.pulls.note(repo, digest, auth::now());
     }
 
     /// When each manifest of `repo` was last pulled (unix seconds): the flushed times merged
     /// with those noted since. Manifests never pulled since tracking began are absent. For
     /// retention (`unpulled_for`) and for the pull-through cache's least-recently-used eviction.
     pub async fn last_pulls(&self, repo: &str) -> Result<HashMap<Digest, u64>, StoreError> {
-        let mut out: HashMap<Digest, u64> = self
-            .inner
-            .meta
-            .last_pulls(repo)
-            .await?
-            .into_iter()
-            .collect();
-        for (d, t) in self.inner.pulls.pending(repo) {
+        let mut out: HashMap<Digest, u64> = self.meta.last_pulls(repo).await?.into_iter().collect();
+        for (d, t) in self.pulls.pending(repo) {
             let e = out.entry(d).or_insert(t);
             *e = (*e).max(t);
         }
@@ -136,13 +130,13 @@ impl Registry {
     /// Writes the pulls noted so far to the metadata store in one transaction; returns how
     /// many manifests it covered. On failure the entries are kept for the next flush.
     pub async fn flush_pulls(&self) -> Result<usize, StoreError> {
-        let entries = self.inner.pulls.drain();
+        let entries = self.pulls.drain();
         let n = entries.len();
         if n == 0 {
             return Ok(0);
         }
-        if let Err(e) = self.inner.meta.note_pulls(entries.clone()).await {
-            self.inner.pulls.restore(entries);
+        if let Err(e) = self.meta.note_pulls(entries.clone()).await {
+            self.pulls.restore(entries);
             return Err(e);
         }
         tracing::debug!(manifests = n, "pull times flushed");
@@ -150,20 +144,20 @@ impl Registry {
     }
 
     /// Flushes pulls every `every` (sooner when the map fills up) until the runtime stops;
-    /// call [`Registry::flush_pulls`] once more on shutdown.
-    pub fn spawn_pull_flusher(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// call [`Service::flush_pulls`] once more on shutdown.
+    pub fn spawn_pull_flusher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let reg = self.clone();
         tokio::spawn(async move {
             let mut reported = 0;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
-                    _ = reg.inner.pulls.full.notified() => {}
+                    _ = reg.pulls.full.notified() => {}
                 }
                 if let Err(e) = reg.flush_pulls().await {
                     tracing::warn!(error = %e, "flushing pull times failed; retrying later");
                 }
-                let dropped = reg.inner.pulls.dropped();
+                let dropped = reg.pulls.dropped();
                 if dropped > reported {
                     tracing::warn!(
                         dropped = dropped - reported,

@@ -19,12 +19,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use oci::Digest;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -34,11 +28,6 @@ use prometheus_client::registry::Registry as PromRegistry;
 use serde::{Deserialize, Serialize};
 use store::gc::{Doomed, StorageUsage, digest_key};
 use store::{BlobStore, MetaStore, StoreError};
-
-use crate::Registry;
-use crate::access::{Need, request_origin};
-use crate::error::{ApiError, Code};
-use crate::metrics::Metrics;
 
 /// Stripes of the per-digest lock: enough that unrelated digests rarely share one.
 const LOCK_STRIPES: usize = 1024;
@@ -56,7 +45,7 @@ const MAX_UPLOADS: usize = 100_000;
 /// summed under `repository="(other)"`, so label cardinality stays bounded.
 const TOP_REPOS: usize = 50;
 /// A cached storage report younger than this answers `GET /api/v1/storage`.
-const USAGE_MAX_AGE: Duration = Duration::from_secs(60);
+pub const USAGE_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// What a collection does.
 #[derive(Clone, Debug)]
@@ -174,10 +163,16 @@ pub struct GcMetrics {
     pub unreferenced_bytes: Gauge,
 }
 
+impl Default for GcMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl GcMetrics {
-    /// Creates the metrics and registers them.
-    pub fn register(r: &mut PromRegistry) -> Self {
-        let m = GcMetrics {
+    /// Creates the metrics (unregistered: see [`GcMetrics::register`]).
+    pub fn new() -> Self {
+        GcMetrics {
             runs: Family::default(),
             freed_bytes: Counter::default(),
             deleted_blobs: Counter::default(),
@@ -189,7 +184,12 @@ impl GcMetrics {
             referenced_bytes: Gauge::default(),
             logical_bytes: Gauge::default(),
             unreferenced_bytes: Gauge::default(),
-        };
+        }
+    }
+
+    /// Registers the metrics into `r` (they stay shared with this collector).
+    pub fn register(&self, r: &mut PromRegistry) {
+        let m = self;
         r.register("gc_runs", "Garbage collections run", m.runs.clone());
         r.register(
             "gc_freed_bytes",
@@ -241,7 +241,6 @@ impl GcMetrics {
             "Bytes of blobs no manifest references (garbage or pushes in progress)",
             m.unreferenced_bytes.clone(),
         );
-        m
     }
 
     fn set_usage(&self, u: &StorageUsage) {
@@ -347,7 +346,7 @@ impl Touches {
 pub struct Collector {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
-    metrics: Arc<Metrics>,
+    metrics: GcMetrics,
     locks: Box<[Arc<tokio::sync::Mutex<()>>]>,
     touches: Touches,
     /// One collection at a time (the generation bookkeeping in the store assumes it).
@@ -368,12 +367,13 @@ fn unix_now() -> u64 {
 }
 
 impl Collector {
-    /// A collector over these stores, recording into `metrics`.
-    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, metrics: Arc<Metrics>) -> Self {
+    /// A collector over these stores; its metrics are registered with
+    /// [`GcMetrics::register`] on [`Collector::metrics`].
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>) -> Self {
         Collector {
             blobs,
             meta,
-            metrics,
+            metrics: GcMetrics::new(),
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
@@ -394,6 +394,11 @@ impl Collector {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = opts.grace.max(Duration::from_secs(60));
         *self.defaults.lock().unwrap_or_else(|e| e.into_inner()) = opts;
+    }
+
+    /// Garbage collection and storage metrics (register them to export them).
+    pub fn metrics(&self) -> &GcMetrics {
+        &self.metrics
     }
 
     /// The options used when a caller gives none.
@@ -448,7 +453,7 @@ impl Collector {
     }
 
     fn store_usage(&self, u: StorageUsage) -> Arc<StorageUsage> {
-        self.metrics.gc.set_usage(&u);
+        self.metrics.set_usage(&u);
         let u = Arc::new(u);
         *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), u.clone()));
         u
@@ -475,7 +480,7 @@ impl Collector {
         let t0 = Instant::now();
         let r = self.run(opts).await;
         let outcome = if r.is_ok() { "ok" } else { "error" };
-        let m = &self.metrics.gc;
+        let m = &self.metrics;
         m.runs.get_or_create(&RunLabels { mode, outcome }).inc();
         m.last_duration.set(t0.elapsed().as_secs_f64());
         m.last_run.set(unix_now() as i64);
@@ -706,120 +711,4 @@ impl Collector {
             }
         })
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP: POST /api/v1/gc, GET /api/v1/storage (administrators)
-
-pub(crate) fn routes() -> Router<Registry> {
-    Router::new()
-        .route("/api/v1/gc", post(run_gc))
-        .route("/api/v1/storage", get(storage))
-}
-
-/// Admits administrators; without access control (an embedded registry), loopback callers only.
-async fn admin(reg: &Registry, req: &Parts) -> Result<(), ApiError> {
-    let (source, cert) = request_origin(&req.extensions);
-    let loopback = source.is_some_and(|ip| ip.is_loopback());
-    let Some(ac) = &reg.inner.access else {
-        return if loopback {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                Code::Denied,
-                "garbage collection is open only on loopback without access control",
-            ))
-        };
-    };
-    let need = Need {
-        admin: true,
-        ..Need::default()
-    };
-    let caller = ac.authorize(&req.headers, source, cert, &need).await?;
-    if caller.open && !loopback {
-        return Err(ApiError::new(
-            Code::Denied,
-            "the management API is open only on loopback until a user or robot exists",
-        ));
-    }
-    Ok(())
-}
-
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::new(Code::Unsupported, msg).with_status(StatusCode::BAD_REQUEST)
-}
-
-/// Longest grace period or expiry accepted (ten years): keeps time arithmetic far from overflow.
-const MAX_SECONDS: u64 = 10 * 365 * 86_400;
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct GcRequest {
-    #[serde(default)]
-    dry_run: bool,
-    grace_seconds: Option<u64>,
-    upload_expiry_seconds: Option<u64>,
-}
-
-async fn run_gc(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    admin(&reg, &parts).await?;
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map_err(|_| bad("request body too large or interrupted"))?;
-    let body: GcRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        GcRequest::default()
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))?
-    };
-    let c = &reg.inner.gc;
-    let mut opts = c.defaults();
-    opts.dry_run = body.dry_run;
-    for (v, field, name) in [
-        (body.grace_seconds, &mut opts.grace, "grace_seconds"),
-        (
-            body.upload_expiry_seconds,
-            &mut opts.upload_expiry,
-            "upload_expiry_seconds",
-        ),
-    ] {
-        if let Some(s) = v {
-            if s > MAX_SECONDS {
-                return Err(bad(format!("{name} must be at most {MAX_SECONDS}")));
-            }
-            *field = Duration::from_secs(s);
-        }
-    }
-    let report = c.collect(&opts).await.map_err(|GcError::Store(e)| {
-        ApiError::new(Code::Internal, format!("garbage collection failed: {e}"))
-    })?;
-    Ok((StatusCode::OK, axum::Json(report)).into_response())
-}
-
-#[derive(Deserialize)]
-struct StorageQuery {
-    #[serde(default)]
-    refresh: bool,
-}
-
-async fn storage(
-    State(reg): State<Registry>,
-    q: Result<Query<StorageQuery>, axum::extract::rejection::QueryRejection>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let (parts, _) = req.into_parts();
-    admin(&reg, &parts).await?;
-    let Query(q) = q.map_err(|e| bad(format!("invalid query: {e}")))?;
-    let max_age = if q.refresh {
-        Duration::ZERO
-    } else {
-        USAGE_MAX_AGE
-    };
-    let usage = reg
-        .inner
-        .gc
-        .storage_usage(max_age)
-        .await
-        .map_err(|GcError::Store(e)| ApiError::from(e))?;
-    Ok((StatusCode::OK, axum::Json(&*usage)).into_response())
 }

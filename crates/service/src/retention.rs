@@ -11,12 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use auth::Pattern;
-use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::{get, post};
 use oci::{Digest, Reference};
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
@@ -24,11 +18,10 @@ use store::{GuardedDelete, MetaStore, Page, StoreError};
 pub use versions;
 pub use versions::Policy;
 
-use crate::error::{ApiError, Code};
+use crate::Service;
 use crate::identities::{AuditEvent, Identities};
 use crate::pulls::PullTracker;
 use crate::tagrules::TagRules;
-use crate::{Registry, mgmt};
 
 /// The actor recorded in tag history for retention's deletions.
 pub const ACTOR: &str = "retention";
@@ -79,6 +72,26 @@ impl RetentionRules {
     /// Whether no rule is configured.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Registers retention's counters into `prom`, for `/metrics`.
+    pub(crate) fn register_metrics(&self, prom: &mut prometheus_client::registry::Registry) {
+        let m = &self.metrics;
+        prom.register(
+            "retention_runs",
+            "Retention runs (scheduled or requested)",
+            m.runs.clone(),
+        );
+        prom.register(
+            "retention_deleted_tags",
+            "Tags deleted by retention",
+            m.tags.clone(),
+        );
+        prom.register(
+            "retention_deleted_manifests",
+            "Manifests deleted by retention",
+            m.manifests.clone(),
+        );
     }
 }
 
@@ -399,51 +412,14 @@ pub async fn apply_plan(
     Ok(out)
 }
 
-impl Registry {
-    /// Adds retention rules (and their schedule), and exports their counters and pull
-    /// tracking's on `/metrics`.
-    pub fn with_retention(self, rules: RetentionRules) -> Self {
-        let inner = std::sync::Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
-            panic!("with_retention must be called before the registry is shared")
-        });
-        let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
-        let m = &rules.metrics;
-        prom.register(
-            "retention_runs",
-            "Retention runs (scheduled or requested)",
-            m.runs.clone(),
-        );
-        prom.register(
-            "retention_deleted_tags",
-            "Tags deleted by retention",
-            m.tags.clone(),
-        );
-        prom.register(
-            "retention_deleted_manifests",
-            "Manifests deleted by retention",
-            m.manifests.clone(),
-        );
-        prom.register(
-            "pulls_untracked",
-            "Manifest pulls not recorded because the pull-tracking map was full",
-            inner.pulls.dropped.clone(),
-        );
-        inner.metrics.attach(prom);
-        Registry {
-            inner: std::sync::Arc::new(crate::Inner {
-                retention: rules,
-                ..inner
-            }),
-        }
-    }
-
+impl Service {
     /// Plans the configured retention rules (for every covered repository, or only `only`).
     pub async fn retention_plan(&self, only: Option<&str>) -> Result<Vec<RepoPlan>, StoreError> {
         plan_with(
-            self.inner.meta.as_ref(),
-            Some(&self.inner.pulls),
-            &self.inner.tag_rules,
-            &self.inner.retention,
+            self.meta.as_ref(),
+            Some(&self.pulls),
+            &self.tag_rules,
+            &self.retention,
             only,
         )
         .await
@@ -455,26 +431,19 @@ impl Registry {
         only: Option<&str>,
         requested_by: &str,
     ) -> Result<Vec<Applied>, StoreError> {
-        let _serial = self.inner.retention_lock.lock().await;
+        let _serial = self.retention_lock.lock().await;
         let plans = self.retention_plan(only).await?;
-        let ids = self.inner.access.as_ref().map(|a| a.identities());
+        let ids = self.access.as_ref().map(|a| a.identities());
         let mut out = Vec::new();
         for p in plans {
-            let a = apply_plan(
-                self.inner.meta.as_ref(),
-                &self.inner.tag_rules,
-                &p,
-                ids,
-                requested_by,
-            )
-            .await?;
-            let m = &self.inner.retention.metrics;
+            let a = apply_plan(self.meta.as_ref(), &self.tag_rules, &p, ids, requested_by).await?;
+            let m = &self.retention.metrics;
             m.tags.inc_by(a.tags_deleted.len() as u64);
             m.manifests.inc_by(a.manifests_deleted.len() as u64);
             out.push(a);
         }
-        self.inner.retention.metrics.runs.inc();
-        if let Some(p) = &self.inner.signing {
+        self.retention.metrics.runs.inc();
+        if let Some(p) = &self.signing {
             p.invalidate();
         }
         Ok(out)
@@ -482,9 +451,9 @@ impl Registry {
 
     /// Runs the retention rules every configured interval (nothing when no interval or no
     /// rule is configured).
-    pub fn spawn_retention(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let every = self.inner.retention.interval?;
-        if self.inner.retention.is_empty() {
+    pub fn spawn_retention(self: &std::sync::Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.retention.interval?;
+        if self.retention.is_empty() {
             return None;
         }
         let reg = self.clone();
@@ -508,87 +477,6 @@ impl Registry {
             }
         }))
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Management API
-
-pub(crate) fn routes() -> Router<Registry> {
-    Router::new()
-        .route("/api/v1/versions", get(versions_handler))
-        .route("/api/v1/retention/plan", post(plan_handler))
-        .route("/api/v1/retention/apply", post(apply_handler))
-}
-
-#[derive(Deserialize)]
-struct VersionsQuery {
-    repo: String,
-}
-
-/// `GET /api/v1/versions?repo=R`: the tags in version order (needs pull).
-async fn versions_handler(
-    State(reg): State<Registry>,
-    q: Result<Query<VersionsQuery>, QueryRejection>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let (parts, _) = req.into_parts();
-    let q = mgmt::query(q)?;
-    oci::validate_repository(&q.repo)
-        .map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
-    mgmt::reader(&reg, &parts, &q.repo).await?;
-    let pulls = reg.last_pulls(&q.repo).await?;
-    let rows = list_versions(reg.inner.meta.as_ref(), &pulls, &q.repo)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::NameUnknown,
-                format!("repository {} not known", q.repo),
-            )
-        })?;
-    Ok(mgmt::json(StatusCode::OK, &rows))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RetentionBody {
-    /// Only this repository.
-    #[serde(default)]
-    repo: Option<String>,
-}
-
-async fn retention_body(body: axum::body::Body) -> Result<RetentionBody, ApiError> {
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map_err(|_| mgmt::bad("request body too large or interrupted"))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(RetentionBody::default());
-    }
-    let b: RetentionBody =
-        serde_json::from_slice(&bytes).map_err(|e| mgmt::bad(format!("invalid JSON body: {e}")))?;
-    if let Some(r) = &b.repo {
-        oci::validate_repository(r).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
-    }
-    Ok(b)
-}
-
-/// `POST /api/v1/retention/plan {repo?}`: what the policies would delete and why (admin).
-async fn plan_handler(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    mgmt::admin(&reg, &parts).await?;
-    let b = retention_body(body).await?;
-    let plans = reg.retention_plan(b.repo.as_deref()).await?;
-    Ok(mgmt::json(StatusCode::OK, &plans))
-}
-
-/// `POST /api/v1/retention/apply {repo?}`: deletes what the policies say (admin).
-async fn apply_handler(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let (_, caller) = mgmt::admin(&reg, &parts).await?;
-    let b = retention_body(body).await?;
-    let applied = reg
-        .retention_apply(b.repo.as_deref(), caller.principal.display())
-        .await?;
-    Ok(mgmt::json(StatusCode::OK, &applied))
 }
 
 #[cfg(test)]

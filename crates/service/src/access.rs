@@ -1,6 +1,8 @@
-//! Access control at the HTTP boundary: who is calling (Basic credentials or a registry token),
-//! what they may do (the policy), the token endpoint, and the 401/403 answers of the Docker
-//! token protocol.
+//! Access decisions: who is calling (a [`Credential`]: Basic user and password, or a registry
+//! token), what they may do (the policy), the tokens the token endpoint issues, login
+//! throttling and the audit log. No HTTP types: the HTTP layer parses the `Authorization`
+//! header into a [`Credential`] and turns an [`AccessError`] into the 401/403 answers (with the
+//! `WWW-Authenticate` challenge a [`Challenge`] describes) of the Docker token protocol.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,11 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use auth::limiter::{LoginThrottle, ThrottleSettings};
 use auth::token::{Access as Grant, Claims, KeyRing};
 use auth::{Action, Actions, Policy, Principal, PrincipalKind, Robot, Scope, User};
-use axum::http::{HeaderMap, HeaderValue, header};
-use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, Code};
 use crate::identities::{AuditEvent, Identities};
 
 /// When access control applies.
@@ -143,55 +142,72 @@ impl Cidr {
     }
 }
 
-/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
-/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy (addresses left of
-/// it were written by the client and prove nothing).
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    let peer = peer.to_canonical();
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>() else {
-            break;
-        };
-        client = ip.to_canonical();
-        if !is_trusted(client) {
-            break;
-        }
-    }
-    client
+/// What a caller presented, as the HTTP layer parsed it from the `Authorization` header.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// Nothing (anonymous, unless a verified client certificate names a user).
+    None,
+    /// A user name (or `robot$name`) and password (or robot secret).
+    Basic {
+        /// Login name.
+        user: String,
+        /// Password or robot secret.
+        password: String,
+    },
+    /// A registry token issued by the token endpoint.
+    Bearer(String),
+    /// Something that is no usable credential (malformed Basic, an unknown scheme); why.
+    Unusable(String),
 }
 
-/// The source address of a request, set by the connection loop.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+/// The `WWW-Authenticate: Bearer` challenge of a 401: where to get a token and for what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// Why the request was refused.
+    pub message: String,
+    /// The configured token endpoint; the HTTP layer derives one from the request when unset.
+    pub realm: Option<String>,
+    /// URL scheme of a derived realm (`https` when serving TLS).
+    pub scheme: &'static str,
+    /// The token service name.
+    pub service: String,
+    /// The scope to ask for (`repository:R:pull,push`, `registry:catalog:*`).
+    pub scope: Option<String>,
+    /// A Bearer error code (`insufficient_scope`), when the token was too narrow.
+    pub error: Option<&'static str>,
+}
 
-/// The client's address when it differs from the peer's (behind a trusted proxy), set by the
-/// router from [`AccessControl::resolve_client`].
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub IpAddr);
-
-/// Where a request comes from: the client's address (the connection's peer, or the client a
-/// trusted proxy named), and the common name of a client certificate the TLS handshake verified.
-pub fn request_origin(ext: &axum::http::Extensions) -> (Option<IpAddr>, Option<&str>) {
-    let source = ext
-        .get::<ClientAddr>()
-        .map(|c| c.0)
-        .or_else(|| ext.get::<PeerAddr>().map(|p| p.0.ip()));
-    let cert = ext
-        .get::<crate::tls::ClientIdentity>()
-        .and_then(|c| c.common_name());
-    (source, cert)
+/// Why access control refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// Bad or missing credentials (401, without a challenge: login and tokens).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authentication (or a wider token) needed: a 401 with a Bearer challenge.
+    #[error("{}", .0.message)]
+    Challenge(Box<Challenge>),
+    /// The caller is known and may not do this (403).
+    #[error("{0}")]
+    Denied(String),
+    /// Too many failed logins of this account from this address (429).
+    #[error("{message}")]
+    Throttled {
+        /// What to tell the client.
+        message: String,
+        /// Seconds until the next attempt is considered.
+        retry_after_secs: u64,
+    },
+    /// Every password-check thread is busy and the queue is full (503).
+    #[error("{message}")]
+    Busy {
+        /// What to tell the client.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after_secs: u64,
+    },
+    /// The request asks for too much (too many scopes, too large a token) (400).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What a request needs.
@@ -541,18 +557,10 @@ impl AccessControl {
         );
     }
 
-    /// Sets the client's address on a request that came through a trusted proxy.
-    pub fn resolve_client(&self, req: &mut axum::extract::Request) {
-        if self.settings.trusted_proxies.is_empty() {
-            return;
-        }
-        let Some(peer) = req.extensions().get::<PeerAddr>().map(|p| p.0.ip()) else {
-            return;
-        };
-        let client = client_address(peer, req.headers(), &self.settings.trusted_proxies);
-        if client != peer {
-            req.extensions_mut().insert(ClientAddr(client));
-        }
+    /// Peers whose `X-Forwarded-For` names the client (the HTTP layer resolves the client's
+    /// address with them).
+    pub fn trusted_proxies(&self) -> &[Cidr] {
+        &self.settings.trusted_proxies
     }
 
     /// The identity store.
@@ -630,7 +638,7 @@ impl AccessControl {
         &'a self,
         user: &'a str,
         source: Option<IpAddr>,
-    ) -> Result<Attempt<'a>, ApiError> {
+    ) -> Result<Attempt<'a>, AccessError> {
         let address = source.map(|ip| ip.to_string()).unwrap_or_default();
         let reserved = self
             .throttle
@@ -647,33 +655,31 @@ impl AccessControl {
             Err(t) => {
                 self.metrics.throttled.inc();
                 let wait = t.retry_after_secs;
-                Err(ApiError::new(
-                    Code::TooManyRequests,
-                    format!(
+                Err(AccessError::Throttled {
+                    message: format!(
                         "too many failed logins for {user} from this address; retry in {wait} s"
                     ),
-                )
-                .with_header(header::RETRY_AFTER, HeaderValue::from(wait)))
+                    retry_after_secs: wait,
+                })
             }
         }
     }
 
     /// Checks a password on the password-check threads (counted), or answers 503 when they are
     /// all busy and the queue is full.
-    async fn check_password(&self, password: &str, hash: &str) -> Result<bool, ApiError> {
+    async fn check_password(&self, password: &str, hash: &str) -> Result<bool, AccessError> {
         self.metrics.password_checks.inc();
         match self.hasher.verify(password, hash).await {
             Some(ok) => Ok(ok),
             None => {
                 self.metrics.busy.inc();
-                Err(ApiError::new(
-                    Code::Unavailable,
-                    format!(
+                Err(AccessError::Busy {
+                    message: format!(
                         "too many logins being checked ({} at once); retry in 1 s",
                         self.hasher.threads
                     ),
-                )
-                .with_header(header::RETRY_AFTER, HeaderValue::from(1u64)))
+                    retry_after_secs: 1,
+                })
             }
         }
     }
@@ -684,7 +690,7 @@ impl AccessControl {
         user: &str,
         password: &str,
         source: Option<IpAddr>,
-    ) -> Result<Principal, ApiError> {
+    ) -> Result<Principal, AccessError> {
         let key = sha(format!("{user}:{password}").as_bytes());
         let now = auth::now();
         let robot = user.starts_with(auth::identity::ROBOT_PREFIX);
@@ -760,20 +766,18 @@ impl AccessControl {
                         detail: "bad credentials".into(),
                     })
                     .await;
-                Err(ApiError::new(
-                    Code::Unauthorized,
-                    "invalid username or password",
+                Err(AccessError::Unauthorized(
+                    "invalid username or password".into(),
                 ))
             }
         }
     }
 
-    fn verify_token(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
+    fn verify_token(&self, token: &str) -> Result<Arc<Claims>, AccessError> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(ApiError::new(
-                Code::Unauthorized,
-                format!("invalid token: longer than {MAX_TOKEN_BYTES} bytes"),
-            ));
+            return Err(AccessError::Unauthorized(format!(
+                "invalid token: longer than {MAX_TOKEN_BYTES} bytes"
+            )));
         }
         let key = sha(token.as_bytes());
         let now = auth::now();
@@ -788,9 +792,7 @@ impl AccessControl {
                 let c = Arc::new(
                     self.keys
                         .verify(token, &self.settings.issuer, &self.settings.service, now)
-                        .map_err(|e| {
-                            ApiError::new(Code::Unauthorized, format!("invalid token: {e}"))
-                        })?,
+                        .map_err(|e| AccessError::Unauthorized(format!("invalid token: {e}")))?,
                 );
                 self.token_cache
                     .lock()
@@ -800,67 +802,54 @@ impl AccessControl {
             }
         };
         if claims.token_use.is_some() {
-            return Err(ApiError::new(
-                Code::Unauthorized,
-                "a refresh token is not an access token",
+            return Err(AccessError::Unauthorized(
+                "a refresh token is not an access token".into(),
             ));
         }
         Ok(claims)
     }
 
-    /// Identifies the caller from the request headers (anonymous when there are none).
+    /// Identifies the caller from its credential (anonymous when there is none).
     async fn identify(
         &self,
-        headers: &HeaderMap,
+        credential: &Credential,
         source: Option<IpAddr>,
         cert_user: Option<&str>,
-    ) -> Result<(Principal, Option<Arc<Claims>>), ApiError> {
-        let Some(value) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            // A client certificate verified by the TLS handshake names a user by its CN.
-            let by_cert =
-                cert_user.and_then(|cn| self.principal_active(&self.snap(), cn, auth::now()));
-            return Ok((by_cert.unwrap_or_else(Principal::anonymous), None));
+    ) -> Result<(Principal, Option<Arc<Claims>>), AccessError> {
+        let token = match credential {
+            Credential::None => {
+                // A client certificate verified by the TLS handshake names a user by its CN.
+                let by_cert =
+                    cert_user.and_then(|cn| self.principal_active(&self.snap(), cn, auth::now()));
+                return Ok((by_cert.unwrap_or_else(Principal::anonymous), None));
+            }
+            Credential::Unusable(why) => return Err(AccessError::Unauthorized(why.clone())),
+            Credential::Basic { user, password } => {
+                return Ok((self.login(user, password, source).await?, None));
+            }
+            Credential::Bearer(token) => token,
         };
-        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-        if scheme.eq_ignore_ascii_case("basic") {
-            let (user, pass) = decode_basic(rest.trim())
-                .ok_or_else(|| ApiError::new(Code::Unauthorized, "malformed Basic credentials"))?;
-            return Ok((self.login(&user, &pass, source).await?, None));
+        let claims = self.verify_token(token)?;
+        if claims.sub.is_empty() {
+            return Ok((Principal::anonymous(), Some(claims)));
         }
-        if scheme.eq_ignore_ascii_case("bearer") {
-            let claims = self.verify_token(rest.trim())?;
-            if claims.sub.is_empty() {
-                return Ok((Principal::anonymous(), Some(claims)));
-            }
-            let snap = self.snap();
-            let p = self
-                .principal_active(&snap, &claims.sub, auth::now())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        Code::Unauthorized,
-                        "the token's account is disabled, revoked or gone",
-                    )
-                })?;
-            // Tokens name the credential they were issued against: a password change, a secret
-            // rotation or a deleted and re-created account retires them at once. (Tokens without
-            // the claim were signed by an older version and live out their short lifetime.)
-            if let Some(cred) = &claims.cred
-                && snap.fingerprints.get(&claims.sub) != Some(cred)
-            {
-                return Err(ApiError::new(
-                    Code::Unauthorized,
-                    "the token was issued before the account's password or secret changed",
-                ));
-            }
-            return Ok((p, Some(claims)));
+        let snap = self.snap();
+        let p = self
+            .principal_active(&snap, &claims.sub, auth::now())
+            .ok_or_else(|| {
+                AccessError::Unauthorized("the token's account is disabled, revoked or gone".into())
+            })?;
+        // Tokens name the credential they were issued against: a password change, a secret
+        // rotation or a deleted and re-created account retires them at once. (Tokens without
+        // the claim were signed by an older version and live out their short lifetime.)
+        if let Some(cred) = &claims.cred
+            && snap.fingerprints.get(&claims.sub) != Some(cred)
+        {
+            return Err(AccessError::Unauthorized(
+                "the token was issued before the account's password or secret changed".into(),
+            ));
         }
-        Err(ApiError::new(
-            Code::Unauthorized,
-            "unsupported authorization scheme",
-        ))
+        Ok((p, Some(claims)))
     }
 
     /// What `caller` may do on `repo`, from its token grants or, without a token, the policy.
@@ -887,25 +876,26 @@ impl AccessControl {
         self.snap().policy.allowed(p, repo)
     }
 
-    /// Decides a request: the caller, or the 401/403 to answer.
-    /// `cert_user` is the common name of a client certificate the TLS handshake verified.
+    /// Decides a request: the caller, or why it is refused (a [`AccessError::Challenge`] is
+    /// a 401 the client answers by fetching a token). `cert_user` is the common name of a
+    /// client certificate the TLS handshake verified.
     pub async fn authorize(
         &self,
-        headers: &HeaderMap,
+        credential: &Credential,
         source: Option<IpAddr>,
         cert_user: Option<&str>,
         need: &Need,
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<Caller, AccessError> {
         if !self.enforced() {
             return Ok(Caller {
                 source,
                 ..Caller::open()
             });
         }
-        let (principal, grants) = match self.identify(headers, source, cert_user).await {
+        let (principal, grants) = match self.identify(credential, source, cert_user).await {
             Ok(x) => x,
-            Err(e) if e.code == Code::Unauthorized => {
-                return Err(self.challenge(headers, need, None, e.message));
+            Err(AccessError::Unauthorized(message)) => {
+                return Err(self.challenge(need, None, message));
             }
             Err(e) => return Err(e),
         };
@@ -930,23 +920,19 @@ impl AccessControl {
                 return Ok(caller);
             }
             if caller.principal.admin {
-                return Err(ApiError::new(
-                    Code::Denied,
-                    "this token does not grant registry:admin; use Basic credentials or a token issued for scope registry:admin:*",
-                ));
+                return Err(AccessError::Denied("this token does not grant registry:admin; use Basic credentials or a token issued for scope registry:admin:*".into()));
             }
             if anonymous {
-                return Err(self.challenge(headers, need, None, "authentication required".into()));
+                return Err(self.challenge(need, None, "authentication required".into()));
             }
-            return Err(ApiError::new(
-                Code::Denied,
-                format!("{} is not an administrator", caller.principal.display()),
-            ));
+            return Err(AccessError::Denied(format!(
+                "{} is not an administrator",
+                caller.principal.display()
+            )));
         }
         let Some((repo, wanted)) = &need.repo else {
             if need.catalog && !token_grants("catalog") {
                 return Err(self.challenge(
-                    headers,
                     need,
                     Some("insufficient_scope"),
                     "token does not grant registry:catalog".into(),
@@ -955,7 +941,7 @@ impl AccessControl {
             // /v2/ and the catalog: any identified caller (an anonymous token counts, so that
             // clients pulling public images can proceed).
             if anonymous && caller.grants.is_none() {
-                return Err(self.challenge(headers, need, None, "authentication required".into()));
+                return Err(self.challenge(need, None, "authentication required".into()));
             }
             return Ok(caller);
         };
@@ -966,7 +952,6 @@ impl AccessControl {
         let missing = wanted.missing_from(have);
         if anonymous {
             return Err(self.challenge(
-                headers,
                 need,
                 None,
                 format!("authentication required to {missing} {repo}"),
@@ -975,61 +960,35 @@ impl AccessControl {
         if caller.grants.is_some() && self.policy_allows(&caller.principal, repo).covers(*wanted) {
             // Allowed, but this token was issued for a narrower scope: ask for a new one.
             return Err(self.challenge(
-                headers,
                 need,
                 Some("insufficient_scope"),
                 format!("token does not grant {missing} on {repo}"),
             ));
         }
-        Err(ApiError::new(
-            Code::Denied,
-            format!("{} may not {missing} {repo}", caller.principal.display()),
-        ))
+        Err(AccessError::Denied(format!(
+            "{} may not {missing} {repo}",
+            caller.principal.display()
+        )))
     }
 
     /// A 401 with the `WWW-Authenticate: Bearer` challenge clients follow to the token endpoint.
-    fn challenge(
-        &self,
-        headers: &HeaderMap,
-        need: &Need,
-        error: Option<&str>,
-        message: String,
-    ) -> ApiError {
-        let realm = self.realm(headers);
-        let mut v = format!(
-            "Bearer realm=\"{realm}\",service=\"{}\"",
-            self.settings.service
-        );
-        if let Some((repo, actions)) = &need.repo {
+    fn challenge(&self, need: &Need, error: Option<&'static str>, message: String) -> AccessError {
+        let scope = if let Some((repo, actions)) = &need.repo {
             let actions = actions.union(need.scope_actions);
-            v.push_str(&format!(",scope=\"repository:{repo}:{actions}\""));
+            Some(format!("repository:{repo}:{actions}"))
         } else if need.catalog {
-            v.push_str(",scope=\"registry:catalog:*\"");
-        }
-        if let Some(e) = error {
-            v.push_str(&format!(",error=\"{e}\""));
-        }
-        ApiError::new(Code::Unauthorized, message).with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer")),
-        )
-    }
-
-    /// The token endpoint named in challenges: the configured `realm`, else one derived from the
-    /// request's Host header (which any client chooses).
-    fn realm(&self, headers: &HeaderMap) -> String {
-        if let Some(r) = &self.settings.realm {
-            return r.clone();
-        }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            })
-            .unwrap_or("localhost");
-        format!("{}://{host}/token", self.settings.scheme)
+            Some("registry:catalog:*".into())
+        } else {
+            None
+        };
+        AccessError::Challenge(Box::new(Challenge {
+            message,
+            realm: self.settings.realm.clone(),
+            scheme: self.settings.scheme,
+            service: self.settings.service.clone(),
+            scope,
+            error,
+        }))
     }
 
     /// Issues an access token for `principal` covering what it may do of `requested`. Refuses
@@ -1038,10 +997,8 @@ impl AccessControl {
         &self,
         principal: &Principal,
         requested: &[Scope],
-    ) -> Result<(String, Vec<Scope>), ApiError> {
-        let too_big = |m: String| {
-            ApiError::new(Code::Unsupported, m).with_status(axum::http::StatusCode::BAD_REQUEST)
-        };
+    ) -> Result<(String, Vec<Scope>), AccessError> {
+        let too_big = AccessError::Invalid;
         if requested.len() > MAX_TOKEN_SCOPES {
             return Err(too_big(format!(
                 "{} scopes requested; a token carries at most {MAX_TOKEN_SCOPES} scopes",
@@ -1125,7 +1082,7 @@ impl AccessControl {
     }
 
     /// Redeems a refresh token for its (still active) principal.
-    pub fn redeem_refresh(&self, token: &str) -> Result<Principal, ApiError> {
+    pub fn redeem_refresh(&self, token: &str) -> Result<Principal, AccessError> {
         let c = self
             .keys
             .verify(
@@ -1134,25 +1091,19 @@ impl AccessControl {
                 &self.settings.service,
                 auth::now(),
             )
-            .map_err(|e| {
-                ApiError::new(Code::Unauthorized, format!("invalid refresh token: {e}"))
-            })?;
+            .map_err(|e| AccessError::Unauthorized(format!("invalid refresh token: {e}")))?;
         if c.token_use.as_deref() != Some("refresh") {
-            return Err(ApiError::new(Code::Unauthorized, "not a refresh token"));
+            return Err(AccessError::Unauthorized("not a refresh token".into()));
         }
         let current = self.credential_fingerprint(&c.sub);
         if c.cred.is_none() || c.cred != current {
-            return Err(ApiError::new(
-                Code::Unauthorized,
-                "refresh token was issued before the password or secret changed",
+            return Err(AccessError::Unauthorized(
+                "refresh token was issued before the password or secret changed".into(),
             ));
         }
         self.principal_active(&self.snap(), &c.sub, auth::now())
             .ok_or_else(|| {
-                ApiError::new(
-                    Code::Unauthorized,
-                    "the token's account is disabled, revoked or gone",
-                )
+                AccessError::Unauthorized("the token's account is disabled, revoked or gone".into())
             })
     }
 
@@ -1229,14 +1180,6 @@ fn hex_id() -> String {
         .unwrap_or_else(|_| format!("{:x}", auth::now()))
 }
 
-/// Decodes `base64(user:password)`.
-pub fn decode_basic(b64: &str) -> Option<(String, String)> {
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let s = String::from_utf8(raw).ok()?;
-    let (u, p) = s.split_once(':')?;
-    Some((u.to_owned(), p.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1258,39 +1201,6 @@ mod tests {
         assert!(Cidr::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("proxy.local").is_err());
-    }
-
-    #[test]
-    fn forwarded_for_only_from_trusted_peers() {
-        let trusted = [
-            Cidr::parse("127.0.0.0/8").unwrap(),
-            Cidr::parse("10.0.0.0/8").unwrap(),
-        ];
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("198.51.100.1, 203.0.113.7, 10.1.2.3"),
-        );
-        // From an untrusted peer the header proves nothing.
-        assert_eq!(
-            client_address(ip("192.0.2.9"), &h, &trusted),
-            ip("192.0.2.9")
-        );
-        // From a trusted one: the right-most address that is not a trusted proxy.
-        assert_eq!(
-            client_address(ip("127.0.0.1"), &h, &trusted),
-            ip("203.0.113.7")
-        );
-        // Several header lines are one list; garbage stops the walk at the last good hop.
-        let mut h = HeaderMap::new();
-        h.append("x-forwarded-for", HeaderValue::from_static("garbage"));
-        h.append("x-forwarded-for", HeaderValue::from_static("10.9.9.9"));
-        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("10.9.9.9"));
-        assert_eq!(
-            client_address(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
-            ip("10.0.0.1")
-        );
-        assert_eq!(client_address(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
     }
 
     fn claims(n: usize, name_len: usize) -> Claims {
@@ -1340,5 +1250,94 @@ mod tests {
         let before = c.bytes;
         c.insert(k, small);
         assert_eq!(c.bytes, before);
+    }
+
+    // Identities seen through access control (moved from identities.rs with the identities).
+
+    fn user(name: &str, admin: bool) -> User {
+        User {
+            name: name.into(),
+            password_hash: "x".into(),
+            admin,
+            disabled: false,
+            created: 0,
+            source: None,
+        }
+    }
+
+    fn ids(dir: &tempfile::TempDir) -> Identities {
+        let meta = store::RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        Identities::new(Arc::new(meta))
+    }
+
+    async fn access(
+        ids: &Identities,
+        mode: crate::access::AuthMode,
+    ) -> crate::access::AccessControl {
+        let pem = auth::token::KeyRing::generate_pem().unwrap();
+        let keys = auth::token::KeyRing::from_pems(&pem, &[]).unwrap();
+        let settings = crate::access::AuthSettings {
+            mode,
+            ..Default::default()
+        };
+        crate::access::AccessControl::new(settings, keys, ids.clone())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn auto_mode_stays_closed_when_the_last_identity_goes() {
+        use crate::access::AuthMode;
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        let ac = access(&ids, AuthMode::Auto).await;
+        assert!(
+            !ac.enforced(),
+            "a fresh data directory starts open in auto mode"
+        );
+        ids.put_user(&user("dev", false)).await.unwrap();
+        ac.reload().await.unwrap();
+        assert!(ac.enforced());
+        ids.delete_user("dev").await.unwrap();
+        ac.reload().await.unwrap();
+        assert!(ac.enforced(), "no identity left, still closed");
+        assert!(
+            access(&ids, AuthMode::Auto).await.enforced(),
+            "and after a restart"
+        );
+        assert!(
+            !access(&ids, AuthMode::Off).await.enforced(),
+            "off stays an explicit choice"
+        );
+    }
+
+    #[tokio::test]
+    async fn mode_on_seals_for_later_auto_starts() {
+        use crate::access::AuthMode;
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(&dir);
+        assert!(access(&ids, AuthMode::On).await.enforced());
+        assert!(access(&ids, AuthMode::Auto).await.enforced());
+    }
+
+    #[test]
+    fn realm_warning_beyond_loopback_without_a_realm() {
+        use crate::access::{AuthMode, AuthSettings};
+        let any: std::net::SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let lo: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let s = AuthSettings::default();
+        let w = s.realm_warning(any).expect("warned");
+        assert!(w.contains("Host header") && w.contains("realm"), "{w}");
+        assert!(s.realm_warning(lo).is_none());
+        let configured = AuthSettings {
+            realm: Some("https://r.example/token".into()),
+            ..AuthSettings::default()
+        };
+        assert!(configured.realm_warning(any).is_none());
+        let off = AuthSettings {
+            mode: AuthMode::Off,
+            ..AuthSettings::default()
+        };
+        assert!(off.realm_warning(any).is_none());
     }
 }
