@@ -3,6 +3,8 @@
 //! - an upstream that answers 200 to every blob HEAD (a "lying" upstream, written here as a tiny
 //!   HTTP server) must not open a private blob stored by this Wharf to anonymous callers of a
 //!   cached repository, in path mode or mirror mode (`?ns=`), by GET or HEAD;
+//! - a blob fill in progress for one cached repository is not joined by a request through
+//!   another (an anonymous caller cannot ride an administrator's fill of a private layer);
 //! - a user name carrying newlines and terminal escapes, sent to `/token`, must not forge lines
 //!   or write raw escape codes into the text log or into `wharf audit`'s output.
 
@@ -48,6 +50,9 @@ struct UpstreamState {
     garbage: AtomicBool,
     /// Every request: (method, path).
     log: Mutex<Vec<(String, String)>>,
+    /// A blob served only at this one path (`/v2/<repo>/blobs/<digest>`), slowly: its bytes in
+    /// eight parts a quarter of a second apart, so that a fill of it stays in progress.
+    slow: Mutex<Option<(String, Vec<u8>)>>,
 }
 
 /// Length claimed in blob HEAD answers.
@@ -63,6 +68,7 @@ impl LyingUpstream {
             blobs,
             garbage: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
+            slow: Mutex::new(None),
         });
         let st = state.clone();
         std::thread::spawn(move || {
@@ -140,6 +146,24 @@ fn serve_conn(conn: TcpStream, st: &UpstreamState) -> std::io::Result<()> {
             }
         } else if let Some((_, digest)) = path.rsplit_once("/blobs/") {
             let digest = digest.to_owned();
+            let slow = st.slow.lock().unwrap().clone();
+            if let Some((slow_path, bytes)) = slow
+                && method == "GET"
+                && path == slow_path
+            {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\
+                     Content-Type: application/octet-stream\r\nDocker-Content-Digest: {digest}\r\n\r\n",
+                    bytes.len()
+                );
+                out.write_all(head.as_bytes())?;
+                for part in bytes.chunks(bytes.len().div_ceil(8)) {
+                    out.write_all(part)?;
+                    out.flush()?;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                continue;
+            }
             if method == "HEAD" {
                 // The lie: every blob "exists".
                 let mut head = format!(
@@ -333,6 +357,86 @@ fn lying_upstream_does_not_open_stored_blobs() {
     let again = http.get(&path).unwrap();
     assert_eq!((again.status, again.body == shared), (200, true));
     assert_eq!(up.requests("GET", &shared_d), 1, "served from the store");
+}
+
+/// A blob fill in progress for one cached repository is never joined by a request through
+/// another: an administrator's pull of a layer that only the upstream's private repository
+/// serves must not hand its bytes to an anonymous caller asking a public cached repository for
+/// the same digest while the fill runs (fills were once shared by digest alone).
+#[test]
+fn fill_in_progress_is_not_shared_across_cached_repositories() {
+    let secret = pattern(601, 64 * 1024);
+    let secret_d = sha256_digest(&secret);
+    let up = LyingUpstream::start(b"{}".to_vec(), HashMap::new());
+    *up.state.slow.lock().unwrap() =
+        Some((format!("/v2/private/app/blobs/{secret_d}"), secret.clone()));
+    let cfg = format!(
+        "[auth]\nanonymous_pull = [\"{HOST}/public/*\"]\n\n\
+         [[cache.upstream]]\nhost = \"{HOST}\"\nurl = \"http://{}\"\n\
+         response_timeout_seconds = 5\nread_timeout_seconds = 5\n",
+        up.addr
+    );
+    let mut w = AuthWharf::new(&cfg);
+    w.must_cli(
+        &["user", "add", ADMIN.0, "--admin"],
+        &format!("{}\n", ADMIN.1),
+    );
+    w.start();
+    let http = w.http();
+
+    // The administrator's pull starts the fill (two seconds of transfer).
+    let admin = {
+        let http = w.http();
+        let path = format!("/v2/{HOST}/private/app/blobs/{secret_d}");
+        std::thread::spawn(move || {
+            http.request(
+                "GET",
+                &path,
+                &[("Authorization", &basic(ADMIN.0, ADMIN.1))],
+                &[],
+            )
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while up.requests("GET", &secret_d) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fill never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Meanwhile an anonymous caller asks a public cached repository for the same digest.
+    let public = format!("/v2/{HOST}/public/x/blobs/{secret_d}");
+    if let Ok(got) = http.get(&public) {
+        assert!(
+            !contains(&got.body, &secret[..1024]),
+            "GET {public} during the fill returned the private blob: {}",
+            got.dump()
+        );
+        assert_ne!(got.status, 200, "GET {public}: {}", got.dump());
+    }
+    // The public path was asked of the upstream itself, which does not serve it there.
+    assert!(
+        up.state
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, p)| m == "GET" && p == &format!("/v2/public/x/blobs/{secret_d}")),
+        "the public request made its own fill"
+    );
+
+    // Positive control: the administrator got the whole, verified blob.
+    let got = admin.join().unwrap().unwrap();
+    assert_eq!(got.status, 200, "{}", got.dump());
+    assert_eq!(got.body, secret);
+    // And after the fill, the public repository still does not get it.
+    if let Ok(got) = http.get(&public) {
+        assert!(!contains(&got.body, &secret[..1024]), "{}", got.dump());
+        assert_ne!(got.status, 200, "{}", got.dump());
+    }
 }
 
 /// A user name with a newline, a forged log line and terminal escapes, sent to `/token`, shows
