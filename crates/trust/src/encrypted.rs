@@ -67,7 +67,7 @@ struct Cipher {
 
 /// Decrypts an encrypted cosign key PEM to its PKCS#8 DER bytes.
 pub fn decrypt_pem(pem: &[u8], password: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let (label, body) = crate::keys::pem_decode(pem)?;
+    let (label, body) = crate::pem::pem_decode(pem)?;
     if !LABELS.contains(&label.as_str()) {
         return Err(KeyError::Pem(format!(
             "expected \"{LABEL}\", found \"{label}\""
