@@ -48,7 +48,7 @@ fi
 summary=()
 status=0
 for t in "${targets[@]}"; do
-	mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t"
+	mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t" "fuzz/corpus/$t"
 	log=$(mktemp)
 	echo "== $t: ${secs}s"
 	set +e
