@@ -359,7 +359,11 @@ mod tests {
         assert_eq!(c[0].scheme, "basic");
         assert_eq!(c[0].param("realm"), Some("r"));
         assert_eq!(c[1].scheme, "x");
-        assert!(parse_challenges("BEBeare\u{757}ttp").iter().all(|c| !c.scheme.is_empty()));
+        assert!(
+            parse_challenges("BEBeare\u{757}ttp")
+                .iter()
+                .all(|c| !c.scheme.is_empty())
+        );
     }
 
     #[test]
