@@ -73,10 +73,12 @@ pub fn check(data: &[u8]) {
             Quoting::Plain => assert_eq!(token, img.text),
             Quoting::Single => {
                 let inner = token.strip_prefix('\'').and_then(|t| t.strip_suffix('\''));
-                assert_eq!(
-                    inner.map(|t| t.replace("''", "'")).as_deref(),
-                    Some(&*img.text)
-                );
+                let inner = inner.expect("single-quoted token");
+                // Line breaks inside quotes fold (with the white space around them) when
+                // decoded; such a value always holds a space or a newline, never a reference.
+                if !inner.contains(['\n', '\r']) {
+                    assert_eq!(inner.replace("''", "'"), img.text);
+                }
             }
             Quoting::Double => {
                 let inner = token.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
