@@ -278,7 +278,9 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
         }
         let scheme = token(&mut i);
         if scheme.is_empty() {
-            i += 1; // garbage: skip a byte and resynchronise
+            // Garbage: skip one character (not one byte: slicing inside a UTF-8 sequence
+            // panics) and resynchronise.
+            i += header[i..].chars().next().map_or(1, char::len_utf8);
             continue;
         }
         let mut params = BTreeMap::new();
@@ -346,6 +348,22 @@ mod tests {
         assert_eq!(c[0].param("realm"), Some("https://auth.docker.io/token"));
         assert_eq!(c[0].param("service"), Some("registry.docker.io"));
         assert_eq!(c[0].param("scope"), Some("repository:library/busybox:pull"));
+    }
+
+    /// Found by the `www_authenticate` fuzz target: a non-ASCII character where a scheme was
+    /// expected was skipped one byte at a time, and the next token sliced inside it (a panic).
+    #[test]
+    fn skips_non_ascii_garbage_whole() {
+        let c = parse_challenges("\u{e9} Basic realm=\"r\", \u{757}x");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].scheme, "basic");
+        assert_eq!(c[0].param("realm"), Some("r"));
+        assert_eq!(c[1].scheme, "x");
+        assert!(
+            parse_challenges("BEBeare\u{757}ttp")
+                .iter()
+                .all(|c| !c.scheme.is_empty())
+        );
     }
 
     #[test]

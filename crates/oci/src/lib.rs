@@ -10,6 +10,7 @@ pub mod image_ref;
 pub mod manifest;
 pub mod name;
 pub mod range;
+pub mod route;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error_code::ErrorCode;
@@ -18,3 +19,4 @@ pub use image_ref::{ImageRef, ImageRefError};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, media_types};
 pub use name::{NameError, Reference, validate_repository, validate_tag};
 pub use range::{ByteRange, RangeError, parse_content_range, parse_range};
+pub use route::{Route, parse_route, percent_decode};

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use oci::route::{Route, parse_route};
 use oci::{ByteRange, Digest, Manifest, NameError, RangeError, Reference, media_types};
 use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
@@ -20,112 +21,9 @@ use crate::{Registry, RouteLabel};
 use auth::{Action, Actions};
 use service::access::{Caller, Need};
 
-/// A parsed `/v2/` route.
-#[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
-    Base,
-    Catalog,
-    Tags(&'a str),
-    Manifest(&'a str, &'a str),
-    Blob(&'a str, &'a str),
-    UploadStart(&'a str),
-    Upload(&'a str, &'a str),
-    Referrers(&'a str, &'a str),
-}
-
-impl Route<'_> {
-    /// The repository the route addresses, if any.
-    fn name(&self) -> Option<&str> {
-        match self {
-            Route::Base | Route::Catalog => None,
-            Route::Tags(n)
-            | Route::Manifest(n, _)
-            | Route::Blob(n, _)
-            | Route::UploadStart(n)
-            | Route::Upload(n, _)
-            | Route::Referrers(n, _) => Some(n),
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            Route::Base => "base",
-            Route::Catalog => "catalog",
-            Route::Tags(_) => "tags",
-            Route::Manifest(..) => "manifest",
-            Route::Blob(..) => "blob",
-            Route::UploadStart(_) | Route::Upload(..) => "blob_upload",
-            Route::Referrers(..) => "referrers",
-        }
-    }
-}
-
-/// Splits `rest` at the last `/<word>/`, returning the name before and the single segment after.
-fn split_last<'a>(rest: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
-    let idx = rest.rfind(word)?;
-    let (name, tail) = (&rest[..idx], &rest[idx + word.len()..]);
-    (!name.is_empty() && !tail.contains('/')).then_some((name, tail))
-}
-
-fn parse_route(path: &str) -> Option<Route<'_>> {
-    if path == "/v2" || path == "/v2/" {
-        return Some(Route::Base);
-    }
-    let rest = path.strip_prefix("/v2/")?;
-    if rest == "_catalog" {
-        return Some(Route::Catalog);
-    }
-    if let Some(name) = rest.strip_suffix("/tags/list") {
-        return Some(Route::Tags(name));
-    }
-    if let Some(name) = rest
-        .strip_suffix("/blobs/uploads/")
-        .or_else(|| rest.strip_suffix("/blobs/uploads"))
-    {
-        return Some(Route::UploadStart(name));
-    }
-    if let Some((name, id)) = split_last(rest, "/blobs/uploads/") {
-        return Some(Route::Upload(name, id));
-    }
-    if let Some((name, d)) = split_last(rest, "/blobs/") {
-        return Some(Route::Blob(name, d));
-    }
-    if let Some((name, r)) = split_last(rest, "/manifests/") {
-        return Some(Route::Manifest(name, r));
-    }
-    if let Some((name, d)) = split_last(rest, "/referrers/") {
-        return Some(Route::Referrers(name, d));
-    }
-    None
-}
-
-/// Decodes `%XX` escapes and `+` (clients sometimes escape the digest's colon); malformed
-/// escapes are kept as they are.
-pub(crate) fn percent_decode(s: &str) -> String {
-    if !s.contains(['%', '+']) {
-        return s.to_owned();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (c, _) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+// The route grammar and decoding live in `oci::route` (pure, fuzzed); re-exported for the
+// token endpoint.
+pub(crate) use oci::percent_decode;
 
 /// Query parameters, decoded, in order.
 fn query(parts: &Parts) -> Vec<(String, String)> {
@@ -1114,50 +1012,4 @@ async fn cancel_upload(reg: &Registry, name: &str, id: &str, caller: &Caller) ->
     }
     reg.service().meta().upload_delete(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        assert_eq!(parse_route("/v2/"), Some(Route::Base));
-        assert_eq!(parse_route("/v2/_catalog"), Some(Route::Catalog));
-        assert_eq!(parse_route("/v2/a/b/tags/list"), Some(Route::Tags("a/b")));
-        assert_eq!(
-            parse_route("/v2/a/manifests/x/manifests/latest"),
-            Some(Route::Manifest("a/manifests/x", "latest"))
-        );
-        assert_eq!(
-            parse_route("/v2/a/blobs/uploads/"),
-            Some(Route::UploadStart("a"))
-        );
-        assert_eq!(
-            parse_route("/v2/a/blobs/uploads/abc"),
-            Some(Route::Upload("a", "abc"))
-        );
-        assert_eq!(
-            parse_route("/v2/a/blobs/sha256:x"),
-            Some(Route::Blob("a", "sha256:x"))
-        );
-        assert_eq!(
-            parse_route("/v2/a/referrers/sha256:x"),
-            Some(Route::Referrers("a", "sha256:x"))
-        );
-        assert_eq!(
-            parse_route("/v2/a/manifests/"),
-            Some(Route::Manifest("a", ""))
-        );
-        assert_eq!(parse_route("/v2/manifests/x"), None);
-        assert_eq!(parse_route("/v3/"), None);
-    }
-
-    #[test]
-    fn decoding() {
-        assert_eq!(percent_decode("sha256%3Aabc"), "sha256:abc");
-        assert_eq!(percent_decode("a%zz"), "a%zz");
-        assert_eq!(percent_decode("a%"), "a%");
-        assert_eq!(percent_decode("a%4"), "a%4");
-    }
 }

@@ -292,6 +292,7 @@ impl BlobStore for FsBlobStore {
             while offset < end {
                 let want = (end - offset).min(READ_CHUNK as u64) as usize;
                 // SAFETY: the file is never modified after it is published (see above).
+                #[allow(unsafe_code)]
                 let map = unsafe {
                     memmap2::MmapOptions::new()
                         .offset(offset)

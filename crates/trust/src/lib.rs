@@ -28,6 +28,7 @@ mod error;
 pub mod keys;
 pub mod manifest;
 pub mod payload;
+mod pem;
 pub mod rekor;
 mod verify;
 

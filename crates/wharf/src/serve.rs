@@ -78,6 +78,7 @@ const MMAP_THRESHOLD: i32 = 4 << 20;
 /// measured 144 MiB RSS retained afterwards with the dynamic threshold, 30 MiB with this one.
 fn return_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
     // SAFETY: mallopt only changes allocator parameters; it is called before any other thread
     // exists.
     if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } != 1 {
