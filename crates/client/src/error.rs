@@ -18,6 +18,9 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// An image reference given as text does not parse (see [`oci::ImageRef::parse`]).
+    #[error("invalid image reference: {0}")]
+    ImageRef(#[from] oci::ImageRefError),
     /// The HTTP client could not be built (TLS setup, bad CA certificate).
     #[error("cannot build the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
