@@ -474,9 +474,6 @@ impl Registry {
             out.push(a);
         }
         self.inner.retention.metrics.runs.inc();
-        if let Some(p) = &self.inner.signing {
-            p.invalidate();
-        }
         Ok(out)
     }
 

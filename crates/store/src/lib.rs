@@ -8,10 +8,13 @@
 //! Nothing here knows about HTTP: errors are typed and the registry maps them to protocol codes.
 
 pub mod blob;
+mod generation;
 pub mod meta;
 mod private;
 
 pub use private::{private_dir, restrict};
+
+pub use generation::Generations;
 
 pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, UploadState};
 pub use meta::gc;
