@@ -85,13 +85,20 @@ struct Inner {
 }
 
 impl Registry {
-    /// Builds a registry over the given stores.
-    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
+    /// Builds a registry over the given stores; `locks` are the stores' per-digest locks (the
+    /// same table goes to the pull-through cache, when there is one).
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetaStore>,
+        locks: Arc<store::DigestLocks>,
+        limits: Limits,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let gc = Arc::new(gc::Collector::new(
             blobs.clone(),
             meta.clone(),
             metrics.clone(),
+            locks,
         ));
         Registry {
             inner: Arc::new(Inner {
@@ -145,7 +152,6 @@ impl Registry {
     pub fn with_cache(self, cache: cache::Cache) -> Self {
         let inner = Arc::try_unwrap(self.inner)
             .unwrap_or_else(|_| panic!("with_cache must be called before the registry is shared"));
-        cache.set_blob_locks(Arc::new(mirror::GcLocks(inner.gc.clone())));
         let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
         cache.metrics().register(&mut prom);
         inner.metrics.attach(prom);

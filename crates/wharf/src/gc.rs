@@ -67,6 +67,7 @@ async fn local(args: &GcArgs) -> anyhow::Result<GcReport> {
         Arc::new(blobs),
         Arc::new(meta),
         Arc::new(registry::Metrics::new()),
+        Arc::new(store::DigestLocks::new()),
     );
     Ok(collector
         .collect(&GcOptions {

@@ -132,9 +132,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let auth_enforced = access.enforced();
     let access = Arc::new(access);
     let blobs: Arc<dyn store::BlobStore> = Arc::new(blobs);
-    let mut reg =
-        registry::Registry::new(blobs.clone(), meta.clone(), limits).with_access(access.clone());
-    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta)? {
+    // One table of per-digest locks for everything that commits, links or deletes blobs.
+    let locks = Arc::new(store::DigestLocks::new());
+    let mut reg = registry::Registry::new(blobs.clone(), meta.clone(), locks.clone(), limits)
+        .with_access(access.clone());
+    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta, locks)? {
         reg = reg.with_cache(cache);
     }
     reg = reg.with_tag_rules(cfg.tags.rules()?);

@@ -59,7 +59,12 @@ pub struct Env {
 fn open(dir: &Path, limits: Limits) -> Result<Registry, String> {
     let blobs = FsBlobStore::open(dir).map_err(|e| format!("blob store: {e}"))?;
     let meta = RedbMetaStore::open(&dir.join("meta.redb")).map_err(|e| format!("meta: {e}"))?;
-    Ok(Registry::new(Arc::new(blobs), Arc::new(meta), limits))
+    Ok(Registry::new(
+        Arc::new(blobs),
+        Arc::new(meta),
+        Arc::new(store::DigestLocks::new()),
+        limits,
+    ))
 }
 
 impl Env {
