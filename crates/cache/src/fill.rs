@@ -86,7 +86,7 @@ pub(crate) struct FillJob {
     pub remote_repo: String,
     pub digest: Digest,
     pub id: String,
-    pub locks: Option<Arc<dyn crate::BlobLocks>>,
+    pub locks: Arc<store::DigestLocks>,
 }
 
 impl FillJob {
@@ -165,13 +165,11 @@ impl FillJob {
                 e => e.into(),
             });
         }
-        // Commit and link under the collector's lock, so the blob cannot go in between. The
+        // Commit and link under the store's per-digest lock (the collector deletes under it), so
+        // the blob cannot go in between; the fresh link then protects it from collection. The
         // blob may be stored already (pushed into another repository): the upstream has now
         // proved it holds these bytes, so linking is safe, and the commit keeps the stored file.
-        let _held = match &self.locks {
-            Some(l) => Some(l.hold(&self.digest).await),
-            None => None,
-        };
+        let _held = self.locks.hold(&self.digest).await;
         match self.blobs.upload_commit(&self.id, &self.digest).await {
             Ok(_) => {}
             Err(StoreError::DigestMismatch { .. }) => return Err(UpstreamError::DigestMismatch),

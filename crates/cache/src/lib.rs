@@ -26,7 +26,7 @@ use futures_util::future::{BoxFuture, Shared};
 use futures_util::{FutureExt, StreamExt};
 use oci::{Descriptor, Digest, Manifest, Reference};
 use reqwest::Method;
-use store::{BlobStore, BlobStream, ManifestRecord, MetaStore};
+use store::{BlobStore, BlobStream, DigestLocks, ManifestRecord, MetaStore};
 
 pub use config::{CacheConfig, DOCKER_HUB, UpstreamConfig, validate};
 pub use error::UpstreamError;
@@ -45,13 +45,6 @@ const MAX_TAG_PAGES: usize = 100;
 const MAX_FILLS: usize = 64;
 /// Who cached content is recorded as having pushed, in tag history.
 const ACTOR: &str = "pull-through-cache";
-
-/// Serialises "commit a fetched blob and link it" with garbage collection: the registry's
-/// collector holds the same per-digest lock while it re-checks and deletes a blob.
-pub trait BlobLocks: Send + Sync + 'static {
-    /// Takes the lock of `digest`; it is released when the returned guard drops.
-    fn hold(&self, digest: &Digest) -> BoxFuture<'static, Box<dyn Send>>;
-}
 
 /// How a manifest lookup was answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,8 +147,9 @@ struct Inner {
     /// repository (another upstream, other access rules) must prove its own upstream has them.
     fills: tokio::sync::Mutex<HashMap<(String, Digest), FillHandle>>,
     config: CacheConfig,
-    /// Set once by the registry (see [`Cache::set_blob_locks`]).
-    locks: std::sync::OnceLock<Arc<dyn BlobLocks>>,
+    /// The store's per-digest locks: fetched blobs are committed and linked under them, which
+    /// serialises that with garbage collection (the collector re-checks and deletes under them).
+    locks: Arc<DigestLocks>,
 }
 
 /// The pull-through cache. Cheap to clone.
@@ -165,11 +159,13 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache of the configured upstreams over the registry's stores.
+    /// A cache of the configured upstreams over the registry's stores, committing and linking
+    /// blobs under `locks` (the per-digest locks the registry's collector uses on these stores).
     pub fn new(
         config: CacheConfig,
         blobs: Arc<dyn BlobStore>,
         meta: Arc<dyn MetaStore>,
+        locks: Arc<DigestLocks>,
     ) -> Result<Self, String> {
         validate(&config)?;
         let upstreams = config
@@ -189,15 +185,9 @@ impl Cache {
                 fill_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FILLS)),
                 fills: tokio::sync::Mutex::new(HashMap::new()),
                 config,
-                locks: std::sync::OnceLock::new(),
+                locks,
             }),
         })
-    }
-
-    /// Makes fetched blobs commit and link under `locks` (the garbage collector's). Only the
-    /// first call counts.
-    pub fn set_blob_locks(&self, locks: Arc<dyn BlobLocks>) {
-        let _ = self.inner.locks.set(locks);
     }
 
     /// The cache's metrics, to register with the server's.
@@ -391,8 +381,8 @@ impl Cache {
         let inner = &self.inner;
         if inner.blobs.size(digest).await?.is_some() && self.listed(name, digest).await? {
             // Stored already (pushed, or cached for another repository) and a manifest cached
-            // here lists it: link it, under the collector's lock so it cannot go in between.
-            let _held = self.hold(digest).await;
+            // here lists it: link it, under the per-digest lock so it cannot go in between.
+            let _held = self.inner.locks.hold(digest).await;
             if let Some(size) = inner.blobs.size(digest).await? {
                 inner.meta.link_blob(name, digest, size).await?;
                 inner.metrics.lookup("blob", "hit");
@@ -464,14 +454,6 @@ impl Cache {
             }
         }
         Ok(false)
-    }
-
-    /// The collector's lock of `digest`, when the registry lent its locks.
-    async fn hold(&self, digest: &Digest) -> Option<Box<dyn Send>> {
-        match self.inner.locks.get() {
-            Some(l) => Some(l.hold(digest).await),
-            None => None,
-        }
     }
 
     /// Resolves an image reference in the cache's terms (`docker.io/library/alpine:3.20`,
@@ -615,7 +597,7 @@ impl Cache {
             remote_repo: t.remote.clone(),
             digest: digest.clone(),
             id: id.clone(),
-            locks: self.inner.locks.get().cloned(),
+            locks: self.inner.locks.clone(),
         };
         let inner = self.inner.clone();
         let key = (name.to_owned(), digest.clone());

@@ -544,9 +544,6 @@ async fn put_manifest(
         .meta()
         .put_manifest(name, record, tags.clone())
         .await?;
-    if let Some(p) = reg.service().signing() {
-        p.invalidate();
-    }
     tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
     reg.audit(caller, "push", name, digest.to_string(), tags.join(","))
         .await;
@@ -600,9 +597,6 @@ async fn delete_manifest(reg: &Registry, name: &str, r: Reference, caller: &Call
                 .await?
         }
     };
-    if let Some(p) = reg.service().signing() {
-        p.invalidate();
-    }
     if !found {
         return Err(ApiError::new(Code::ManifestUnknown, "manifest unknown"));
     }
@@ -757,9 +751,6 @@ async fn delete_blob(reg: &Registry, name: &str, d: Digest, caller: &Caller) -> 
         ));
     }
     tracing::info!(repo = name, digest = %d, "blob unlinked");
-    if let Some(p) = reg.service().signing() {
-        p.invalidate();
-    }
     reg.audit(caller, "delete", name, d.to_string(), "blob".into())
         .await;
     Ok(StatusCode::ACCEPTED.into_response())

@@ -69,7 +69,6 @@ impl RegistryBuilder {
         let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
         self.service.register_metrics(&mut prom);
         if let Some(cache) = &self.cache {
-            cache.set_blob_locks(Arc::new(mirror::GcLocks(self.service.collector().clone())));
             cache.metrics().register(&mut prom);
         }
         metrics.attach(prom);

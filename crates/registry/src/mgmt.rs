@@ -686,9 +686,6 @@ async fn tag_rollback(State(reg): State<Registry>, req: Request) -> MResult {
         .meta()
         .set_tag(&r.repo, &r.tag, &target, caller.principal.display(), frozen)
         .await?;
-    if let Some(p) = reg.service().signing() {
-        p.invalidate();
-    }
     reg.audit(
         &caller,
         "rollback",

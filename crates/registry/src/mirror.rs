@@ -11,16 +11,6 @@ use oci::{Digest, Reference};
 use crate::Registry;
 use crate::error::{ApiError, ApiResult, Code};
 
-/// The garbage collector's per-digest locks, lent to the cache for its blob commits.
-pub(crate) struct GcLocks(pub(crate) std::sync::Arc<service::gc::Collector>);
-
-impl cache::BlobLocks for GcLocks {
-    fn hold(&self, digest: &Digest) -> futures_util::future::BoxFuture<'static, Box<dyn Send>> {
-        let (gc, d) = (self.0.clone(), digest.clone());
-        Box::pin(async move { Box::new(gc.hold_owned(&d).await) as Box<dyn Send> })
-    }
-}
-
 /// Rewrites a `/v2/` path to the cached repository it addresses: `/v2/library/alpine/...` with
 /// `ns=docker.io` (containerd's mirror mode) and `/v2/docker.io/alpine/...` (path mode) both
 /// become `/v2/docker.io/library/alpine/...`. `Err` for an `ns` that names no upstream: serving

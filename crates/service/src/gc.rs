@@ -3,7 +3,9 @@
 //! The [`Collector`] reclaims blobs no manifest references, blob links nothing references, and
 //! expired uploads, while clients keep pushing. Three mechanisms make that safe:
 //!
-//! - a striped per-digest lock ([`Collector::hold`]) taken by "commit an upload and link it",
+//! - a per-digest lock ([`store::DigestLocks`], taken through [`Collector::hold`]) taken by
+//!   "commit an upload and link it", by the pull-through cache's "commit a fetched blob and link
+//!   it",
 //!   by blob HEAD/GET/mount, and by the collector around "re-check and delete": a blob can never
 //!   vanish between an upload's rename and its link, nor between a HEAD that found it and the
 //!   touch that protects it;
@@ -27,10 +29,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as PromRegistry;
 use serde::{Deserialize, Serialize};
 use store::gc::{Doomed, StorageUsage, digest_key};
-use store::{BlobStore, MetaStore, StoreError};
+use store::{BlobStore, DigestGuard, DigestLocks, MetaStore, StoreError};
 
-/// Stripes of the per-digest lock: enough that unrelated digests rarely share one.
-const LOCK_STRIPES: usize = 1024;
 /// Digests remembered as recently touched; past this the collector keeps everything for a while.
 const MAX_TOUCHES: usize = 100_000;
 /// Proposals handled per run (bounds memory); the next run continues.
@@ -347,7 +347,8 @@ pub struct Collector {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
     metrics: GcMetrics,
-    locks: Box<[Arc<tokio::sync::Mutex<()>>]>,
+    /// The store's per-digest locks, shared with everything else that commits or links blobs.
+    locks: Arc<DigestLocks>,
     touches: Touches,
     /// One collection at a time (the generation bookkeeping in the store assumes it).
     running: tokio::sync::Mutex<()>,
@@ -357,9 +358,6 @@ pub struct Collector {
     defaults: Mutex<GcOptions>,
 }
 
-/// A held per-digest lock (see [`Collector::hold`]).
-pub type BlobGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -367,16 +365,19 @@ fn unix_now() -> u64 {
 }
 
 impl Collector {
-    /// A collector over these stores; its metrics are registered with
-    /// [`GcMetrics::register`] on [`Collector::metrics`].
-    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>) -> Self {
+    /// A collector over these stores, deleting under `locks` (the same table every blob commit
+    /// and link of these stores takes); its metrics are registered with [`GcMetrics::register`]
+    /// on [`Collector::metrics`].
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetaStore>,
+        locks: Arc<DigestLocks>,
+    ) -> Self {
         Collector {
             blobs,
             meta,
             metrics: GcMetrics::new(),
-            locks: (0..LOCK_STRIPES)
-                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
-                .collect(),
+            locks,
             touches: Touches::new(),
             running: tokio::sync::Mutex::new(()),
             usage_scan: tokio::sync::Mutex::new(()),
@@ -409,37 +410,18 @@ impl Collector {
             .clone()
     }
 
-    fn stripe(d: &Digest) -> usize {
-        (digest_key(d) % LOCK_STRIPES as u128) as usize
-    }
-
     /// Takes the per-digest lock of `d` and marks it touched. Held by upload commit + link, by
     /// blob HEAD/GET/mount while they read the link, and by the collector while it re-checks and
     /// deletes: so a blob seen (or just linked) is protected for the grace period.
-    pub async fn hold(&self, d: &Digest) -> BlobGuard<'_> {
-        let g = self.locks[Self::stripe(d)].lock().await;
+    pub async fn hold(&self, d: &Digest) -> DigestGuard {
+        let g = self.locks.hold(d).await;
         self.touches.touch(d);
         g
     }
 
-    /// [`Collector::hold`] as an owned guard, for tasks that outlive the caller's borrow (the
-    /// pull-through cache commits and links fetched blobs under it).
-    pub async fn hold_owned(&self, d: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
-        let g = self.locks[Self::stripe(d)].clone().lock_owned().await;
-        self.touches.touch(d);
-        g
-    }
-
-    /// Locks the stripes of several digests, in stripe order (no deadlock with single holders).
-    async fn hold_many<'a>(&self, ds: impl Iterator<Item = &'a Digest>) -> Vec<BlobGuard<'_>> {
-        let mut idx: Vec<usize> = ds.map(Self::stripe).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        let mut out = Vec::with_capacity(idx.len());
-        for i in idx {
-            out.push(self.locks[i].lock().await);
-        }
-        out
+    /// Locks several digests (see [`DigestLocks::hold_many`]), without touching them.
+    async fn hold_many<'a>(&self, ds: impl Iterator<Item = &'a Digest>) -> Vec<DigestGuard> {
+        self.locks.hold_many(ds).await
     }
 
     /// The last storage report, if one is younger than `max_age`.

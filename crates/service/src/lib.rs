@@ -74,6 +74,7 @@ pub struct ServiceBuilder {
     limits: Limits,
     retention: retention::RetentionRules,
     pull_capacity: usize,
+    locks: Option<Arc<store::DigestLocks>>,
 }
 
 impl ServiceBuilder {
@@ -115,6 +116,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// The stores' per-digest lock table, when other parts (the pull-through cache) commit and
+    /// link blobs in the same stores; a table of its own otherwise. See [`Service::locks`].
+    pub fn locks(mut self, locks: Arc<store::DigestLocks>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
     /// Checks the settings and builds the service.
     pub fn build(self) -> Result<Service, BuildError> {
         if self.limits.max_manifest_bytes == 0 {
@@ -123,7 +131,14 @@ impl ServiceBuilder {
         if self.limits.max_page == 0 {
             return Err(BuildError::ZeroLimit("max_page"));
         }
-        let gc = Arc::new(gc::Collector::new(self.blobs.clone(), self.meta.clone()));
+        let locks = self
+            .locks
+            .unwrap_or_else(|| Arc::new(store::DigestLocks::new()));
+        let gc = Arc::new(gc::Collector::new(
+            self.blobs.clone(),
+            self.meta.clone(),
+            locks,
+        ));
         Ok(Service {
             blobs: self.blobs,
             meta: self.meta,
@@ -151,6 +166,7 @@ impl Service {
             limits: Limits::default(),
             retention: retention::RetentionRules::default(),
             pull_capacity: pulls::DEFAULT_CAPACITY,
+            locks: None,
         }
     }
 

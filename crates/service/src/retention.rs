@@ -443,9 +443,6 @@ impl Service {
             out.push(a);
         }
         self.retention.metrics.runs.inc();
-        if let Some(p) = &self.signing {
-            p.invalidate();
-        }
         Ok(out)
     }
 

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use auth::Pattern;
 use oci::{Digest, Manifest, Reference};
@@ -44,8 +43,8 @@ type VerdictKey = (String, Digest, Vec<usize>);
 pub struct SigningPolicy {
     keys: Vec<TrustedKey>,
     rules: Vec<RequireRule>,
-    /// Bumped on every manifest write: a verdict computed before is stale.
-    generation: AtomicU64,
+    /// Verdicts with the repository's write generation ([`MetaStore::generation`]) they were
+    /// computed at: any later write to the repository, by whatever path, makes them stale.
     cache: Mutex<HashMap<VerdictKey, (u64, std::sync::Arc<Verdict>)>>,
 }
 
@@ -71,7 +70,6 @@ impl SigningPolicy {
         SigningPolicy {
             keys,
             rules,
-            generation: AtomicU64::new(0),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -79,11 +77,6 @@ impl SigningPolicy {
     /// The trusted keys.
     pub fn keys(&self) -> &[TrustedKey] {
         &self.keys
-    }
-
-    /// Forgets cached verdicts (a manifest was pushed or deleted).
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Indices of the keys that count for `repo`, or `None` when pulls there are not restricted.
@@ -163,7 +156,8 @@ impl SigningPolicy {
         digest: &Digest,
         key_indices: &[usize],
     ) -> Result<std::sync::Arc<Verdict>, StoreError> {
-        let generation = self.generation.load(Ordering::Relaxed);
+        // Read before the artifacts: a write committed meanwhile moves the generation past it.
+        let generation = meta.generation(repo);
         let cache_key = (repo.to_owned(), digest.clone(), key_indices.to_vec());
         if let Some((g, v)) = self
             .cache
@@ -257,5 +251,138 @@ impl SigningPolicy {
             "{repo}@{digest} has no signature verified by a trusted key ({}): {why}",
             names.join(", ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use oci::{Digest, Manifest};
+    use store::{BlobStore, FsBlobStore, ManifestRecord, MetaStore, RedbMetaStore};
+    use trust::{KeyAlgorithm, PrivateKey};
+
+    use super::{RequireRule, SigningPolicy, TrustedKey};
+
+    const REPO: &str = "prod/app";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        meta: Arc<RedbMetaStore>,
+        blobs: Arc<FsBlobStore>,
+        key: PrivateKey,
+        policy: SigningPolicy,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap());
+        let blobs = Arc::new(FsBlobStore::open(dir.path().join("blobs")).unwrap());
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let policy = SigningPolicy::new(
+            vec![TrustedKey {
+                name: "release".into(),
+                key: key.public_key(),
+            }],
+            vec![RequireRule {
+                repos: auth::Pattern::new("prod/*").unwrap(),
+                keys: vec![],
+            }],
+        );
+        Fixture {
+            _dir: dir,
+            meta,
+            blobs,
+            key,
+            policy,
+        }
+    }
+
+    /// Stores `bytes` as a blob (not linked anywhere).
+    async fn put_blob(blobs: &FsBlobStore, bytes: &[u8]) -> Digest {
+        let d = Digest::sha256(bytes);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        blobs.upload_create(&id).await.unwrap();
+        let body = Bytes::copy_from_slice(bytes);
+        let stream = Box::pin(futures_util::stream::once(async move { Ok(body) }));
+        blobs.upload_append(&id, None, None, stream).await.unwrap();
+        blobs.upload_commit(&id, &d).await.unwrap();
+        d
+    }
+
+    fn record(body: Vec<u8>) -> ManifestRecord {
+        let digest = Digest::sha256(&body);
+        let m = Manifest::parse(None, &body).unwrap();
+        ManifestRecord::from_manifest(digest, body.into(), &m, "test")
+    }
+
+    async fn verified(f: &Fixture, image: &Digest) -> bool {
+        f.policy
+            .check_pull(&*f.meta, &*f.blobs, REPO, Some("v1"), image, b"{}")
+            .await
+            .unwrap()
+            .is_ok()
+    }
+
+    /// The verdict cache must follow metadata writes, whichever path makes them: here the
+    /// pull-through cache's path (`put_cached_manifest`, `link_blob`) and direct deletes, none of
+    /// which goes through the API handlers.
+    #[tokio::test]
+    async fn verdicts_follow_writes_that_bypass_the_api() {
+        let f = fixture();
+        let image = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::media_types::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                       "digest": Digest::sha256(b"{}").to_string(), "size": 2},
+            "layers": [],
+        }))
+        .unwrap();
+        let image_rec = record(image);
+        let image_digest = image_rec.digest.clone();
+        f.meta
+            .put_cached_manifest(REPO, image_rec, vec!["v1".into()])
+            .await
+            .unwrap();
+        assert!(!verified(&f, &image_digest).await, "no signature yet");
+
+        // A signature arrives through the cache's write path.
+        let layer = trust::sign_image(&f.key, REPO, &image_digest, &BTreeMap::new());
+        let sig = trust::manifest::tag_signature_image(None, &layer).unwrap();
+        for b in &sig.blobs {
+            let d = put_blob(&f.blobs, b).await;
+            f.meta.link_blob(REPO, &d, b.len() as u64).await.unwrap();
+        }
+        let sig_tag = trust::manifest::signature_tag(&image_digest);
+        f.meta
+            .put_cached_manifest(REPO, record(sig.manifest.clone()), vec![sig_tag.clone()])
+            .await
+            .unwrap();
+        assert!(
+            verified(&f, &image_digest).await,
+            "a signature stored after the first verdict is seen"
+        );
+
+        // The signature's payload is unlinked (as an eviction or a collection does).
+        let payload = Digest::sha256(&layer.payload);
+        assert!(f.meta.unlink_blob(REPO, &payload).await.unwrap());
+        assert!(
+            !verified(&f, &image_digest).await,
+            "a signature whose payload is gone no longer counts"
+        );
+
+        // Linked again, then the signature tag is deleted directly in the store.
+        f.meta
+            .link_blob(REPO, &payload, layer.payload.len() as u64)
+            .await
+            .unwrap();
+        assert!(verified(&f, &image_digest).await);
+        assert!(f.meta.delete_tag(REPO, &sig_tag, "test").await.unwrap());
+        assert!(
+            !verified(&f, &image_digest).await,
+            "a deleted signature no longer counts"
+        );
     }
 }

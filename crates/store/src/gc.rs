@@ -528,11 +528,20 @@ impl GcMeta for RedbMetaStore {
         cutoff: u64,
         items: Vec<Doomed>,
     ) -> Result<Vec<bool>> {
-        self.write(move |txn| {
-            items
+        self.write_touching(move |txn, touched| {
+            let done = items
                 .iter()
                 .map(|i| sweep_one(txn, generation, cutoff, i))
-                .collect()
+                .collect::<Result<Vec<bool>>>()?;
+            // Deleted links change what their repositories serve (and verdicts built on them).
+            for (item, deleted) in items.iter().zip(&done) {
+                match (item, deleted) {
+                    (Doomed::Link { repo, .. }, true) => touched.push(repo.clone()),
+                    (Doomed::Blob { repos, .. }, true) => touched.extend(repos.iter().cloned()),
+                    _ => {}
+                }
+            }
+            Ok(done)
         })
         .await
     }

@@ -5,13 +5,22 @@
 //! - [`MetaStore`]: repositories, tags, manifests, blob links, referrers and upload sessions
 //!   ([`RedbMetaStore`], embedded and transactional, today; a shared database later).
 //!
+//! Beside them, [`DigestLocks`]: the per-digest locks that make "commit and link a blob" and
+//! "re-check and delete a blob" exclude each other, shared by uploads, the cache and the
+//! garbage collector.
+//!
 //! Nothing here knows about HTTP: errors are typed and the registry maps them to protocol codes.
 
 pub mod blob;
+mod generation;
+mod locks;
 pub mod meta;
 mod private;
 
 pub use private::{private_dir, restrict};
+
+pub use generation::Generations;
+pub use locks::{DigestGuard, DigestLocks};
 
 pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, UploadState};
 pub use meta::gc;

@@ -170,6 +170,12 @@ pub struct Page {
 /// Metadata storage. Every method is one transaction: callers never see half an operation.
 #[async_trait]
 pub trait MetaStore: gc::GcMeta + Send + Sync + 'static {
+    /// The write generation of `repo`: it changes after every committed write that touches the
+    /// repository's manifests, tags, blob links or referrers (pushes, deletes, cached manifests,
+    /// guarded deletes, collection and eviction alike), so a value derived from those (a
+    /// signature verdict) can be cached under it and is stale once it differs. Cheap (no I/O);
+    /// repositories may share a counter, which only costs extra recomputation.
+    fn generation(&self, repo: &str) -> u64;
     /// Size of `digest` if it is linked in `repo`.
     async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Links an already stored blob into `repo` (cross-repository mount).
@@ -344,7 +350,9 @@ fn now() -> u64 {
 }
 
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> (bool, Reply) + Send>;
+/// One queued operation: runs in the batch's transaction, records the repositories it wrote in
+/// `touched`, and says whether it poisoned the batch.
+type Job = Box<dyn FnOnce(&WriteTransaction, &mut Vec<String>) -> (bool, Reply) + Send>;
 
 /// Page cache of the metadata database.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -362,6 +370,8 @@ const MAX_BATCH: usize = 256;
 /// a refused operation leaves nothing in the shared transaction.
 pub struct RedbMetaStore {
     db: Arc<Database>,
+    /// Per-repository write generations, bumped by the writer thread after each commit.
+    generations: Arc<crate::Generations>,
     writer: Option<tokio::sync::mpsc::Sender<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -418,25 +428,58 @@ impl RedbMetaStore {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
         let wdb = db.clone();
+        let generations = Arc::new(crate::Generations::new());
+        let wgen = generations.clone();
         let thread = std::thread::Builder::new()
             .name("wharf-meta-writer".into())
-            .spawn(move || writer_loop(wdb, rx))?;
+            .spawn(move || writer_loop(wdb, wgen, rx))?;
         Ok(RedbMetaStore {
             db,
+            generations,
             writer: Some(tx),
             writer_thread: Some(thread),
         })
     }
 
     /// Runs `op` in the next group commit and returns its result once that commit is durable.
+    /// For operations that touch no repository's manifests, tags, links or referrers (uploads,
+    /// records, pull times, collector bookkeeping); the others use [`RedbMetaStore::write_repo`]
+    /// or [`RedbMetaStore::write_touching`].
     async fn write<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
     {
+        self.write_touching(move |txn, _| op(txn)).await
+    }
+
+    /// [`RedbMetaStore::write`] for an operation on `repo`: its generation is bumped after the
+    /// commit.
+    async fn write_repo<T, F>(&self, repo: &str, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    {
+        let repo = repo.to_owned();
+        self.write_touching(move |txn, touched| {
+            touched.push(repo);
+            op(txn)
+        })
+        .await
+    }
+
+    /// [`RedbMetaStore::write`] for an operation that finds out inside the transaction which
+    /// repositories it writes: it pushes them to its second argument, and their generations are
+    /// bumped after the commit, in the writer thread, before any caller is answered (so a caller
+    /// that goes away cannot skip the bump).
+    async fn write_touching<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction, &mut Vec<String>) -> Result<T> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |txn| {
-            let r = op(txn);
+        let job: Job = Box::new(move |txn, touched| {
+            let r = op(txn, touched);
             // A database error may have left partial writes: the whole batch must not commit.
             let poisoned = matches!(r, Err(StoreError::Db(_) | StoreError::Io(_)));
             let reply: Reply = Box::new(move |commit| {
@@ -460,7 +503,11 @@ impl RedbMetaStore {
     }
 }
 
-fn writer_loop(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+fn writer_loop(
+    db: Arc<Database>,
+    generations: Arc<crate::Generations>,
+    mut rx: tokio::sync::mpsc::Receiver<Job>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -479,13 +526,16 @@ fn writer_loop(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
             }
         };
         let mut poisoned = false;
+        let mut touched = Vec::new();
         let replies: Vec<Reply> = jobs
             .into_iter()
             .filter_map(|j| {
                 // A panicking operation must not take the writer thread (and every later write)
                 // down with it: its caller gets an error (the reply is dropped) and the batch,
                 // which may hold its partial writes, is aborted.
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j(&txn))) {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    j(&txn, &mut touched)
+                })) {
                     Ok((p, r)) => {
                         poisoned |= p;
                         Some(r)
@@ -508,6 +558,12 @@ fn writer_loop(db: Arc<Database>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
         };
         if let Err(e) = &outcome {
             tracing::error!(error = %e, batch = replies.len(), "metadata commit failed");
+        }
+        // After the commit and before any reply: a reader that saw the old generation may have
+        // read the old data; one that sees the new generation reads the committed data. (Bumped
+        // on failure too: extra invalidation is harmless.)
+        for repo in &touched {
+            generations.bump(repo);
         }
         for r in replies {
             r(match &outcome {
@@ -671,7 +727,7 @@ impl RedbMetaStore {
         check_present: bool,
     ) -> Result<()> {
         let repo = repo.to_owned();
-        self.write(move |txn| {
+        self.write_repo(&repo.clone(), move |txn| {
             // Checks first: nothing is written unless everything the manifest needs is here.
             {
                 let links = txn.open_table(LINKS)?;
@@ -749,6 +805,10 @@ impl RedbMetaStore {
 
 #[async_trait]
 impl MetaStore for RedbMetaStore {
+    fn generation(&self, repo: &str) -> u64 {
+        self.generations.get(repo)
+    }
+
     async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         self.read(|txn| {
             let t = txn.open_table(LINKS)?;
@@ -759,13 +819,16 @@ impl MetaStore for RedbMetaStore {
 
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let (repo, digest) = (repo.to_owned(), digest.clone());
-        self.write(move |txn| link(txn, &repo, &digest, size)).await
+        self.write_repo(&repo.clone(), move |txn| link(txn, &repo, &digest, size))
+            .await
     }
 
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let k = key(&[repo, &digest.to_string()]);
-        self.write(move |txn| Ok(txn.open_table(LINKS)?.remove(k.as_str())?.is_some()))
-            .await
+        self.write_repo(repo, move |txn| {
+            Ok(txn.open_table(LINKS)?.remove(k.as_str())?.is_some())
+        })
+        .await
     }
 
     async fn put_manifest(&self, repo: &str, m: ManifestRecord, tags: Vec<String>) -> Result<()> {
@@ -804,13 +867,15 @@ impl MetaStore for RedbMetaStore {
 
     async fn delete_manifest(&self, repo: &str, digest: &Digest, actor: &str) -> Result<bool> {
         let (repo, digest, actor) = (repo.to_owned(), digest.clone(), actor.to_owned());
-        self.write(move |txn| remove_manifest(txn, &repo, &digest, &actor))
-            .await
+        self.write_repo(&repo.clone(), move |txn| {
+            remove_manifest(txn, &repo, &digest, &actor)
+        })
+        .await
     }
 
     async fn delete_tag(&self, repo: &str, tag: &str, actor: &str) -> Result<bool> {
         let (repo, tag, actor) = (repo.to_owned(), tag.to_owned(), actor.to_owned());
-        self.write(move |txn| {
+        self.write_repo(&repo.clone(), move |txn| {
             let previous = txn
                 .open_table(TAGS)?
                 .remove(key(&[&repo, &tag]).as_str())?
@@ -836,7 +901,7 @@ impl MetaStore for RedbMetaStore {
             actor.to_owned(),
             digest.clone(),
         );
-        self.write(move |txn| {
+        self.write_repo(&repo.clone(), move |txn| {
             let d = digest.to_string();
             if txn
                 .open_table(MANIFESTS)?
@@ -971,7 +1036,7 @@ impl MetaStore for RedbMetaStore {
 
     async fn upload_complete(&self, id: &str, digest: &Digest, size: u64) -> Result<()> {
         let (id, digest) = (id.to_owned(), digest.clone());
-        self.write(move |txn| {
+        self.write_touching(move |txn, touched| {
             let rec: UploadRecord = {
                 let t = txn.open_table(UPLOADS)?;
                 let Some(v) = t.get(id.as_str())? else {
@@ -981,6 +1046,7 @@ impl MetaStore for RedbMetaStore {
                     .map_err(|_| StoreError::Db("corrupt upload record".into()))?
             };
             txn.open_table(UPLOADS)?.remove(id.as_str())?;
+            touched.push(rec.repo.clone());
             link(txn, &rec.repo, &digest, size)
         })
         .await
@@ -1098,7 +1164,7 @@ impl MetaStore for RedbMetaStore {
             actor.to_owned(),
             digest.to_string(),
         );
-        self.write(move |txn| {
+        self.write_repo(&repo.clone(), move |txn| {
             let k = key(&[&repo, &tag]);
             let current = txn
                 .open_table(TAGS)?
@@ -1121,7 +1187,7 @@ impl MetaStore for RedbMetaStore {
         actor: &str,
     ) -> Result<GuardedDelete> {
         let (repo, digest, actor) = (repo.to_owned(), digest.clone(), actor.to_owned());
-        self.write(move |txn| {
+        self.write_repo(&repo.clone(), move |txn| {
             let d = digest.to_string();
             if txn
                 .open_table(MANIFESTS)?
@@ -1240,6 +1306,7 @@ impl MetaStore for RedbMetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::GcMeta;
 
     #[tokio::test]
     async fn a_panicking_operation_does_not_stop_the_writer() {
@@ -1257,6 +1324,64 @@ mod tests {
             store.record_get("t", "k").await.unwrap(),
             Some(b"v".to_vec())
         );
+    }
+
+    /// Every write to a repository's manifests, tags, links or referrers moves its generation,
+    /// whichever path makes it; other writes leave it.
+    #[tokio::test]
+    async fn every_repository_write_bumps_its_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        let (r, b) = ("a/b", Digest::sha256(b"blob"));
+        let body = Bytes::from_static(b"{}");
+        let rec = |body: &Bytes| ManifestRecord {
+            digest: Digest::sha256(body),
+            media_type: oci::media_types::OCI_MANIFEST.into(),
+            body: body.clone(),
+            blobs: vec![],
+            children: vec![],
+            subject: None,
+            referrer: None,
+            frozen_tags: vec![],
+            actor: "test".into(),
+        };
+        let m = rec(&body).digest;
+        async fn moved<F: std::future::Future>(s: &RedbMetaStore, repo: &str, f: F) -> bool {
+            let before = s.generation(repo);
+            f.await;
+            s.generation(repo) != before
+        }
+        assert!(moved(&s, r, s.link_blob(r, &b, 4)).await);
+        assert!(moved(&s, r, s.unlink_blob(r, &b)).await);
+        assert!(moved(&s, r, s.put_manifest(r, rec(&body), vec!["t".into()])).await);
+        assert!(
+            moved(
+                &s,
+                r,
+                s.put_cached_manifest(r, rec(&body), vec!["u".into()])
+            )
+            .await
+        );
+        assert!(moved(&s, r, s.set_tag(r, "v", &m, "test", false)).await);
+        assert!(moved(&s, r, s.delete_tag(r, "v", "test")).await);
+        assert!(moved(&s, r, s.delete_tag_if(r, "u", &m, "test")).await);
+        assert!(moved(&s, r, s.delete_manifest_if_unused(r, &m, "test")).await);
+        s.put_manifest(r, rec(&body), vec![]).await.unwrap();
+        assert!(moved(&s, r, s.delete_manifest(r, &m, "test")).await);
+        let up = UploadRecord {
+            id: "u1".into(),
+            repo: r.into(),
+            started: 0,
+            owner: None,
+        };
+        assert!(!moved(&s, r, s.upload_create(up)).await);
+        assert!(moved(&s, r, s.upload_complete("u1", &b, 4)).await);
+        assert!(!moved(&s, r, s.record_put("ns", "k", vec![1])).await);
+        // Collection: an old unreferenced link swept away.
+        let g = s.gc_begin().await.unwrap();
+        let mark = s.gc_mark(now() + 10, 100).await.unwrap();
+        assert!(!mark.doomed.is_empty());
+        assert!(moved(&s, r, s.gc_sweep(g, now() + 10, mark.doomed)).await);
     }
 
     #[tokio::test]

@@ -10,11 +10,13 @@ use crate::admin::urlencode;
 use crate::config::Config;
 use crate::versions::human_size;
 
-/// Builds the cache when upstreams are configured (reading password files).
+/// Builds the cache when upstreams are configured (reading password files), committing blobs
+/// under `locks` (the registry's).
 pub fn build(
     cfg: &cache::CacheConfig,
     blobs: Arc<dyn store::BlobStore>,
     meta: Arc<dyn store::MetaStore>,
+    locks: Arc<store::DigestLocks>,
 ) -> anyhow::Result<Option<cache::Cache>> {
     if cfg.upstreams.is_empty() {
         return Ok(None);
@@ -32,7 +34,7 @@ pub fn build(
             u.password = Some(p.trim_end_matches(['\r', '\n']).to_owned());
         }
     }
-    let c = cache::Cache::new(cfg, blobs, meta)
+    let c = cache::Cache::new(cfg, blobs, meta, locks)
         .map_err(|e| anyhow::anyhow!("pull-through cache configuration: {e}"))?;
     for u in &c.config().upstreams {
         tracing::info!(

@@ -63,7 +63,11 @@ async fn local(args: &GcArgs) -> anyhow::Result<GcReport> {
     })?;
     let blobs = store::FsBlobStore::open(data)
         .with_context(|| format!("opening the blob store in {}", data.display()))?;
-    let collector = Collector::new(Arc::new(blobs), Arc::new(meta));
+    let collector = Collector::new(
+        Arc::new(blobs),
+        Arc::new(meta),
+        Arc::new(store::DigestLocks::new()),
+    );
     Ok(collector
         .collect(&GcOptions {
             dry_run: args.dry_run,

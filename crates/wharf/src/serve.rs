@@ -133,7 +133,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let auth_enforced = access.enforced();
     let access = Arc::new(access);
     let blobs: Arc<dyn store::BlobStore> = Arc::new(blobs);
+    // One table of per-digest locks for everything that commits, links or deletes blobs.
+    let locks = Arc::new(store::DigestLocks::new());
     let mut svc = service::Service::builder(blobs.clone(), meta.clone())
+        .locks(locks.clone())
         .access(access.clone())
         .limits(limits)
         .tag_rules(cfg.tags.rules()?)
@@ -144,7 +147,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let svc = Arc::new(svc.build().context("configuring the registry")?);
     let mut reg = registry::Registry::builder(svc.clone());
-    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta)? {
+    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta, locks)? {
         reg = reg.cache(cache);
     }
     let reg = reg.build();
