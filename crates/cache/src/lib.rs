@@ -7,11 +7,14 @@
 //! (manifests by digest once, tags again after their time-to-live), shares one upstream fetch
 //! among all the clients that want the same thing, streams blobs to clients while they are
 //! written and verified, and falls back to the cached copy when the upstream is down or rate
-//! limiting. It knows nothing of HTTP servers: the registry calls it.
+//! limiting. It plugs into the registry through the seams the core defines (`http.rs`): a
+//! decorator of the registry's source of pulls, and a capability bringing its management routes
+//! and metrics. The registry never imports it.
 
 mod config;
 mod error;
 mod fill;
+pub mod http;
 mod inventory;
 mod metrics;
 pub mod nodeconfig;
@@ -30,6 +33,7 @@ use store::{BlobStore, BlobStream, DigestLocks, ManifestRecord, MetaStore};
 
 pub use config::{CacheConfig, DOCKER_HUB, UpstreamConfig, validate};
 pub use error::UpstreamError;
+pub use http::{CacheCapability, CachedSource};
 pub use inventory::{CachedImage, EvictReport};
 pub use metrics::CacheMetrics;
 
@@ -385,7 +389,8 @@ impl Cache {
             let _held = self.inner.locks.hold(digest).await;
             if let Some(size) = inner.blobs.size(digest).await? {
                 inner.meta.link_blob(name, digest, size).await?;
-                inner.metrics.lookup("blob", "hit");
+                // Counted as a hit (with its bytes) when the registry serves it from the
+                // store: see `CachedSource::served`.
                 return Ok(BlobAnswer::Local);
             }
         }

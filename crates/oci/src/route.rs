@@ -40,6 +40,24 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// The same route addressing repository `name` instead: a pull-through cache resolves a
+    /// mirror-mode (`?ns=`) or aliased name to the cached repository, once, before dispatch.
+    pub fn renamed<'b>(self, name: &'b str) -> Route<'b>
+    where
+        'a: 'b,
+    {
+        match self {
+            Route::Base => Route::Base,
+            Route::Catalog => Route::Catalog,
+            Route::Tags(_) => Route::Tags(name),
+            Route::Manifest(_, r) => Route::Manifest(name, r),
+            Route::Blob(_, d) => Route::Blob(name, d),
+            Route::UploadStart(_) => Route::UploadStart(name),
+            Route::Upload(_, id) => Route::Upload(name, id),
+            Route::Referrers(_, d) => Route::Referrers(name, d),
+        }
+    }
+
     /// A short fixed name of the endpoint family (`manifest`, `blob_upload`, ...), for metrics
     /// labels and logs: it never contains the repository or the reference.
     pub fn label(&self) -> &'static str {

@@ -16,10 +16,10 @@ use store::{BlobStream, ManifestRecord, Page, StoreError, UploadRecord};
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::http_access::request_origin;
-use crate::mirror;
 use crate::{Registry, RouteLabel};
 use auth::{Action, Actions};
 use service::access::{Caller, Need};
+use service::source::{BlobRead, SourceError};
 
 // The route grammar and decoding live in `oci::route` (pure, fuzzed); re-exported for the
 // token endpoint.
@@ -69,25 +69,30 @@ fn parse_reference(s: &str) -> ApiResult<Reference> {
 
 /// Entry point for every request not served by a fixed route.
 pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
-    let mut path = req.uri().path().to_owned();
-    if let Some(cache) = &reg.inner.cache {
+    let path = req.uri().path().to_owned();
+    // Declared before the route, which may borrow it.
+    let resolved: Option<String>;
+    let Some(mut route) = parse_route(&path) else {
+        return ApiError::new(Code::NameUnknown, "no such endpoint")
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response();
+    };
+    // A decorated source may serve the name as another repository (a cache's mirror mode
+    // `ns` parameter, or a cached namespace's alias): the route is parsed once and renamed.
+    if let (Some(source), Some(name)) = (&reg.inner.source, route.name()) {
         let ns = req.uri().query().and_then(|q| {
             q.split('&')
                 .find_map(|p| p.strip_prefix("ns="))
                 .map(percent_decode)
         });
-        let name = parse_route(&path).and_then(|r| r.name().map(str::to_owned));
-        match crate::mirror::rewrite(cache, &path, name.as_deref(), ns.as_deref()) {
-            Ok(Some(p)) => path = p,
-            Ok(None) => {}
-            Err(e) => return e.into_response(),
+        resolved = match source.resolve(name, ns.as_deref()) {
+            Ok(r) => r,
+            Err(e) => return source_error(e, Code::NameUnknown, "repository").into_response(),
+        };
+        if let Some(name) = &resolved {
+            route = route.renamed(name);
         }
     }
-    let Some(route) = parse_route(&path) else {
-        return ApiError::new(Code::NameUnknown, "no such endpoint")
-            .with_status(StatusCode::NOT_FOUND)
-            .into_response();
-    };
     let label = route.label();
     let caller = match reg.access() {
         None => Caller::open(),
@@ -176,12 +181,13 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
             check_name(name)?;
             match method {
                 Method::GET => {
-                    // A cached repository lists the upstream's tags (what can be pulled), or
-                    // what the cache holds when the upstream cannot be asked.
-                    if let Some(cache) = mirror::cache_for(reg, name)
-                        && let Ok(tags) = cache.tags(name).await
+                    // A decorated source may answer the whole list itself (a cached
+                    // repository lists the upstream's tags, what can be pulled); otherwise the
+                    // store lists and pages.
+                    if let Some(source) = &reg.inner.source
+                        && let Ok(Some(tags)) = source.tags(name).await
                     {
-                        return upstream_tags(reg, name, req, tags);
+                        return source_tags(reg, name, req, tags);
                     }
                     tags_list(reg, name, req).await
                 }
@@ -193,17 +199,14 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
             let r = parse_reference(r)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    if let Some(cache) = mirror::cache_for(reg, name) {
-                        mirror::ensure_manifest(cache, name, &r).await?;
-                    }
                     get_manifest(reg, name, r, method == Method::HEAD).await
                 }
                 Method::PUT => {
-                    mirror::refuse_write(reg, name)?;
+                    reg.refuse_write(name)?;
                     put_manifest(reg, name, r, req, body, caller).await
                 }
                 Method::DELETE => {
-                    mirror::refuse_write(reg, name)?;
+                    reg.refuse_write(name)?;
                     delete_manifest(reg, name, r, caller).await
                 }
                 _ => unsupported(),
@@ -214,30 +217,10 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
             let d = parse_digest(d)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    if let Some(cache) = mirror::cache_for(reg, name) {
-                        let linked = reg.service().meta().blob_linked(name, &d).await?.is_some();
-                        if !linked
-                            && let Some(resp) =
-                                mirror::blob(reg, cache, name, &d, &req.headers, &method).await?
-                        {
-                            return Ok(resp);
-                        }
-                        let resp = get_blob(reg, name, d, req, method == Method::HEAD).await?;
-                        if linked {
-                            let sent = resp
-                                .headers()
-                                .get(header::CONTENT_LENGTH)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse().ok())
-                                .filter(|_| method == Method::GET);
-                            cache.note_hit(sent.unwrap_or(0));
-                        }
-                        return Ok(resp);
-                    }
                     get_blob(reg, name, d, req, method == Method::HEAD).await
                 }
                 Method::DELETE => {
-                    mirror::refuse_write(reg, name)?;
+                    reg.refuse_write(name)?;
                     delete_blob(reg, name, d, caller).await
                 }
                 _ => unsupported(),
@@ -245,7 +228,7 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
         }
         Route::UploadStart(name) => {
             check_name(name)?;
-            mirror::refuse_write(reg, name)?;
+            reg.refuse_write(name)?;
             match method {
                 Method::POST => start_upload(reg, name, req, body, caller).await,
                 _ => unsupported(),
@@ -253,7 +236,7 @@ async fn handle(reg: &Registry, route: Route<'_>, req: Request, caller: &Caller)
         }
         Route::Upload(name, id) => {
             check_name(name)?;
-            mirror::refuse_write(reg, name)?;
+            reg.refuse_write(name)?;
             match method {
                 Method::GET => upload_status(reg, name, id, caller).await,
                 Method::PATCH => patch_upload(reg, name, id, req, body, caller).await,
@@ -397,8 +380,8 @@ async fn tags_list(reg: &Registry, name: &str, req: &Parts) -> ApiResult {
     }))
 }
 
-/// Pages an upstream's tag list as the local listing is paged (lexical order, `n`, `last`).
-fn upstream_tags(reg: &Registry, name: &str, req: &Parts, mut tags: Vec<String>) -> ApiResult {
+/// Pages a source's own tag list as the local listing is paged (lexical order, `n`, `last`).
+fn source_tags(reg: &Registry, name: &str, req: &Parts, mut tags: Vec<String>) -> ApiResult {
     let page = page(req, reg.service().limits().max_page)?;
     tags.sort();
     tags.dedup();
@@ -417,12 +400,14 @@ fn upstream_tags(reg: &Registry, name: &str, req: &Parts, mut tags: Vec<String>)
 // Manifests
 
 async fn get_manifest(reg: &Registry, name: &str, r: Reference, head: bool) -> ApiResult {
-    let m = reg
-        .service()
-        .meta()
-        .get_manifest(name, &r)
-        .await?
-        .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
+    let m = match &reg.inner.source {
+        None => reg.inner.plain.manifest(name, &r).await?,
+        Some(source) => source
+            .manifest(name, &r)
+            .await
+            .map_err(|e| source_error(e, Code::ManifestUnknown, "manifest"))?,
+    }
+    .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
     // HEAD only reveals the digest (signers need it to sign); content needs the signature.
     if let (Some(policy), false) = (reg.service().signing(), head) {
         let tag = match &r {
@@ -643,49 +628,94 @@ async fn referrers(reg: &Registry, name: &str, subject: Digest, req: &Parts) -> 
 // Blobs
 
 async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool) -> ApiResult {
-    // GC: read the link under the digest's lock and touch it, so a blob found here stays for
-    // the grace period (a client may reference it in a manifest next).
-    let held = reg.service().collector().hold(&d).await;
-    let size = reg
-        .service()
-        .meta()
-        .blob_linked(name, &d)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(Code::BlobUnknown, format!("blob {d} unknown to repository"))
-        })?;
-    drop(held);
+    let unknown = || ApiError::new(Code::BlobUnknown, format!("blob {d} unknown to repository"));
+    let read = match &reg.inner.source {
+        None => BlobRead::Stored(reg.inner.plain.blob(name, &d).await?.ok_or_else(unknown)?),
+        Some(source) => source
+            .blob(name, &d, head)
+            .await
+            .map_err(|e| source_error(e, Code::BlobUnknown, "blob"))?
+            .ok_or_else(unknown)?,
+    };
+    let (size, open) = match read {
+        BlobRead::Stored(size) => (size, None),
+        BlobRead::Arriving { size, open } => (size, Some(open)),
+    };
     let range = match requested_range(&req.headers, size) {
         Ok(r) => r,
         Err(unsatisfiable) => return Ok(*unsatisfiable),
     };
-    let (start, len) = range.map_or((0, size), |r| (r.start, r.len()));
-    let body = if head {
-        Body::empty()
-    } else {
-        let stream = reg
-            .service()
-            .blobs()
-            .get(&d, start, len)
-            .await
-            .map_err(|e| match e {
-                // Linked in metadata but missing on disk: the store is damaged, not the request.
-                StoreError::BlobUnknown(d) => {
-                    ApiError::new(Code::Internal, format!("blob {d} missing from storage"))
-                }
-                e => e.into(),
-            })?;
-        counted_body(reg, stream)
+    let (start, len) = range.as_ref().map_or((0, size), |r| (r.start, r.len()));
+    let stored = open.is_none();
+    let body = match open {
+        // Arriving from elsewhere: stream it as it comes.
+        Some(Some(open)) if !head => counted_body(reg, open(start, start + len)),
+        Some(_) => Body::empty(),
+        None if head => Body::empty(),
+        None => {
+            let stream = reg
+                .service()
+                .blobs()
+                .get(&d, start, len)
+                .await
+                .map_err(|e| match e {
+                    // Linked in metadata but missing on disk: the store is damaged, not the
+                    // request.
+                    StoreError::BlobUnknown(d) => {
+                        ApiError::new(Code::Internal, format!("blob {d} missing from storage"))
+                    }
+                    e => e.into(),
+                })?;
+            counted_body(reg, stream)
+        }
     };
+    if let (true, Some(source)) = (stored, &reg.inner.source) {
+        source.served(name, if head { 0 } else { len });
+    }
     Ok(blob_response(&d, size, range, body))
+}
+
+/// Maps a source's failure (an upstream's, with no local copy to fall back on) to a spec error;
+/// `unknown` is the code for content that does not exist.
+fn source_error(e: SourceError, unknown: Code, what: &str) -> ApiError {
+    match e {
+        SourceError::NotFound => ApiError::new(unknown, format!("{what} unknown upstream")),
+        SourceError::RateLimited { retry_after } => {
+            let err = ApiError::new(
+                Code::TooManyRequests,
+                format!("the upstream registry is rate limiting and this {what} is not cached"),
+            );
+            match retry_after {
+                Some(s) => err.with_header(header::RETRY_AFTER, HeaderValue::from(s)),
+                None => err,
+            }
+        }
+        // Docker Hub answers 401 for repositories that do not exist.
+        SourceError::Denied => ApiError::new(
+            unknown,
+            format!(
+                "{what} unknown upstream, or the upstream refused access (check the cache's \
+                 credentials for it)"
+            ),
+        ),
+        SourceError::Busy(m) => ApiError::new(Code::Unavailable, m)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+        SourceError::Disabled => ApiError::new(
+            Code::Denied,
+            "this upstream registry is disabled in the cache's configuration",
+        ),
+        SourceError::Store(m) => ApiError::new(Code::Internal, m),
+        SourceError::NotServed(m) => ApiError::new(Code::NameUnknown, m),
+        SourceError::Unavailable(m) => ApiError::new(
+            Code::Unavailable,
+            format!("{what} not cached and the upstream registry failed: {m}"),
+        ),
+    }
 }
 
 /// The part of a blob of `size` bytes that a request's `Range` header asks for (`None`: all of
 /// it, also for a malformed header), or the 416 answer for a range outside the blob.
-pub(crate) fn requested_range(
-    h: &HeaderMap,
-    size: u64,
-) -> Result<Option<ByteRange>, Box<Response>> {
+fn requested_range(h: &HeaderMap, size: u64) -> Result<Option<ByteRange>, Box<Response>> {
     match header_str(h, header::RANGE).map(|r| oci::parse_range(r, size)) {
         None | Some(Err(RangeError::Malformed)) => Ok(None),
         Some(Ok(r)) => Ok(Some(r)),
@@ -700,7 +730,7 @@ pub(crate) fn requested_range(
 }
 
 /// A response body streaming blob bytes, counted in the metrics as they go out.
-pub(crate) fn counted_body(reg: &Registry, stream: BlobStream) -> Body {
+fn counted_body(reg: &Registry, stream: BlobStream) -> Body {
     let metrics = reg.inner.metrics.clone();
     Body::from_stream(stream.map(move |r| {
         if let Ok(b) = &r {
@@ -712,12 +742,7 @@ pub(crate) fn counted_body(reg: &Registry, stream: BlobStream) -> Body {
 
 /// The answer to a blob GET or HEAD: `body` holds `range` of blob `d` (all of its `size` bytes
 /// when `None`, nothing for a HEAD).
-pub(crate) fn blob_response(
-    d: &Digest,
-    size: u64,
-    range: Option<ByteRange>,
-    body: Body,
-) -> Response {
+fn blob_response(d: &Digest, size: u64, range: Option<ByteRange>, body: Body) -> Response {
     let len = range.as_ref().map_or(size, |r| r.len());
     let mut resp = Response::new(body);
     if let Some(r) = range {

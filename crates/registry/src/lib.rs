@@ -11,8 +11,7 @@ pub mod error;
 mod gc_api;
 pub mod http_access;
 pub mod metrics;
-mod mgmt;
-mod mirror;
+pub mod mgmt;
 mod retention_api;
 pub mod server;
 pub mod tls;
@@ -29,6 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use service::Service;
+use service::source::{ContentSource, StoreSource};
 
 pub use error::{ApiError, Code};
 pub use metrics::Metrics;
@@ -44,22 +44,44 @@ pub struct Registry {
 
 struct Inner {
     service: Arc<Service>,
-    /// The pull-through cache, when upstreams are configured.
-    cache: Option<cache::Cache>,
+    /// The plain source of pulls, called directly (no boxed future) when nothing decorates it.
+    plain: StoreSource,
+    /// A decorator of the plain source (the pull-through cache), when a capability adds one.
+    source: Option<Arc<dyn ContentSource>>,
+    capabilities: Vec<Arc<dyn Capability>>,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
+}
+
+/// An optional capability (the pull-through cache now; scanning and admission next) plugged
+/// into the HTTP layer: it brings its own management routes and metrics, and the core never
+/// imports it.
+pub trait Capability: Send + Sync + 'static {
+    /// Its routes (management API under `/api/v1/...`), merged into the registry's router.
+    fn routes(&self) -> Router<Registry>;
+
+    /// Registers its metrics, served on `/metrics` with the registry's.
+    fn register_metrics(&self, prom: &mut prometheus_client::registry::Registry);
 }
 
 /// Collects the HTTP layer's optional parts around a [`Service`]; see [`Registry::builder`].
 pub struct RegistryBuilder {
     service: Arc<Service>,
-    cache: Option<cache::Cache>,
+    source: Option<Arc<dyn ContentSource>>,
+    capabilities: Vec<Arc<dyn Capability>>,
 }
 
 impl RegistryBuilder {
-    /// Adds a pull-through cache: its repositories are served from upstream registries.
-    pub fn cache(mut self, cache: cache::Cache) -> Self {
-        self.cache = Some(cache);
+    /// Reads pulls through `source`, a decorator of the service's plain
+    /// [`Service::store_source`] (e.g. a pull-through cache). The last one given counts.
+    pub fn source(mut self, source: Arc<dyn ContentSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Adds a capability's routes and metrics.
+    pub fn capability(mut self, capability: Arc<dyn Capability>) -> Self {
+        self.capabilities.push(capability);
         self
     }
 
@@ -68,14 +90,16 @@ impl RegistryBuilder {
         let metrics = Arc::new(Metrics::new());
         let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
         self.service.register_metrics(&mut prom);
-        if let Some(cache) = &self.cache {
-            cache.metrics().register(&mut prom);
+        for c in &self.capabilities {
+            c.register_metrics(&mut prom);
         }
         metrics.attach(prom);
         Registry {
             inner: Arc::new(Inner {
+                plain: self.service.store_source(),
                 service: self.service,
-                cache: self.cache,
+                source: self.source,
+                capabilities: self.capabilities,
                 metrics,
                 ready: AtomicBool::new(true),
             }),
@@ -84,7 +108,7 @@ impl RegistryBuilder {
 }
 
 impl Registry {
-    /// A registry serving `service`, without a pull-through cache.
+    /// A registry serving `service`, without decorators or capabilities.
     pub fn new(service: Arc<Service>) -> Self {
         Self::builder(service).build()
     }
@@ -93,7 +117,21 @@ impl Registry {
     pub fn builder(service: Arc<Service>) -> RegistryBuilder {
         RegistryBuilder {
             service,
-            cache: None,
+            source: None,
+            capabilities: Vec::new(),
+        }
+    }
+
+    /// Refuses writes into a repository its source serves read-only (a cached one).
+    pub(crate) fn refuse_write(&self, repo: &str) -> Result<(), ApiError> {
+        match self
+            .inner
+            .source
+            .as_ref()
+            .and_then(|s| s.refuses_writes(repo))
+        {
+            Some(why) => Err(ApiError::new(Code::Denied, why)),
+            None => Ok(()),
         }
     }
 
@@ -103,13 +141,8 @@ impl Registry {
     }
 
     /// The service's access control, if configured.
-    pub(crate) fn access(&self) -> Option<&Arc<service::access::AccessControl>> {
+    pub fn access(&self) -> Option<&Arc<service::access::AccessControl>> {
         self.inner.service.access()
-    }
-
-    /// The pull-through cache, if one is configured.
-    pub fn cache(&self) -> Option<&cache::Cache> {
-        self.inner.cache.as_ref()
     }
 
     /// Marks the registry as not ready (during shutdown) so load balancers drain it.
@@ -154,14 +187,17 @@ impl Registry {
     /// and their sizes, so they are served by [`Registry::metrics_router`] on a listener of
     /// their own, for the operator's scraper only.
     pub fn router(&self) -> Router {
-        Router::new()
+        let mut router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/token", get(token::get_token).post(token::post_token))
             .merge(mgmt::routes())
-            .merge(mirror::routes())
             .merge(retention_api::routes())
-            .merge(gc_api::routes())
+            .merge(gc_api::routes());
+        for c in &self.inner.capabilities {
+            router = router.merge(c.routes());
+        }
+        router
             .fallback(api::dispatch)
             .layer(middleware::from_fn_with_state(self.clone(), observe))
             .with_state(self.clone())

@@ -1,6 +1,9 @@
 //! The management API under `/api/v1/` (a prefix that cannot clash with `/v2/`): users, robots,
 //! groups, permission rules and the audit log, for administrators. Described by the OpenAPI
 //! document at `/api/v1/openapi.json`.
+//!
+//! Its helpers (`admin`, `bad`, `json`, `query`, `body_json`) are public so that capabilities'
+//! management routes answer as these do.
 
 use std::sync::Arc;
 
@@ -50,7 +53,8 @@ async fn openapi() -> Response {
 
 type MResult = Result<Response, ApiError>;
 
-pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
+/// A 400 answer with the registry's JSON error body.
+pub fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(Code::Unsupported, msg).with_status(StatusCode::BAD_REQUEST)
 }
 
@@ -73,14 +77,14 @@ fn refused(e: IdentityError) -> ApiError {
 
 /// The query string parsed as `T`, or a 400 with the registry's JSON error body (axum's own
 /// rejection is a plain-text body, which the OpenAPI document does not describe).
-pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v)
         .map_err(|e| bad(format!("invalid query string: {}", e.body_text())))
 }
 
 /// Admits administrators; with access control not yet enforced, only loopback callers (so the
 /// first administrator can be created locally, never from the network).
-pub(crate) async fn admin(
+pub async fn admin(
     reg: &Registry,
     parts: &Parts,
 ) -> Result<(Arc<AccessControl>, Caller), ApiError> {
@@ -110,11 +114,15 @@ async fn changed(ac: &AccessControl, caller: &Caller, detail: String) -> Result<
     Ok(())
 }
 
-pub(crate) fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+/// A JSON answer with `status`.
+pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     (status, Json(v)).into_response()
 }
 
-async fn body_json<T: serde::de::DeserializeOwned>(body: axum::body::Body) -> Result<T, ApiError> {
+/// Reads a JSON request body of at most 64 KiB.
+pub async fn body_json<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| bad("request body too large or interrupted"))?;
@@ -648,7 +656,7 @@ async fn tag_rollback(State(reg): State<Registry>, req: Request) -> MResult {
     let r: Rollback = body_json(body).await?;
     check_repo_tag(&r.repo, &r.tag)?;
     let caller = repo_caller(&reg, &parts, &r.repo, auth::Action::Push).await?;
-    crate::mirror::refuse_write(&reg, &r.repo)?;
+    reg.refuse_write(&r.repo)?;
     let target = match (&r.to, r.steps) {
         (Some(d), None) => {
             oci::Digest::parse(d).map_err(|e| ApiError::new(Code::DigestInvalid, e.to_string()))?

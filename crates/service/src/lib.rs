@@ -10,6 +10,7 @@ pub mod identities;
 pub mod pulls;
 pub mod retention;
 pub mod signatures;
+pub mod source;
 pub mod tagrules;
 
 use std::sync::Arc;
@@ -203,6 +204,12 @@ impl Service {
     /// The garbage collector (storage use, scheduled and on-demand collections; docs/gc.md).
     pub fn collector(&self) -> &Arc<gc::Collector> {
         &self.gc
+    }
+
+    /// The plain source of pulls: manifests and blobs as the stores hold them (a capability
+    /// may decorate it; see [`source::ContentSource`]).
+    pub fn store_source(&self) -> source::StoreSource {
+        source::StoreSource::new(self.meta.clone(), self.gc.clone())
     }
 
     /// Runs one garbage collection now (after any running one) and returns its report. For

@@ -147,8 +147,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let svc = Arc::new(svc.build().context("configuring the registry")?);
     let mut reg = registry::Registry::builder(svc.clone());
-    if let Some(cache) = crate::cache::build(&cfg.cache, blobs, meta, locks)? {
-        reg = reg.cache(cache);
+    // The pull-through cache, when upstreams are configured: a decorator of the registry's
+    // source of pulls, plus its management routes, metrics and eviction.
+    let mut cache_capability = None;
+    if let Some(c) = crate::cache::build(&cfg.cache, blobs, meta, locks)? {
+        let capability = Arc::new(cache::CacheCapability::new(c.clone(), svc.clone()));
+        let source = cache::CachedSource::new(c, Arc::new(svc.store_source()));
+        reg = reg.source(Arc::new(source)).capability(capability.clone());
+        cache_capability = Some(capability);
     }
     let reg = reg.build();
 
@@ -218,9 +224,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     // Last-pull times and retention policies (docs/retention.md).
     svc.spawn_pull_flusher(service::pulls::FLUSH_INTERVAL);
-    if reg.cache().is_some_and(|c| c.config().max_bytes > 0) {
+    if let Some(c) = &cache_capability
+        && c.cache().config().max_bytes > 0
+    {
         let every = cfg.cache.eviction_interval_seconds.unwrap_or(60);
-        reg.spawn_cache_eviction(Duration::from_secs(every));
+        c.spawn_eviction(Duration::from_secs(every));
     }
     svc.spawn_retention();
     let shutdown_reg = reg.clone();

@@ -80,6 +80,21 @@ impl Env {
         Env { dir, reg, router }
     }
 
+    /// A fresh registry built by `build` from the service (decorators, capabilities).
+    pub fn start_built(
+        build: impl FnOnce(Arc<service::Service>) -> registry::RegistryBuilder,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = FsBlobStore::open(dir.path()).expect("blob store");
+        let meta = RedbMetaStore::open(&dir.path().join("meta.redb")).expect("meta store");
+        let svc = service::Service::builder(Arc::new(blobs), Arc::new(meta))
+            .build()
+            .expect("service");
+        let reg = build(Arc::new(svc)).build();
+        let router = reg.router();
+        Env { dir, reg, router }
+    }
+
     /// Drops the registry and both stores, then reopens them on the same directory, as a process
     /// restart would. Returns the new environment and how many opens the metadata store took (the
     /// old store's writer thread lets go of the database file asynchronously).

@@ -1,0 +1,415 @@
+//! The cache plugged into the registry: [`CachedSource`] decorates the registry's source of
+//! pulls (cached repositories are read from upstreams, read-only, and reached by mirror mode's
+//! `ns` parameter or a namespace alias), and [`CacheCapability`] brings the management routes
+//! (`/api/v1/cache*`), the cache's metrics and size-limit eviction.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use oci::{Digest, Reference};
+use registry::mgmt::{admin, bad, body_json, json, query};
+use registry::{ApiError, Capability, Code, Registry};
+use service::Service;
+use service::source::{BlobRead, ContentSource, SourceError};
+use store::StoredManifest;
+
+use crate::{BlobAnswer, Cache, EvictReport, UpstreamError};
+
+/// The registry's source of pulls with the cache in front of it: a cached repository's
+/// manifests and blobs are brought from the upstream when needed, then read from the inner
+/// source; other repositories go straight to the inner source.
+pub struct CachedSource {
+    cache: Cache,
+    inner: Arc<dyn ContentSource>,
+}
+
+impl CachedSource {
+    /// Decorates `inner` (the service's store source) with `cache` (built over the same stores
+    /// and the same per-digest lock table as the service, so its commits and the collector's
+    /// deletions exclude each other).
+    pub fn new(cache: Cache, inner: Arc<dyn ContentSource>) -> Self {
+        CachedSource { cache, inner }
+    }
+}
+
+/// An upstream failure in the registry's terms.
+fn source_error(e: UpstreamError) -> SourceError {
+    match e {
+        UpstreamError::NotFound => SourceError::NotFound,
+        UpstreamError::RateLimited { retry_after } => SourceError::RateLimited { retry_after },
+        UpstreamError::Denied { .. } => SourceError::Denied,
+        UpstreamError::Busy => SourceError::Busy(e.to_string()),
+        UpstreamError::Disabled => SourceError::Disabled,
+        UpstreamError::Storage(m) => SourceError::Store(m),
+        e => SourceError::Unavailable(e.to_string()),
+    }
+}
+
+impl ContentSource for CachedSource {
+    /// Mirror mode: `/v2/library/alpine/...` with `ns=docker.io` (containerd) and path mode's
+    /// `/v2/docker.io/alpine/...` both address `docker.io/library/alpine`. An `ns` naming no
+    /// upstream is refused: serving a local repository of the same name would hand out the
+    /// wrong image.
+    fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Option<String>, SourceError> {
+        if let Some(ns) = ns.filter(|n| !n.is_empty()) {
+            return match self.cache.mirror_name(ns, name) {
+                Some(local) => Ok(Some(local)),
+                None => Err(SourceError::NotServed(format!(
+                    "{ns} is not an upstream registry of this cache"
+                ))),
+            };
+        }
+        Ok(self.cache.canonical_name(name).filter(|c| c != name))
+    }
+
+    fn refuses_writes(&self, repo: &str) -> Option<String> {
+        let host = self.cache.upstream_of(repo)?;
+        Some(format!(
+            "{repo} is a read-only pull-through cache of {host}; push to a repository outside \
+             {host}/"
+        ))
+    }
+
+    fn manifest<'a>(
+        &'a self,
+        repo: &'a str,
+        r: &'a Reference,
+    ) -> BoxFuture<'a, Result<Option<StoredManifest>, SourceError>> {
+        Box::pin(async move {
+            if self.cache.is_cached(repo) {
+                // Brings the cached copy up to date (or keeps a stale one when the upstream
+                // is unavailable); the inner source then reads it.
+                self.cache.manifest(repo, r).await.map_err(source_error)?;
+            }
+            self.inner.manifest(repo, r).await
+        })
+    }
+
+    fn blob<'a>(
+        &'a self,
+        repo: &'a str,
+        d: &'a Digest,
+        head: bool,
+    ) -> BoxFuture<'a, Result<Option<BlobRead>, SourceError>> {
+        Box::pin(async move {
+            let found = self.inner.blob(repo, d, head).await?;
+            if found.is_some() || !self.cache.is_cached(repo) {
+                return Ok(found);
+            }
+            match self.cache.blob(repo, d, head).await.map_err(source_error)? {
+                // Linked now: read as any stored blob.
+                BlobAnswer::Local => self.inner.blob(repo, d, head).await,
+                BlobAnswer::Size(size) => Ok(Some(BlobRead::Arriving { size, open: None })),
+                BlobAnswer::Incoming(i) => Ok(Some(BlobRead::Arriving {
+                    size: i.size,
+                    open: Some(Box::new(move |start, end| i.stream(start, end))),
+                })),
+            }
+        })
+    }
+
+    /// A cached repository lists the upstream's tags (what can be pulled); what the cache
+    /// holds is listed by the inner source when the upstream cannot be asked.
+    fn tags<'a>(
+        &'a self,
+        repo: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
+        Box::pin(async move {
+            if self.cache.is_cached(repo)
+                && let Ok(tags) = self.cache.tags(repo).await
+            {
+                return Ok(Some(tags));
+            }
+            self.inner.tags(repo).await
+        })
+    }
+
+    fn served(&self, repo: &str, bytes: u64) {
+        if self.cache.is_cached(repo) {
+            self.cache.note_hit(bytes);
+        }
+        self.inner.served(repo, bytes);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Management API: what the cache holds, pins, warming, eviction.
+
+/// The cache's routes, metrics and eviction, for [`registry::RegistryBuilder::capability`].
+pub struct CacheCapability {
+    cache: Cache,
+    service: Arc<Service>,
+}
+
+impl CacheCapability {
+    /// The capability of `cache` over `service` (whose pulls and garbage collection eviction
+    /// uses).
+    pub fn new(cache: Cache, service: Arc<Service>) -> Self {
+        CacheCapability { cache, service }
+    }
+
+    /// The cache it serves.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Evicts least recently pulled cached images beyond the cache's size limit, then collects
+    /// the blobs no longer needed.
+    pub async fn evict(
+        &self,
+        dry_run: bool,
+    ) -> Result<(EvictReport, Option<service::gc::GcReport>), ApiError> {
+        evict(&self.cache, &self.service, dry_run).await
+    }
+
+    /// Enforces the cache's size limit every `every` (when a limit is set).
+    pub fn spawn_eviction(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let (cache, service) = (self.cache.clone(), self.service.clone());
+        tokio::spawn(async move {
+            let every = every.max(std::time::Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = evict(&cache, &service, false).await {
+                    tracing::warn!(error = %e.message, "cache eviction failed");
+                }
+            }
+        })
+    }
+}
+
+impl Capability for CacheCapability {
+    /// `/api/v1/cache/...` routes (administrators only).
+    fn routes(&self) -> axum::Router<Registry> {
+        use axum::routing::{get, post};
+        axum::Router::new()
+            .route("/api/v1/cache", get(list))
+            .route("/api/v1/cache/warm", post(warm))
+            .route(
+                "/api/v1/cache/pins",
+                get(list_pins).post(add_pin).delete(remove_pin),
+            )
+            .route("/api/v1/cache/evict", post(evict_route))
+            .layer(Extension(Handles {
+                cache: self.cache.clone(),
+                service: self.service.clone(),
+            }))
+    }
+
+    fn register_metrics(&self, prom: &mut prometheus_client::registry::Registry) {
+        self.cache.metrics().register(prom);
+    }
+}
+
+/// What the management handlers reach, beside the registry.
+#[derive(Clone)]
+struct Handles {
+    cache: Cache,
+    service: Arc<Service>,
+}
+
+async fn evict(
+    cache: &Cache,
+    service: &Service,
+    dry_run: bool,
+) -> Result<(EvictReport, Option<service::gc::GcReport>), ApiError> {
+    // Pull times reach storage in batches: write the pending ones so the order is current.
+    if let Err(e) = service.flush_pulls().await {
+        tracing::warn!(error = %e, "flushing pull times before eviction");
+    }
+    let report = cache.evict(dry_run).await?;
+    let gc = if !dry_run && !report.evicted.is_empty() {
+        let opts = service.collector().defaults();
+        Some(
+            service
+                .collect_garbage(&opts)
+                .await
+                .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    Ok((report, gc))
+}
+
+type MResult = Result<Response, ApiError>;
+
+/// `GET /api/v1/cache`: cached images, least recently pulled first.
+async fn list(
+    State(reg): State<Registry>,
+    Extension(h): Extension<Handles>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    admin(&reg, &parts).await?;
+    let cache = &h.cache;
+    let images = cache.images().await?;
+    let upstreams: Vec<_> = cache
+        .config()
+        .upstreams
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "host": u.host, "endpoint": u.endpoint(), "prefix": u.prefix(),
+                "enabled": u.enabled, "tag_ttl_seconds": u.tag_ttl_seconds,
+            })
+        })
+        .collect();
+    let total: u64 = images.iter().map(|i| i.bytes).sum();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "max_bytes": cache.config().max_bytes,
+            "image_bytes": total,
+            "upstreams": upstreams,
+            "images": images,
+        }),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarmRequest {
+    images: Vec<String>,
+    #[serde(default)]
+    platform: Option<String>,
+}
+
+/// `POST /api/v1/cache/warm`: fetches images into the cache now.
+async fn warm(
+    State(reg): State<Registry>,
+    Extension(h): Extension<Handles>,
+    req: Request,
+) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (_, caller) = admin(&reg, &parts).await?;
+    let cache = &h.cache;
+    let w: WarmRequest = body_json(body).await?;
+    if w.images.is_empty() || w.images.len() > 100 {
+        return Err(bad("give between 1 and 100 images"));
+    }
+    // A reference that is no image of a cached upstream is the caller's mistake: refuse the
+    // request before fetching anything.
+    for image in &w.images {
+        cache.parse_image(image).map_err(bad)?;
+    }
+    if let Some(p) = &w.platform
+        && (p.is_empty() || p.split('/').count() > 3 || p.len() > 64)
+    {
+        return Err(bad("platform must be os/arch[/variant]"));
+    }
+    // Upstream failures are reported per image, with the others' results.
+    let mut results = Vec::new();
+    for image in &w.images {
+        match cache.warm(image, w.platform.as_deref()).await {
+            Ok(r) => results.push(serde_json::to_value(&r).unwrap_or_default()),
+            Err(e) => results.push(serde_json::json!({"image": image, "error": e})),
+        }
+    }
+    if let Some(ac) = reg.access() {
+        ac.audit(&caller, "cache.warm", None, None, w.images.join(","))
+            .await;
+    }
+    Ok(json(StatusCode::OK, &results))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinRequest {
+    image: String,
+}
+
+/// `GET /api/v1/cache/pins`: configured and run-time pins.
+async fn list_pins(
+    State(reg): State<Registry>,
+    Extension(h): Extension<Handles>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    admin(&reg, &parts).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "configured": h.cache.config().pinned,
+            "runtime": h.cache.runtime_pins().await?,
+        }),
+    ))
+}
+
+/// `POST /api/v1/cache/pins`: keeps matching images whatever the size limit.
+async fn add_pin(
+    State(reg): State<Registry>,
+    Extension(h): Extension<Handles>,
+    req: Request,
+) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (_, caller) = admin(&reg, &parts).await?;
+    let p: PinRequest = body_json(body).await?;
+    if p.image.is_empty() || p.image.len() > 512 || p.image.contains(['\0', ' ']) {
+        return Err(bad("image pattern is empty, too long or has spaces"));
+    }
+    h.cache.pin(&p.image).await.map_err(bad)?;
+    if let Some(ac) = reg.access() {
+        ac.audit(
+            &caller,
+            "cache.pin",
+            None,
+            Some(p.image.clone()),
+            String::new(),
+        )
+        .await;
+    }
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({"image": p.image}),
+    ))
+}
+
+/// `DELETE /api/v1/cache/pins?image=...`: removes a run-time pin.
+async fn remove_pin(
+    State(reg): State<Registry>,
+    Extension(h): Extension<Handles>,
+    q: Result<Query<PinRequest>, QueryRejection>,
+    req: Request,
+) -> MResult {
+    let (parts, _) = req.into_parts();
+    let (_, caller) = admin(&reg, &parts).await?;
+    let p = query(q)?;
+    if !h.cache.unpin(&p.image).await? {
+        return Err(ApiError::new(
+            Code::NameUnknown,
+            format!("no run-time pin {}", p.image),
+        ));
+    }
+    if let Some(ac) = reg.access() {
+        ac.audit(&caller, "cache.unpin", None, Some(p.image), String::new())
+            .await;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct EvictRequest {
+    dry_run: bool,
+}
+
+/// `POST /api/v1/cache/evict`: enforces the size limit now.
+async fn evict_route(
+    State(reg): State<Registry>,
+    Extension(h): Extension<Handles>,
+    req: Request,
+) -> MResult {
+    let (parts, body) = req.into_parts();
+    admin(&reg, &parts).await?;
+    let e: EvictRequest = body_json::<EvictRequest>(body).await?;
+    let (report, gc) = evict(&h.cache, &h.service, e.dry_run).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"eviction": report, "gc": gc}),
+    ))
+}
