@@ -148,6 +148,23 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 /// be indistinguishable from them in every record.
 pub const RESERVED_USER_NAMES: &[&str] = &["anonymous", "retention", "pull-through-cache"];
 
+/// Shortest password a user may set.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password a user may set (argon2 hashes it whole; a bound keeps requests small).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Validates a password a user is given or sets, by the one rule every front door applies (the
+/// management API, `wharf user add|passwd` on a data directory and through `--server`).
+pub fn validate_password(password: &str) -> Result<(), String> {
+    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"
+        ))
+    }
+}
+
 /// Validates a new user's login name: the grammar of [`validate_name`], and none of
 /// [`RESERVED_USER_NAMES`] (compared without regard to case).
 pub fn validate_user_name(name: &str) -> Result<(), String> {

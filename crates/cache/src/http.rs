@@ -405,9 +405,22 @@ async fn evict_route(
     req: Request,
 ) -> MResult {
     let (parts, body) = req.into_parts();
-    admin(&reg, &parts).await?;
+    let (ac, caller) = admin(&reg, &parts).await?;
     let e: EvictRequest = body_json::<EvictRequest>(body).await?;
     let (report, gc) = evict(&h.cache, &h.service, e.dry_run).await?;
+    ac.audit(
+        &caller,
+        "cache.evict",
+        None,
+        None,
+        format!(
+            "dry_run: {}, images evicted: {}, bytes released: {}",
+            report.dry_run,
+            report.evicted.len(),
+            report.bytes_released
+        ),
+    )
+    .await;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"eviction": report, "gc": gc}),

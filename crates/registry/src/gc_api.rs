@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -14,41 +13,12 @@ use service::gc::{GcError, USAGE_MAX_AGE};
 
 use crate::Registry;
 use crate::error::{ApiError, Code};
-use crate::http_access::request_origin;
-use service::access::Need;
+use crate::mgmt::admin_or_loopback;
 
 pub(crate) fn routes() -> Router<Registry> {
     Router::new()
         .route("/api/v1/gc", post(run_gc))
         .route("/api/v1/storage", get(storage))
-}
-
-/// Admits administrators; without access control (an embedded registry), loopback callers only.
-async fn admin(reg: &Registry, req: &Parts) -> Result<(), ApiError> {
-    let (source, cert) = request_origin(&req.extensions);
-    let loopback = source.is_some_and(|ip| ip.is_loopback());
-    let Some(ac) = reg.access() else {
-        return if loopback {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                Code::Denied,
-                "garbage collection is open only on loopback without access control",
-            ))
-        };
-    };
-    let need = Need {
-        admin: true,
-        ..Need::default()
-    };
-    let caller = crate::http_access::authorize(ac, &req.headers, source, cert, &need).await?;
-    if caller.open && !loopback {
-        return Err(ApiError::new(
-            Code::Denied,
-            "the management API is open only on loopback until a user or robot exists",
-        ));
-    }
-    Ok(())
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -69,7 +39,7 @@ struct GcRequest {
 
 async fn run_gc(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    admin(&reg, &parts).await?;
+    let admin = admin_or_loopback(&reg, &parts).await?;
     let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| bad("request body too large or interrupted"))?;
@@ -99,6 +69,23 @@ async fn run_gc(State(reg): State<Registry>, req: Request) -> Result<Response, A
     let report = c.collect(&opts).await.map_err(|GcError::Store(e)| {
         ApiError::new(Code::Internal, format!("garbage collection failed: {e}"))
     })?;
+    if let Some((ac, caller)) = admin {
+        ac.audit(
+            &caller,
+            "gc.run",
+            None,
+            None,
+            format!(
+                "dry_run: {}, blobs deleted: {}, bytes freed: {}, links deleted: {}, uploads expired: {}",
+                report.dry_run,
+                report.blobs_deleted,
+                report.bytes_freed,
+                report.links_deleted,
+                report.uploads_expired
+            ),
+        )
+        .await;
+    }
     Ok((StatusCode::OK, axum::Json(report)).into_response())
 }
 
@@ -114,7 +101,7 @@ async fn storage(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    admin(&reg, &parts).await?;
+    admin_or_loopback(&reg, &parts).await?;
     let Query(q) = q.map_err(|e| bad(format!("invalid query: {e}")))?;
     let max_age = if q.refresh {
         Duration::ZERO

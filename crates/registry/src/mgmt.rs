@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Registry> {
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{name}", axum::routing::delete(delete_user))
         .route("/api/v1/users/{name}/password", put(set_password))
+        .route("/api/v1/users/{name}/disabled", put(set_disabled))
         .route("/api/v1/robots", get(list_robots).post(create_robot))
         .route("/api/v1/robots/{name}/revoke", post(revoke_robot))
         .route("/api/v1/robots/{name}/rotate", post(rotate_robot))
@@ -88,23 +89,43 @@ pub async fn admin(
     reg: &Registry,
     parts: &Parts,
 ) -> Result<(Arc<AccessControl>, Caller), ApiError> {
-    let ac = reg
-        .access()
-        .cloned()
-        .ok_or_else(|| not_found("access control is not configured"))?;
+    match admin_or_loopback(reg, parts).await? {
+        Some(found) => Ok(found),
+        None => Err(not_found("access control is not configured")),
+    }
+}
+
+/// The one authorization of every management route: an administrator (or, until a user or
+/// robot exists, a caller on loopback). Without access control configured at all, only callers
+/// on loopback pass, and there is no caller to audit (`None`).
+pub async fn admin_or_loopback(
+    reg: &Registry,
+    parts: &Parts,
+) -> Result<Option<(Arc<AccessControl>, Caller)>, ApiError> {
     let (source, cert) = request_origin(&parts.extensions);
+    let loopback = source.is_some_and(|ip| ip.is_loopback());
+    let Some(ac) = reg.access().cloned() else {
+        return if loopback {
+            Ok(None)
+        } else {
+            Err(ApiError::new(
+                Code::Denied,
+                "the management API is open only on loopback without access control",
+            ))
+        };
+    };
     let need = Need {
         admin: true,
         ..Need::default()
     };
     let caller = crate::http_access::authorize(&ac, &parts.headers, source, cert, &need).await?;
-    if caller.open && !source.is_some_and(|ip| ip.is_loopback()) {
+    if caller.open && !loopback {
         return Err(ApiError::new(
             Code::Denied,
             "the management API is open only on loopback until a user or robot exists",
         ));
     }
-    Ok((ac, caller))
+    Ok(Some((ac, caller)))
 }
 
 async fn changed(ac: &AccessControl, caller: &Caller, detail: String) -> Result<(), ApiError> {
@@ -153,10 +174,7 @@ struct NewUser {
 }
 
 fn check_password(pw: &str) -> Result<(), ApiError> {
-    if pw.len() < 8 || pw.len() > 1024 {
-        return Err(bad("password must be 8 to 1024 characters"));
-    }
-    Ok(())
+    auth::identity::validate_password(pw).map_err(bad)
 }
 
 async fn hash(pw: String) -> Result<String, ApiError> {
@@ -235,6 +253,42 @@ async fn set_password(
     ids.put_user(&u).await.map_err(refused)?;
     changed(&ac, &caller, format!("user {name} password changed")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Disabled {
+    disabled: bool,
+}
+
+/// `PUT /api/v1/users/{name}/disabled {"disabled": bool}`: disables or re-enables a user (the
+/// last active administrator cannot be disabled: 409).
+async fn set_disabled(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    req: Request,
+) -> MResult {
+    let (parts, body) = req.into_parts();
+    let (ac, caller) = admin(&reg, &parts).await?;
+    let d: Disabled = body_json(body).await?;
+    let ids = ac.identities();
+    let mut u = ids
+        .user(&name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no user {name}")))?;
+    u.disabled = d.disabled;
+    ids.put_user(&u).await.map_err(refused)?;
+    changed(
+        &ac,
+        &caller,
+        format!(
+            "user {name} {}",
+            if d.disabled { "disabled" } else { "enabled" }
+        ),
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &user_view(&u)))
 }
 
 fn robot_view(r: &Robot) -> serde_json::Value {

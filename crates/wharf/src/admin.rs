@@ -328,10 +328,15 @@ fn read_secret_line() -> anyhow::Result<String> {
         .lock()
         .read_line(&mut line)
         .context("reading the password from standard input")?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
-    if pw.len() < 8 {
-        bail!("password must be at least 8 characters (read from standard input)");
-    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Reads a new user password (one line of stdin) and applies the rule the management API applies
+/// ([`auth::identity::validate_password`]), so no front door accepts what another refuses.
+fn read_password() -> anyhow::Result<String> {
+    let pw = read_secret_line()?;
+    auth::identity::validate_password(&pw)
+        .map_err(|e| anyhow::anyhow!("{e} (read from standard input)"))?;
     Ok(pw)
 }
 
@@ -449,7 +454,7 @@ async fn user_remote(cmd: &UserCmd) -> anyhow::Result<Option<()>> {
     };
     match cmd {
         UserCmd::Add { name, admin, .. } => {
-            let pw = read_secret_line()?;
+            let pw = read_password()?;
             r.call(
                 Method::POST,
                 "/api/v1/users",
@@ -465,7 +470,7 @@ async fn user_remote(cmd: &UserCmd) -> anyhow::Result<Option<()>> {
             print_json_lines(&r.call(Method::GET, "/api/v1/users", None).await?)
         }
         UserCmd::Passwd { name, .. } => {
-            let pw = read_secret_line()?;
+            let pw = read_password()?;
             r.call(
                 Method::PUT,
                 &format!("/api/v1/users/{name}/password"),
@@ -474,9 +479,18 @@ async fn user_remote(cmd: &UserCmd) -> anyhow::Result<Option<()>> {
             .await?;
             println!("password of {name} changed");
         }
-        UserCmd::Disable { .. } => bail!(
-            "disabling a user is available on the data directory only; delete the user instead"
-        ),
+        UserCmd::Disable { name, enable, .. } => {
+            r.call(
+                Method::PUT,
+                &format!("/api/v1/users/{name}/disabled"),
+                Some(serde_json::json!({"disabled": !enable})),
+            )
+            .await?;
+            println!(
+                "user {name} {}",
+                if *enable { "enabled" } else { "disabled" }
+            );
+        }
         UserCmd::Delete { name, .. } => {
             r.call(Method::DELETE, &format!("/api/v1/users/{name}"), None)
                 .await?;
@@ -616,7 +630,7 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                 if ids.user(&name).await?.is_some() {
                     bail!("user {name} already exists (use `wharf user passwd`)");
                 }
-                let pw = read_secret_line()?;
+                let pw = read_password()?;
                 let hash = auth::secret::hash_password(&pw)?;
                 ids.put_user(&User {
                     name: name.clone(),
@@ -649,7 +663,7 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                     .user(&name)
                     .await?
                     .with_context(|| format!("no user {name}"))?;
-                u.password_hash = auth::secret::hash_password(&read_secret_line()?)?;
+                u.password_hash = auth::secret::hash_password(&read_password()?)?;
                 ids.put_user(&u).await?;
                 audit_change(&ids, format!("user {name} password changed")).await;
                 println!("password of {name} changed");
@@ -670,6 +684,10 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                     ),
                 )
                 .await;
+                println!(
+                    "user {name} {}",
+                    if enable { "enabled" } else { "disabled" }
+                );
             }
             UserCmd::Delete { name, data } => {
                 let ids = open(&data.data_dir)?;
