@@ -501,6 +501,23 @@ impl RedbMetaStore {
         let txn = self.db.begin_read()?;
         f(&txn)
     }
+
+    /// Runs a read that may visit many records (a repository's snapshot, a key listing, an
+    /// audit query, a tag's history) on the blocking pool, so a large scan never stalls the
+    /// async workers serving small requests. Point reads stay on [`Self::read`]: they take
+    /// microseconds, less than the trip to another thread.
+    async fn scan<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
 }
 
 fn writer_loop(
@@ -930,7 +947,11 @@ impl MetaStore for RedbMetaStore {
     }
 
     async fn tag_history(&self, repo: &str, tag: &str, limit: usize) -> Result<Vec<TagEvent>> {
-        self.read(|txn| {
+        let repo = repo.to_owned();
+        let tag = tag.to_owned();
+        self.scan(move |txn| {
+            let repo = repo.as_str();
+            let tag = tag.as_str();
             let t = txn.open_table(TAG_HISTORY)?;
             let p = key(&[repo, tag]);
             let (lo, hi) = prefix_range(&p, None);
@@ -950,19 +971,24 @@ impl MetaStore for RedbMetaStore {
             }
             Ok(out)
         })
+        .await
     }
 
     async fn tags(&self, repo: &str, page: Page) -> Result<Option<Vec<String>>> {
-        self.read(|txn| {
+        let repo = repo.to_owned();
+        self.scan(move |txn| {
+            let repo = repo.as_str();
             if txn.open_table(REPOS)?.get(repo)?.is_none() {
                 return Ok(None);
             }
             list_keys(&txn.open_table(TAGS)?, Some(repo), &page).map(Some)
         })
+        .await
     }
 
     async fn repositories(&self, page: Page) -> Result<Vec<String>> {
-        self.read(|txn| list_keys(&txn.open_table(REPOS)?, None, &page))
+        self.scan(move |txn| list_keys(&txn.open_table(REPOS)?, None, &page))
+            .await
     }
 
     async fn tags_of(&self, repo: &str, digest: &Digest) -> Result<Vec<String>> {
@@ -1059,7 +1085,9 @@ impl MetaStore for RedbMetaStore {
     }
 
     async fn snapshot(&self, repo: &str) -> Result<RepoSnapshot> {
-        self.read(|txn| {
+        let repo = repo.to_owned();
+        self.scan(move |txn| {
+            let repo = repo.as_str();
             let corrupt = |what: &str| StoreError::Db(format!("corrupt {what} record"));
             let history = txn.open_table(TAG_HISTORY)?;
             let mut out = RepoSnapshot::default();
@@ -1110,6 +1138,7 @@ impl MetaStore for RedbMetaStore {
             }
             Ok(out)
         })
+        .await
     }
 
     async fn note_pulls(&self, pulls: Vec<(String, Digest, u64)>) -> Result<()> {
@@ -1135,7 +1164,9 @@ impl MetaStore for RedbMetaStore {
     }
 
     async fn last_pulls(&self, repo: &str) -> Result<Vec<(Digest, u64)>> {
-        self.read(|txn| {
+        let repo = repo.to_owned();
+        self.scan(move |txn| {
+            let repo = repo.as_str();
             let (lo, hi) = prefix_range(repo, None);
             let mut out = Vec::new();
             for e in txn
@@ -1149,6 +1180,7 @@ impl MetaStore for RedbMetaStore {
             }
             Ok(out)
         })
+        .await
     }
 
     async fn delete_tag_if(
@@ -1262,7 +1294,9 @@ impl MetaStore for RedbMetaStore {
         page: Page,
         newest_first: bool,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        self.read(|txn| {
+        let ns = ns.to_owned();
+        self.scan(move |txn| {
+            let ns = ns.as_str();
             let t = txn.open_table(RECORDS)?;
             let n = page.n.unwrap_or(usize::MAX);
             if n == 0 {
@@ -1300,6 +1334,7 @@ impl MetaStore for RedbMetaStore {
             }
             Ok(out)
         })
+        .await
     }
 }
 
