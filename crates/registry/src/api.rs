@@ -896,7 +896,6 @@ async fn start_upload(
     Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
 }
 
-/// Finds an upload session of `name`, or answers BLOB_UPLOAD_UNKNOWN.
 /// Finds an upload session of `name` started by this caller (when access control recorded an
 /// owner), or answers BLOB_UPLOAD_UNKNOWN: a session id is no bearer token.
 async fn session(reg: &Registry, name: &str, id: &str, caller: &Caller) -> ApiResult<UploadRecord> {
