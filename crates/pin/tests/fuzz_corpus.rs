@@ -5,24 +5,11 @@
 #[path = "../../../fuzz/checks/pin.rs"]
 mod pin;
 
-/// Every file of `fuzz/corpus/<target>`, in name order.
+#[path = "../../../fuzz/checks/seeds.rs"]
+mod seeds;
+
 fn seeds(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no seeds in {}", dir.display());
-    paths
-        .into_iter()
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect()
+    seeds::seeds(env!("CARGO_MANIFEST_DIR"), target)
 }
 
 #[test]
