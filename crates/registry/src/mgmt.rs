@@ -243,16 +243,37 @@ async fn set_password(
     let (ac, caller) = admin(&reg, &parts).await?;
     let p: Password = body_json(body).await?;
     check_password(&p.password)?;
+    let password_hash = hash(p.password).await?;
+    update_user(
+        &ac,
+        &caller,
+        &name,
+        |u| u.password_hash = password_hash,
+        "password changed",
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Changes the stored user `name` (404 when there is none; the identity rules, such as keeping
+/// an active administrator, refuse with their own codes), then reloads and audits `what`.
+async fn update_user(
+    ac: &AccessControl,
+    caller: &Caller,
+    name: &str,
+    change: impl FnOnce(&mut User),
+    what: &str,
+) -> Result<User, ApiError> {
     let ids = ac.identities();
     let mut u = ids
-        .user(&name)
+        .user(name)
         .await
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no user {name}")))?;
-    u.password_hash = hash(p.password).await?;
+    change(&mut u);
     ids.put_user(&u).await.map_err(refused)?;
-    changed(&ac, &caller, format!("user {name} password changed")).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    changed(ac, caller, format!("user {name} {what}")).await?;
+    Ok(u)
 }
 
 #[derive(Deserialize)]
@@ -271,23 +292,8 @@ async fn set_disabled(
     let (parts, body) = req.into_parts();
     let (ac, caller) = admin(&reg, &parts).await?;
     let d: Disabled = body_json(body).await?;
-    let ids = ac.identities();
-    let mut u = ids
-        .user(&name)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| not_found(format!("no user {name}")))?;
-    u.disabled = d.disabled;
-    ids.put_user(&u).await.map_err(refused)?;
-    changed(
-        &ac,
-        &caller,
-        format!(
-            "user {name} {}",
-            if d.disabled { "disabled" } else { "enabled" }
-        ),
-    )
-    .await?;
+    let what = if d.disabled { "disabled" } else { "enabled" };
+    let u = update_user(&ac, &caller, &name, |u| u.disabled = d.disabled, what).await?;
     Ok(json(StatusCode::OK, &user_view(&u)))
 }
 
