@@ -666,7 +666,11 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
                     }
                     e => e.into(),
                 })?;
-            counted_body(reg, stream)
+            if len <= FULL_BODY_MAX {
+                full_body(reg, stream, len).await?
+            } else {
+                counted_body(reg, stream)
+            }
         }
     };
     if let (true, Some(source)) = (stored, &reg.inner.source) {
@@ -727,6 +731,33 @@ fn requested_range(h: &HeaderMap, size: u64) -> Result<Option<ByteRange>, Box<Re
             Err(Box::new(resp))
         }
     }
+}
+
+/// Blobs up to this size are answered with the whole body in hand (the store reads them in one
+/// piece anyway), so hyper writes headers and body together instead of polling a stream.
+const FULL_BODY_MAX: u64 = 64 * 1024;
+
+/// The whole of a small blob's `len` bytes from `stream` as one body, counted in the metrics.
+async fn full_body(reg: &Registry, mut stream: BlobStream, len: u64) -> ApiResult<Body> {
+    let mut buf = Vec::with_capacity(len as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(Code::Internal, format!("reading blob: {e}")))?;
+        if buf.is_empty() && chunk.len() as u64 == len {
+            // The usual case: one chunk, no copy.
+            reg.inner.metrics.bytes_out.inc_by(len);
+            return Ok(Body::from(chunk));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.len() as u64 != len {
+        return Err(ApiError::new(
+            Code::Internal,
+            format!("blob read {} of {len} bytes", buf.len()),
+        ));
+    }
+    reg.inner.metrics.bytes_out.inc_by(len);
+    Ok(Body::from(buf))
 }
 
 /// A response body streaming blob bytes, counted in the metrics as they go out.
