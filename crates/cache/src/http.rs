@@ -286,7 +286,7 @@ async fn warm(
     req: Request,
 ) -> MResult {
     let (parts, body) = req.into_parts();
-    let (_, caller) = admin(&reg, &parts).await?;
+    let (ac, caller) = admin(&reg, &parts).await?;
     let cache = &h.cache;
     let w: WarmRequest = body_json(body).await?;
     if w.images.is_empty() || w.images.len() > 100 {
@@ -310,10 +310,8 @@ async fn warm(
             Err(e) => results.push(serde_json::json!({"image": image, "error": e})),
         }
     }
-    if let Some(ac) = reg.access() {
-        ac.audit(&caller, "cache.warm", None, None, w.images.join(","))
-            .await;
-    }
+    ac.audit(&caller, "cache.warm", None, None, w.images.join(","))
+        .await;
     Ok(json(StatusCode::OK, &results))
 }
 
@@ -347,22 +345,20 @@ async fn add_pin(
     req: Request,
 ) -> MResult {
     let (parts, body) = req.into_parts();
-    let (_, caller) = admin(&reg, &parts).await?;
+    let (ac, caller) = admin(&reg, &parts).await?;
     let p: PinRequest = body_json(body).await?;
     if p.image.is_empty() || p.image.len() > 512 || p.image.contains(['\0', ' ']) {
         return Err(bad("image pattern is empty, too long or has spaces"));
     }
     h.cache.pin(&p.image).await.map_err(bad)?;
-    if let Some(ac) = reg.access() {
-        ac.audit(
-            &caller,
-            "cache.pin",
-            None,
-            Some(p.image.clone()),
-            String::new(),
-        )
-        .await;
-    }
+    ac.audit(
+        &caller,
+        "cache.pin",
+        None,
+        Some(p.image.clone()),
+        String::new(),
+    )
+    .await;
     Ok(json(
         StatusCode::CREATED,
         &serde_json::json!({"image": p.image}),
@@ -377,7 +373,7 @@ async fn remove_pin(
     req: Request,
 ) -> MResult {
     let (parts, _) = req.into_parts();
-    let (_, caller) = admin(&reg, &parts).await?;
+    let (ac, caller) = admin(&reg, &parts).await?;
     let p = query(q)?;
     if !h.cache.unpin(&p.image).await? {
         return Err(ApiError::new(
@@ -385,10 +381,8 @@ async fn remove_pin(
             format!("no run-time pin {}", p.image),
         ));
     }
-    if let Some(ac) = reg.access() {
-        ac.audit(&caller, "cache.unpin", None, Some(p.image), String::new())
-            .await;
-    }
+    ac.audit(&caller, "cache.unpin", None, Some(p.image), String::new())
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

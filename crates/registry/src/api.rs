@@ -666,7 +666,9 @@ async fn get_blob(reg: &Registry, name: &str, d: Digest, req: &Parts, head: bool
                     }
                     e => e.into(),
                 })?;
-            if len <= FULL_BODY_MAX {
+            // Small blobs, which the store reads in one piece anyway, go out with the whole body
+            // in hand, so hyper writes headers and body together instead of polling a stream.
+            if len <= store::SMALL_BLOB {
                 full_body(reg, stream, len).await?
             } else {
                 counted_body(reg, stream)
@@ -732,10 +734,6 @@ fn requested_range(h: &HeaderMap, size: u64) -> Result<Option<ByteRange>, Box<Re
         }
     }
 }
-
-/// Blobs up to this size are answered with the whole body in hand (the store reads them in one
-/// piece anyway), so hyper writes headers and body together instead of polling a stream.
-const FULL_BODY_MAX: u64 = 64 * 1024;
 
 /// The whole of a small blob's `len` bytes from `stream` as one body, counted in the metrics.
 async fn full_body(reg: &Registry, mut stream: BlobStream, len: u64) -> ApiResult<Body> {

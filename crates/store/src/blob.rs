@@ -17,8 +17,9 @@ use crate::{Result, StoreError};
 /// A stream of blob bytes, as served to clients or received from them.
 pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
-/// Blobs at or under this size are read in one piece rather than streamed.
-const SMALL_BLOB: u64 = 64 * 1024;
+/// Blobs at or under this size are read in one piece rather than streamed (the HTTP layer then
+/// answers them with the whole body in hand).
+pub const SMALL_BLOB: u64 = 64 * 1024;
 /// Window mapped at a time when streaming large blobs.
 const READ_CHUNK: usize = 4 * 1024 * 1024;
 /// Chunks read ahead of the socket per download.

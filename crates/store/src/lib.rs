@@ -22,7 +22,7 @@ pub use private::{private_dir, restrict};
 pub use generation::Generations;
 pub use locks::{DigestGuard, DigestLocks};
 
-pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, UploadState};
+pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, SMALL_BLOB, UploadState};
 pub use meta::gc;
 pub use meta::gc::{GcMeta, StorageUsage};
 pub use meta::{GuardedDelete, ManifestSummary, RepoSnapshot, TagEntry};
