@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use oci::{Algorithm, Digest, Hasher};
 
+use crate::small::{DEFAULT_SMALL_BLOB_CACHE_BYTES, SmallBlobCache};
 use crate::{Result, StoreError};
 
 /// A stream of blob bytes, as served to clients or received from them.
@@ -124,6 +125,7 @@ pub struct FsBlobStore {
     root: PathBuf,
     slots: Mutex<HashMap<String, Slot>>,
     used: Arc<AtomicU64>,
+    small: SmallBlobCache,
 }
 
 fn check_upload_id(id: &str) -> Result<()> {
@@ -194,7 +196,14 @@ impl FsBlobStore {
             root,
             slots: Mutex::new(HashMap::new()),
             used,
+            small: SmallBlobCache::new(DEFAULT_SMALL_BLOB_CACHE_BYTES),
         })
+    }
+
+    /// Sets the memory budget of the small-blob cache (0 turns it off).
+    pub fn small_blob_cache(mut self, budget_bytes: u64) -> Self {
+        self.small = SmallBlobCache::new(budget_bytes);
+        self
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -253,25 +262,48 @@ impl BlobStore for FsBlobStore {
 
     async fn get(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobStream> {
         let path = self.blob_path(digest);
+        let short = || {
+            StoreError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "blob shorter than recorded",
+            ))
+        };
+        let once =
+            |b: Bytes| -> BlobStream { Box::pin(futures_util::stream::once(async move { Ok(b) })) };
         let not_found = |e: io::Error| match e.kind() {
             io::ErrorKind::NotFound => StoreError::BlobUnknown(digest.clone()),
             _ => StoreError::Io(e),
         };
         if len <= SMALL_BLOB {
-            // A page-cached read of a few KiB costs less than a trip to the blocking pool.
-            let mut f = std::fs::File::open(&path).map_err(not_found)?;
-            f.seek(SeekFrom::Start(start))?;
-            let mut buf = Vec::with_capacity(len as usize);
-            f.take(len).read_to_end(&mut buf)?;
-            if (buf.len() as u64) != len {
-                return Err(StoreError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob shorter than recorded",
-                )));
-            }
-            return Ok(Box::pin(futures_util::stream::once(async move {
-                Ok(Bytes::from(buf))
-            })));
+            let whole = match self.small.get(digest) {
+                Some(b) => b,
+                // A page-cached read of a few KiB costs less than a trip to the blocking pool.
+                None => {
+                    let mut f = std::fs::File::open(&path).map_err(not_found)?;
+                    let file_len = f.metadata()?.len();
+                    if file_len <= SMALL_BLOB {
+                        let mut buf = Vec::with_capacity(file_len as usize);
+                        (&mut f).take(file_len).read_to_end(&mut buf)?;
+                        let b = Bytes::from(buf);
+                        self.small.insert(digest, b.clone());
+                        b
+                    } else {
+                        // A small range of a large blob: read just that.
+                        f.seek(SeekFrom::Start(start))?;
+                        let mut buf = Vec::with_capacity(len as usize);
+                        f.take(len).read_to_end(&mut buf)?;
+                        if (buf.len() as u64) != len {
+                            return Err(short());
+                        }
+                        return Ok(once(Bytes::from(buf)));
+                    }
+                }
+            };
+            let end = start.checked_add(len).filter(|&e| e <= whole.len() as u64);
+            let Some(end) = end else {
+                return Err(short());
+            };
+            return Ok(once(whole.slice(start as usize..end as usize)));
         }
         let f = std::fs::File::open(&path).map_err(not_found)?;
         let file_len = f.metadata()?.len();
@@ -319,6 +351,7 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e.into()),
         };
+        self.small.remove(digest);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {
                 self.used.fetch_sub(size, Ordering::Relaxed);

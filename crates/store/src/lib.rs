@@ -16,11 +16,13 @@ mod generation;
 mod locks;
 pub mod meta;
 mod private;
+mod small;
 
 pub use private::{private_dir, restrict};
 
 pub use generation::Generations;
 pub use locks::{DigestGuard, DigestLocks};
+pub use small::{DEFAULT_SMALL_BLOB_CACHE_BYTES, SmallBlobCache};
 
 pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, SMALL_BLOB, UploadState};
 pub use meta::gc;

@@ -402,6 +402,8 @@ impl ServerConfig {
 pub struct StorageConfig {
     /// Directory for blobs (`blobs/`), uploads (`uploads/`) and metadata (`meta.redb`).
     pub data_dir: PathBuf,
+    /// Memory budget for holding small blobs (64 KiB or less) in memory; 0 turns it off.
+    pub small_blob_cache_bytes: u64,
 }
 
 /// `[limits]`
@@ -456,6 +458,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("wharf-data"),
+            small_blob_cache_bytes: store::DEFAULT_SMALL_BLOB_CACHE_BYTES,
         }
     }
 }

@@ -116,7 +116,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     store::private_dir(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
     let blobs = store::FsBlobStore::open(data)
-        .with_context(|| format!("opening blob store in {}", data.display()))?;
+        .with_context(|| format!("opening blob store in {}", data.display()))?
+        .small_blob_cache(cfg.storage.small_blob_cache_bytes);
     let meta = store::RedbMetaStore::open(&data.join("meta.redb"))
         .with_context(|| format!("opening metadata database in {}", data.display()))?;
     let limits = cfg.limits();
