@@ -30,3 +30,19 @@ fn compare_pair(eco: Ecosystem) {
     };
     black_box(compare(black_box(eco), black_box(a), black_box(b))).ok();
 }
+
+/// One installed version against one advisory range (CVE-2023-4911's Debian 12 range).
+#[divan::bench]
+fn affects_dpkg_range(bencher: divan::Bencher) {
+    use vuln::{Event, Range, RangeKind};
+    let range = Range::new(
+        Ecosystem::Dpkg,
+        RangeKind::Ecosystem,
+        vec![
+            Event::Introduced("0".into()),
+            Event::Fixed("2.36-9+deb12u3".into()),
+        ],
+    )
+    .expect("range");
+    bencher.bench(|| black_box(&range).affects(black_box("2.36-9+deb12u2")).ok());
+}

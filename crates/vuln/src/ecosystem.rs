@@ -110,21 +110,60 @@ pub enum VersionError {
     Maven(#[from] maven::ParseError),
 }
 
+/// A version parsed in its ecosystem, so that one installed version can be compared with
+/// many advisory bounds without parsing it again.
+#[derive(Debug, Clone)]
+pub enum Parsed<'a> {
+    /// dpkg.
+    Dpkg(dpkg::Version<'a>),
+    /// rpm.
+    Rpm(rpm::Evr<'a>),
+    /// apk.
+    Apk(apk::Version<'a>),
+    /// PEP 440.
+    PyPI(pep440::Version<'a>),
+    /// npm, Go and Cargo, each parsed by its own rules.
+    Semver(crate::semver::SemVer<'a>),
+    /// Maven.
+    Maven(maven::Version),
+}
+
+impl<'a> Parsed<'a> {
+    /// Parses `s` as a version of `eco`.
+    pub fn parse(eco: Ecosystem, s: &'a str) -> Result<Parsed<'a>, VersionError> {
+        Ok(match eco {
+            Ecosystem::Dpkg => Parsed::Dpkg(dpkg::Version::parse(s)?),
+            Ecosystem::Rpm => Parsed::Rpm(rpm::Evr::parse(s)?),
+            Ecosystem::Apk => Parsed::Apk(apk::Version::parse(s)?),
+            Ecosystem::PyPI => Parsed::PyPI(pep440::Version::parse(s)?),
+            Ecosystem::Npm => Parsed::Semver(npm::parse(s)?),
+            Ecosystem::Go => Parsed::Semver(golang::parse(s)?),
+            Ecosystem::Cargo => Parsed::Semver(cargo::parse(s)?),
+            Ecosystem::Maven => Parsed::Maven(maven::Version::parse(s)?),
+        })
+    }
+
+    /// Orders two versions parsed in the same ecosystem; `None` across ecosystems.
+    pub fn cmp_same(&self, other: &Parsed<'_>) -> Option<Ordering> {
+        Some(match (self, other) {
+            (Parsed::Dpkg(a), Parsed::Dpkg(b)) => a.cmp(b),
+            (Parsed::Rpm(a), Parsed::Rpm(b)) => a.cmp(b),
+            (Parsed::Apk(a), Parsed::Apk(b)) => a.cmp(b),
+            (Parsed::PyPI(a), Parsed::PyPI(b)) => a.cmp(b),
+            (Parsed::Semver(a), Parsed::Semver(b)) => a.cmp(b),
+            (Parsed::Maven(a), Parsed::Maven(b)) => a.cmp(b),
+            _ => return None,
+        })
+    }
+}
+
 /// Parses `a` and `b` as versions of `eco` and orders them by that ecosystem's rules.
 pub fn compare(eco: Ecosystem, a: &str, b: &str) -> Result<Ordering, VersionError> {
-    Ok(match eco {
-        Ecosystem::Dpkg => dpkg::compare(a, b)?,
-        Ecosystem::Rpm => rpm::compare(a, b)?,
-        Ecosystem::Apk => apk::compare(a, b)?,
-        Ecosystem::PyPI => pep440::compare(a, b)?,
-        Ecosystem::Npm => npm::compare(a, b)?,
-        Ecosystem::Go => golang::compare(a, b)?,
-        Ecosystem::Cargo => cargo::compare(a, b)?,
-        Ecosystem::Maven => maven::compare(a, b)?,
-    })
+    let (a, b) = (Parsed::parse(eco, a)?, Parsed::parse(eco, b)?);
+    Ok(a.cmp_same(&b).unwrap_or(Ordering::Equal))
 }
 
 /// Checks that `v` is a version of `eco`.
 pub fn validate(eco: Ecosystem, v: &str) -> Result<(), VersionError> {
-    compare(eco, v, v).map(|_| ())
+    Parsed::parse(eco, v).map(|_| ())
 }

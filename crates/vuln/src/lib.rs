@@ -30,5 +30,5 @@ pub mod range;
 pub mod rpm;
 pub mod semver;
 
-pub use ecosystem::{Ecosystem, VersionError, compare, validate};
+pub use ecosystem::{Ecosystem, Parsed, VersionError, compare, validate};
 pub use range::{Affected, Event, MatchError, Range, RangeError, RangeKind};

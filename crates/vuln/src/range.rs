@@ -16,7 +16,7 @@
 
 use std::cmp::Ordering;
 
-use crate::ecosystem::{Ecosystem, VersionError, compare};
+use crate::ecosystem::{Ecosystem, Parsed, VersionError, compare};
 use crate::semver::{self, SemVer};
 
 /// The `type` of an OSV range.
@@ -198,28 +198,30 @@ impl Range {
         }
     }
 
-    /// Where `version` stands against an event's version (`Greater`: the version is newer).
-    fn against(&self, version: &str, e: &Event) -> Result<Ordering, MatchError> {
-        match e.bound() {
-            Some(b) => Ok(b.reverse()),
-            None => self.cmp_versions(version, e.version()),
+    /// Where the (parsed) queried version stands against an event (`Greater`: it is newer).
+    fn against(&self, version: &Queried<'_>, e: &Event) -> Result<Ordering, MatchError> {
+        if let Some(b) = e.bound() {
+            return Ok(b.reverse());
         }
+        Ok(match version {
+            Queried::Semver(v) => v.cmp(&semver_parse(e.version())?),
+            Queried::Eco(v) => v
+                .cmp_same(&Parsed::parse(self.eco, e.version())?)
+                .unwrap_or(Ordering::Equal),
+        })
     }
 
     /// True when `version` lies in the range (the schema's `IncludedInRanges` for one range).
+    /// The version is parsed once; a bad one is an error even when no event needs it.
     pub fn affects(&self, version: &str) -> Result<bool, MatchError> {
-        // Parse the queried version once up front, so a bad one is an error even when no
-        // event needs a comparison.
-        match self.kind {
-            RangeKind::Semver => {
-                semver_parse(version)?;
-            }
-            _ => crate::ecosystem::validate(self.eco, version)?,
-        }
+        let version = match self.kind {
+            RangeKind::Semver => Queried::Semver(semver_parse(version)?),
+            _ => Queried::Eco(Parsed::parse(self.eco, version)?),
+        };
         if self.has_limit {
             let mut below_any = false;
             for e in &self.events {
-                if matches!(e, Event::Limit(_)) && self.against(version, e)? == Ordering::Less {
+                if matches!(e, Event::Limit(_)) && self.against(&version, e)? == Ordering::Less {
                     below_any = true;
                     break;
                 }
@@ -230,7 +232,7 @@ impl Range {
         }
         let mut vulnerable = false;
         for e in &self.events {
-            let o = self.against(version, e)?;
+            let o = self.against(&version, e)?;
             match e {
                 Event::Introduced(_) if o != Ordering::Less => vulnerable = true,
                 Event::Fixed(_) if o != Ordering::Less => vulnerable = false,
@@ -240,6 +242,12 @@ impl Range {
         }
         Ok(vulnerable)
     }
+}
+
+/// The queried version, parsed in the range's ordering.
+enum Queried<'a> {
+    Semver(SemVer<'a>),
+    Eco(Parsed<'a>),
 }
 
 /// One `affected[]` entry's matching part: its ranges and its explicit versions.
