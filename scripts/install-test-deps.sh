@@ -31,7 +31,13 @@ PACKAGES=(
   apache2-utils          # htpasswd, for the htpasswd import test
   patch                  # applies wharf pin --dry-run diffs in e2e_pin
   python3 python3-venv   # a private venv for schemathesis (PyPI), used by e2e_openapi
+  # The real implementations crates/vuln/tests/real_tools.rs checks the version orderings
+  # against (dpkg is always there): rpm's rpm.vercmp, Python's packaging, node-semver, Maven's
+  # ComparableVersion (maven-artifact; run with whatever java is on PATH, see below).
+  rpm python3-packaging node-semver libmaven3-core-java
 )
+# A Java runtime for ComparableVersion, unless one is already on PATH.
+command -v java >/dev/null || PACKAGES+=(default-jre-headless)
 
 SUDO=()
 if [ "$(id -u)" != 0 ]; then

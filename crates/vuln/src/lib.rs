@@ -1,0 +1,34 @@
+//! Vulnerability matching as pure logic (no I/O, no async): objects in, answers out, so that a
+//! rescan is a join of stored inventories against advisories, never a re-read of images. This
+//! is the groundwork of issue 12's scanner.
+//!
+//! What it holds today:
+//!
+//! - Each package ecosystem's own version ordering, one module each, each with a typed parse
+//!   error and checked against the real tool or the upstream project's own test data
+//!   (`tests/`):
+//!   [`dpkg`] (Debian, Ubuntu), [`rpm`], [`apk`] (Alpine), [`pep440`] (PyPI), [`npm`],
+//!   [`golang`] (Go modules), [`cargo`] (crates.io), [`maven`]; [`semver`] is the SemVer 2.0.0
+//!   core the npm, Go and Cargo orderings share.
+//! - [`Ecosystem`] names an ordering (from OSV's ecosystem strings) and [`compare`] orders two
+//!   version strings in it.
+//! - [`Range`] and [`Affected`]: OSV's `introduced` / `fixed` / `last_affected` / `limit`
+//!   ranges and explicit `versions` lists, evaluated as the OSV schema specifies.
+//!
+//! Comparisons are allocation-free (parsing borrows from the input) except Maven's, whose
+//! parse builds its nested item lists.
+
+pub mod apk;
+pub mod cargo;
+pub mod dpkg;
+pub mod ecosystem;
+pub mod golang;
+pub mod maven;
+pub mod npm;
+pub mod pep440;
+pub mod range;
+pub mod rpm;
+pub mod semver;
+
+pub use ecosystem::{Ecosystem, Parsed, VersionError, compare, validate};
+pub use range::{Affected, Event, MatchError, Range, RangeError, RangeKind};
