@@ -373,12 +373,96 @@ pub mod cache {
         pub runtime: Vec<String>,
     }
 
+    /// An upstream registry of the cache.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct UpstreamView {
+        /// Its host name, as clients name it.
+        pub host: String,
+        /// Where the cache reaches it.
+        pub endpoint: String,
+        /// The local repository prefix of its images.
+        pub prefix: String,
+        /// Whether it is used.
+        pub enabled: bool,
+        /// How long a tag is trusted without asking the upstream.
+        pub tag_ttl_seconds: u64,
+    }
+
+    /// `GET /api/v1/cache`: the cache's limits, upstreams and images (`I`: the cache's image
+    /// record on the server, any JSON-shaped type on a client).
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct CacheListing<I> {
+        /// The size limit (0: none).
+        pub max_bytes: u64,
+        /// Bytes of the cached images.
+        pub image_bytes: u64,
+        /// The upstreams.
+        pub upstreams: Vec<UpstreamView>,
+        /// Cached images, least recently pulled first.
+        pub images: Vec<I>,
+    }
+
     /// `POST /api/v1/cache/evict` (an empty body means the defaults: not dry).
     #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
     #[serde(deny_unknown_fields, default)]
     pub struct EvictRequest {
         /// Report only; evict nothing.
         pub dry_run: bool,
+    }
+}
+
+/// Signatures and trusted keys (`/api/v1/signatures`, `/api/v1/trusted-keys`).
+pub mod signing {
+    use super::*;
+
+    /// A key the server trusts.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct TrustedKey {
+        /// Its configured name.
+        pub name: String,
+        /// `sha256:` of its SPKI DER.
+        pub key_id: String,
+        /// Its algorithm.
+        pub algorithm: String,
+    }
+
+    /// A signature a trusted key verified.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    pub struct VerifiedView {
+        /// Where it was found.
+        pub source: String,
+        /// `simple-signing` or `sigstore-bundle`.
+        pub format: String,
+        /// The name of the key that verified it.
+        pub key: String,
+        /// That key's id.
+        pub key_id: String,
+        /// The signed reference or subject name, if any.
+        pub identity: Option<String>,
+        /// The signed annotations.
+        pub annotations: std::collections::BTreeMap<String, serde_json::Value>,
+    }
+
+    /// A signature (or manifest) looked at and refused.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct RejectedView {
+        /// Where it was found.
+        pub source: String,
+        /// Why it was refused.
+        pub reason: String,
+    }
+
+    /// `GET /api/v1/signatures?repo=R&reference=REF`: an image's signatures.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    pub struct SignatureReport {
+        /// The image's digest.
+        pub digest: String,
+        /// Names of the trusted keys.
+        pub trusted_keys: Vec<String>,
+        /// Signatures that verified.
+        pub verified: Vec<VerifiedView>,
+        /// What was refused, and why.
+        pub rejected: Vec<RejectedView>,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use api::cache::{EvictRequest, PinRequest, Pins, WarmRequest};
+use api::cache::{CacheListing, EvictRequest, PinRequest, Pins, UpstreamView, WarmRequest};
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -275,24 +275,24 @@ async fn list(
         .manage()
         .run(&actor, Privilege::Admin, async {
             let images = cache.images().await?;
-            let upstreams: Vec<_> = cache
+            let upstreams = cache
                 .config()
                 .upstreams
                 .iter()
-                .map(|u| {
-                    serde_json::json!({
-                        "host": u.host, "endpoint": u.endpoint(), "prefix": u.prefix(),
-                        "enabled": u.enabled, "tag_ttl_seconds": u.tag_ttl_seconds,
-                    })
+                .map(|u| UpstreamView {
+                    host: u.host.clone(),
+                    endpoint: u.endpoint(),
+                    prefix: u.prefix(),
+                    enabled: u.enabled,
+                    tag_ttl_seconds: u.tag_ttl_seconds,
                 })
                 .collect();
-            let total: u64 = images.iter().map(|i| i.bytes).sum();
-            Ok::<_, ApiError>(Done::read(serde_json::json!({
-                "max_bytes": cache.config().max_bytes,
-                "image_bytes": total,
-                "upstreams": upstreams,
-                "images": images,
-            })))
+            Ok::<_, ApiError>(Done::read(CacheListing {
+                max_bytes: cache.config().max_bytes,
+                image_bytes: images.iter().map(|i| i.bytes).sum(),
+                upstreams,
+                images,
+            }))
         })
         .await?;
     Ok(json(StatusCode::OK, &listing))

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use api::audit::AuditQuery;
 use api::robots::CreateRobot;
 use api::rules::{CreateRule, SetGroup};
+use api::signing::{RejectedView, SignatureReport, TrustedKey, VerifiedView};
 use api::tags::{HistoryQuery, Rollback};
 use api::users::{CreateUser, SetDisabled, SetPassword};
 use auth::Actions;
@@ -385,7 +386,12 @@ async fn signatures(
     let Some(policy) = reg.service().signing() else {
         return Ok(json(
             StatusCode::OK,
-            &serde_json::json!({"digest": m.digest, "trusted_keys": [], "verified": [], "rejected": []}),
+            &SignatureReport {
+                digest: m.digest.to_string(),
+                trusted_keys: Vec::new(),
+                verified: Vec::new(),
+                rejected: Vec::new(),
+            },
         ));
     };
     let v = policy
@@ -397,24 +403,38 @@ async fn signatures(
         )
         .await
         .map_err(ApiError::from)?;
-    let verified: Vec<serde_json::Value> = v
+    let verified = v
         .verified
         .iter()
-        .map(|s| {
-            serde_json::json!({
-                "source": s.source, "format": s.format, "key": policy.keys()[s.key_index].name,
-                "key_id": s.key_id, "identity": s.identity, "annotations": s.annotations,
-            })
+        .map(|s| VerifiedView {
+            source: s.source.clone(),
+            // The format's serde name (`simple-signing`), as the verdict writes it.
+            format: serde_json::to_value(s.format)
+                .ok()
+                .and_then(|f| f.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            key: policy.keys()[s.key_index].name.clone(),
+            key_id: s.key_id.clone(),
+            identity: s.identity.clone(),
+            annotations: s.annotations.clone(),
+        })
+        .collect();
+    let rejected = v
+        .rejected
+        .iter()
+        .map(|r| RejectedView {
+            source: r.source.clone(),
+            reason: r.reason.to_string(),
         })
         .collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({
-            "digest": m.digest,
-            "trusted_keys": policy.keys().iter().map(|k| &k.name).collect::<Vec<_>>(),
-            "verified": verified,
-            "rejected": v.rejected,
-        }),
+        &SignatureReport {
+            digest: m.digest.to_string(),
+            trusted_keys: policy.keys().iter().map(|k| k.name.clone()).collect(),
+            verified,
+            rejected,
+        },
     ))
 }
 
@@ -425,12 +445,16 @@ async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
         let (source, cert) = request_origin(&parts.extensions);
         crate::http_access::authorize(ac, &parts.headers, source, cert, &Need::default()).await?;
     }
-    let keys: Vec<serde_json::Value> = reg
+    let keys: Vec<TrustedKey> = reg
         .service()
         .signing()
         .iter()
         .flat_map(|p| p.keys())
-        .map(|k| serde_json::json!({"name": k.name, "key_id": k.key.key_id(), "algorithm": k.key.algorithm().to_string()}))
+        .map(|k| TrustedKey {
+            name: k.name.clone(),
+            key_id: k.key.key_id(),
+            algorithm: k.key.algorithm().to_string(),
+        })
         .collect();
     Ok(json(StatusCode::OK, &keys))
 }

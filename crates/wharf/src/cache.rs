@@ -218,7 +218,8 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
         use reqwest::Method;
         match cmd {
             CacheCmd::Ls { json, server } => {
-                let v: serde_json::Value = remote(&server)?.get("/api/v1/cache").await?;
+                let v: api::cache::CacheListing<serde_json::Value> =
+                    remote(&server)?.get("/api/v1/cache").await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                     return Ok(());
@@ -227,7 +228,7 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                     "{:<48} {:<24} {:>10} {:<12} {:<20} PINNED",
                     "REPOSITORY", "TAGS", "SIZE", "DIGEST", "LAST PULL"
                 );
-                for i in v["images"].as_array().into_iter().flatten() {
+                for i in &v.images {
                     let tags: Vec<&str> = i["tags"]
                         .as_array()
                         .into_iter()
@@ -258,10 +259,10 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                         }
                     );
                 }
-                let max = v["max_bytes"].as_u64().unwrap_or(0);
+                let max = v.max_bytes;
                 println!(
                     "total {} (limit: {})",
-                    human_size(v["image_bytes"].as_u64().unwrap_or(0)),
+                    human_size(v.image_bytes),
                     if max == 0 {
                         "none".to_owned()
                     } else {

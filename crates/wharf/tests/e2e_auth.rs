@@ -3193,12 +3193,11 @@ fn front_doors_audit_and_list_alike() {
             })
             .collect()
     };
-    let local = "cli:wharf-e2e".to_owned();
-    let root = ROOT.0.to_owned();
-    assert_eq!(by("user alice added (admin: false)"), [local.clone()]);
-    assert_eq!(by("user bob added (admin: false)"), [root.clone()]);
-    assert_eq!(by("group local-team set to [alice]"), [local.clone()]);
-    assert_eq!(by("group remote-team set to [bob]"), [root.clone()]);
+    let (local, root) = ("cli:wharf-e2e", ROOT.0);
+    assert_eq!(by("user alice added (admin: false)"), [local]);
+    assert_eq!(by("user bob added (admin: false)"), [root]);
+    assert_eq!(by("group local-team set to [alice]"), [local]);
+    assert_eq!(by("group remote-team set to [bob]"), [root]);
     assert_eq!(by("robot local-ci created for team-a/* (pull)"), [local]);
     assert_eq!(by("robot remote-ci created for team-b/* (pull)"), [root]);
     let rules: Vec<&serde_json::Value> = events
