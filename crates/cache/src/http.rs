@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use api::cache::{CacheListing, EvictRequest, PinRequest, Pins, UpstreamView, WarmRequest};
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -12,9 +13,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use oci::{Digest, Reference};
-use registry::mgmt::{admin, bad, body_json, json, query};
+use registry::mgmt::{admin_actor, bad, body_json, body_json_or_default, json, query};
 use registry::{ApiError, Capability, Code, Registry};
 use service::Service;
+use service::manage::{Change, Done, Privilege};
 use service::source::{BlobRead, ContentSource, SourceError};
 use store::StoredManifest;
 
@@ -205,6 +207,27 @@ impl Capability for CacheCapability {
     }
 }
 
+/// The cache's routes on a server without a pull-through cache: `/api/v1/cache*` answers 404
+/// saying so, rather than the registry's "no such endpoint" (which reads like a wrong URL).
+pub struct NoCache;
+
+/// The message of every `/api/v1/cache*` answer of a server without a cache.
+pub const NO_CACHE: &str = "no pull-through cache is configured on this server (add [[cache.upstream]] to its configuration)";
+
+impl Capability for NoCache {
+    fn routes(&self) -> axum::Router<Registry> {
+        use axum::routing::any;
+        async fn absent() -> ApiError {
+            ApiError::new(Code::NameUnknown, NO_CACHE)
+        }
+        axum::Router::new()
+            .route("/api/v1/cache", any(absent))
+            .route("/api/v1/cache/{*rest}", any(absent))
+    }
+
+    fn register_metrics(&self, _prom: &mut prometheus_client::registry::Registry) {}
+}
+
 /// What the management handlers reach, beside the registry.
 #[derive(Clone)]
 struct Handles {
@@ -245,38 +268,34 @@ async fn list(
     req: Request,
 ) -> MResult {
     let (parts, _) = req.into_parts();
-    admin(&reg, &parts).await?;
+    let actor = admin_actor(&reg, &parts).await?;
     let cache = &h.cache;
-    let images = cache.images().await?;
-    let upstreams: Vec<_> = cache
-        .config()
-        .upstreams
-        .iter()
-        .map(|u| {
-            serde_json::json!({
-                "host": u.host, "endpoint": u.endpoint(), "prefix": u.prefix(),
-                "enabled": u.enabled, "tag_ttl_seconds": u.tag_ttl_seconds,
-            })
+    let listing = reg
+        .service()
+        .manage()
+        .run(&actor, Privilege::Admin, async {
+            let images = cache.images().await?;
+            let upstreams = cache
+                .config()
+                .upstreams
+                .iter()
+                .map(|u| UpstreamView {
+                    host: u.host.clone(),
+                    endpoint: u.endpoint(),
+                    prefix: u.prefix(),
+                    enabled: u.enabled,
+                    tag_ttl_seconds: u.tag_ttl_seconds,
+                })
+                .collect();
+            Ok::<_, ApiError>(Done::read(CacheListing {
+                max_bytes: cache.config().max_bytes,
+                image_bytes: images.iter().map(|i| i.bytes).sum(),
+                upstreams,
+                images,
+            }))
         })
-        .collect();
-    let total: u64 = images.iter().map(|i| i.bytes).sum();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "max_bytes": cache.config().max_bytes,
-            "image_bytes": total,
-            "upstreams": upstreams,
-            "images": images,
-        }),
-    ))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WarmRequest {
-    images: Vec<String>,
-    #[serde(default)]
-    platform: Option<String>,
+        .await?;
+    Ok(json(StatusCode::OK, &listing))
 }
 
 /// `POST /api/v1/cache/warm`: fetches images into the cache now.
@@ -286,39 +305,41 @@ async fn warm(
     req: Request,
 ) -> MResult {
     let (parts, body) = req.into_parts();
-    let (ac, caller) = admin(&reg, &parts).await?;
+    let actor = admin_actor(&reg, &parts).await?;
     let cache = &h.cache;
     let w: WarmRequest = body_json(body).await?;
-    if w.images.is_empty() || w.images.len() > 100 {
-        return Err(bad("give between 1 and 100 images"));
-    }
-    // A reference that is no image of a cached upstream is the caller's mistake: refuse the
-    // request before fetching anything.
-    for image in &w.images {
-        cache.parse_image(image).map_err(bad)?;
-    }
-    if let Some(p) = &w.platform
-        && (p.is_empty() || p.split('/').count() > 3 || p.len() > 64)
-    {
-        return Err(bad("platform must be os/arch[/variant]"));
-    }
-    // Upstream failures are reported per image, with the others' results.
-    let mut results = Vec::new();
-    for image in &w.images {
-        match cache.warm(image, w.platform.as_deref()).await {
-            Ok(r) => results.push(serde_json::to_value(&r).unwrap_or_default()),
-            Err(e) => results.push(serde_json::json!({"image": image, "error": e})),
-        }
-    }
-    ac.audit(&caller, "cache.warm", None, None, w.images.join(","))
-        .await;
+    let results = reg
+        .service()
+        .manage()
+        .run(&actor, Privilege::Admin, async {
+            if w.images.is_empty() || w.images.len() > 100 {
+                return Err(bad("give between 1 and 100 images"));
+            }
+            // A reference that is no image of a cached upstream is the caller's mistake: refuse
+            // the request before fetching anything.
+            for image in &w.images {
+                cache.parse_image(image).map_err(bad)?;
+            }
+            if let Some(p) = &w.platform
+                && (p.is_empty() || p.split('/').count() > 3 || p.len() > 64)
+            {
+                return Err(bad("platform must be os/arch[/variant]"));
+            }
+            // Upstream failures are reported per image, with the others' results.
+            let mut results = Vec::new();
+            for image in &w.images {
+                match cache.warm(image, w.platform.as_deref()).await {
+                    Ok(r) => results.push(serde_json::to_value(&r).unwrap_or_default()),
+                    Err(e) => results.push(serde_json::json!({"image": image, "error": e})),
+                }
+            }
+            Ok(Done::changed(
+                results,
+                Change::new("cache.warm", w.images.join(",")),
+            ))
+        })
+        .await?;
     Ok(json(StatusCode::OK, &results))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PinRequest {
-    image: String,
 }
 
 /// `GET /api/v1/cache/pins`: configured and run-time pins.
@@ -328,14 +349,18 @@ async fn list_pins(
     req: Request,
 ) -> MResult {
     let (parts, _) = req.into_parts();
-    admin(&reg, &parts).await?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "configured": h.cache.config().pinned,
-            "runtime": h.cache.runtime_pins().await?,
-        }),
-    ))
+    let actor = admin_actor(&reg, &parts).await?;
+    let pins = reg
+        .service()
+        .manage()
+        .run(&actor, Privilege::Admin, async {
+            Ok::<_, ApiError>(Done::read(Pins {
+                configured: h.cache.config().pinned.clone(),
+                runtime: h.cache.runtime_pins().await?,
+            }))
+        })
+        .await?;
+    Ok(json(StatusCode::OK, &pins))
 }
 
 /// `POST /api/v1/cache/pins`: keeps matching images whatever the size limit.
@@ -345,24 +370,26 @@ async fn add_pin(
     req: Request,
 ) -> MResult {
     let (parts, body) = req.into_parts();
-    let (ac, caller) = admin(&reg, &parts).await?;
+    let actor = admin_actor(&reg, &parts).await?;
     let p: PinRequest = body_json(body).await?;
-    if p.image.is_empty() || p.image.len() > 512 || p.image.contains(['\0', ' ']) {
-        return Err(bad("image pattern is empty, too long or has spaces"));
-    }
-    h.cache.pin(&p.image).await.map_err(bad)?;
-    ac.audit(
-        &caller,
-        "cache.pin",
-        None,
-        Some(p.image.clone()),
-        String::new(),
-    )
-    .await;
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({"image": p.image}),
-    ))
+    let pinned = reg
+        .service()
+        .manage()
+        .run(&actor, Privilege::Admin, async {
+            if p.image.is_empty() || p.image.len() > 512 || p.image.contains(['\0', ' ']) {
+                return Err(bad("image pattern is empty, too long or has spaces"));
+            }
+            h.cache.pin(&p.image).await.map_err(bad)?;
+            let change = Change::new("cache.pin", "").target(p.image.clone());
+            Ok(Done::changed(
+                PinRequest {
+                    image: p.image.clone(),
+                },
+                change,
+            ))
+        })
+        .await?;
+    Ok(json(StatusCode::CREATED, &pinned))
 }
 
 /// `DELETE /api/v1/cache/pins?image=...`: removes a run-time pin.
@@ -373,48 +400,52 @@ async fn remove_pin(
     req: Request,
 ) -> MResult {
     let (parts, _) = req.into_parts();
-    let (ac, caller) = admin(&reg, &parts).await?;
+    let actor = admin_actor(&reg, &parts).await?;
     let p = query(q)?;
-    if !h.cache.unpin(&p.image).await? {
-        return Err(ApiError::new(
-            Code::NameUnknown,
-            format!("no run-time pin {}", p.image),
-        ));
-    }
-    ac.audit(&caller, "cache.unpin", None, Some(p.image), String::new())
-        .await;
+    reg.service()
+        .manage()
+        .run(&actor, Privilege::Admin, async {
+            if !h.cache.unpin(&p.image).await? {
+                return Err(ApiError::new(
+                    Code::NameUnknown,
+                    format!("no run-time pin {}", p.image),
+                ));
+            }
+            Ok(Done::changed(
+                (),
+                Change::new("cache.unpin", "").target(p.image.clone()),
+            ))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct EvictRequest {
-    dry_run: bool,
-}
-
-/// `POST /api/v1/cache/evict`: enforces the size limit now.
+/// `POST /api/v1/cache/evict {dry_run?}`: enforces the size limit now (an empty body: not dry).
 async fn evict_route(
     State(reg): State<Registry>,
     Extension(h): Extension<Handles>,
     req: Request,
 ) -> MResult {
     let (parts, body) = req.into_parts();
-    let (ac, caller) = admin(&reg, &parts).await?;
-    let e: EvictRequest = body_json::<EvictRequest>(body).await?;
-    let (report, gc) = evict(&h.cache, &h.service, e.dry_run).await?;
-    ac.audit(
-        &caller,
-        "cache.evict",
-        None,
-        None,
-        format!(
-            "dry_run: {}, images evicted: {}, bytes released: {}",
-            report.dry_run,
-            report.evicted.len(),
-            report.bytes_released
-        ),
-    )
-    .await;
+    let actor = admin_actor(&reg, &parts).await?;
+    let e: EvictRequest = body_json_or_default(body).await?;
+    let (report, gc) = reg
+        .service()
+        .manage()
+        .run(&actor, Privilege::Admin, async {
+            let (report, gc) = evict(&h.cache, &h.service, e.dry_run).await?;
+            let detail = format!(
+                "dry_run: {}, images evicted: {}, bytes released: {}",
+                report.dry_run,
+                report.evicted.len(),
+                report.bytes_released
+            );
+            Ok::<_, ApiError>(Done::changed(
+                (report, gc),
+                Change::new("cache.evict", detail),
+            ))
+        })
+        .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"eviction": report, "gc": gc}),

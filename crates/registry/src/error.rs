@@ -113,3 +113,22 @@ impl From<StoreError> for ApiError {
 
 /// Result alias for handlers.
 pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// The one mapping of a management operation's failure to its status and code.
+impl From<service::manage::ManageError> for ApiError {
+    fn from(e: service::manage::ManageError) -> Self {
+        use service::manage::ManageError as E;
+        match e {
+            E::Denied(m) => ApiError::new(Code::Denied, m),
+            E::Invalid(m) => {
+                ApiError::new(Code::Unsupported, m).with_status(StatusCode::BAD_REQUEST)
+            }
+            E::NameInvalid(m) => ApiError::new(Code::NameInvalid, m),
+            E::DigestInvalid(m) => ApiError::new(Code::DigestInvalid, m),
+            E::NotFound(m) => ApiError::new(Code::NameUnknown, m),
+            E::Conflict(m) => ApiError::new(Code::Unsupported, m).with_status(StatusCode::CONFLICT),
+            E::Store(e) => e.into(),
+            E::Internal(m) => ApiError::new(Code::Internal, m),
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! The management API of retention: `GET /api/v1/versions?repo=`, `POST /api/v1/retention/plan`,
 //! `POST /api/v1/retention/apply` (see docs/retention.md). Planning and applying are
-//! `service::retention`.
+//! `service::manage::Manage::{retention_plan, retention_apply}`.
 
+use api::retention::RetentionRequest;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -49,46 +50,20 @@ async fn versions_handler(
     Ok(mgmt::json(StatusCode::OK, &rows))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RetentionBody {
-    /// Only this repository.
-    #[serde(default)]
-    repo: Option<String>,
-}
-
-async fn retention_body(body: axum::body::Body) -> Result<RetentionBody, ApiError> {
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map_err(|_| mgmt::bad("request body too large or interrupted"))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(RetentionBody::default());
-    }
-    let b: RetentionBody =
-        serde_json::from_slice(&bytes).map_err(|e| mgmt::bad(format!("invalid JSON body: {e}")))?;
-    if let Some(r) = &b.repo {
-        oci::validate_repository(r).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
-    }
-    Ok(b)
-}
-
 /// `POST /api/v1/retention/plan {repo?}`: what the policies would delete and why (admin).
 async fn plan_handler(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    mgmt::admin(&reg, &parts).await?;
-    let b = retention_body(body).await?;
-    let plans = reg.service().retention_plan(b.repo.as_deref()).await?;
+    let actor = mgmt::admin_actor(&reg, &parts).await?;
+    let r: RetentionRequest = mgmt::body_json_or_default(body).await?;
+    let plans = reg.service().manage().retention_plan(&actor, &r).await?;
     Ok(mgmt::json(StatusCode::OK, &plans))
 }
 
 /// `POST /api/v1/retention/apply {repo?}`: deletes what the policies say (admin).
 async fn apply_handler(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let (_, caller) = mgmt::admin(&reg, &parts).await?;
-    let b = retention_body(body).await?;
-    let applied = reg
-        .service()
-        .retention_apply(b.repo.as_deref(), caller.principal.display())
-        .await?;
+    let actor = mgmt::admin_actor(&reg, &parts).await?;
+    let r: RetentionRequest = mgmt::body_json_or_default(body).await?;
+    let applied = reg.service().manage().retention_apply(&actor, &r).await?;
     Ok(mgmt::json(StatusCode::OK, &applied))
 }

@@ -246,6 +246,23 @@ impl Caller {
             source: None,
         }
     }
+
+    /// Whether the caller's token, if it presented one, grants the registry resource `name`
+    /// (`catalog`, `admin`): the catalog and the management API need their own `registry:`
+    /// scopes, so a token for one repository opens neither. Without a token: true.
+    pub fn token_grants(&self, name: &str) -> bool {
+        self.grants.as_ref().is_none_or(|c| {
+            c.access
+                .iter()
+                .any(|a| a.kind == "registry" && a.name == name && !a.actions().is_empty())
+        })
+    }
+
+    /// Whether the caller may administer the registry: access control is off, or it is an
+    /// administrator whose token (if any) grants `registry:admin`.
+    pub fn is_admin(&self) -> bool {
+        self.open || (self.principal.admin && self.token_grants("admin"))
+    }
 }
 
 /// Identities as loaded in memory, rebuilt whenever they change.
@@ -906,17 +923,10 @@ impl AccessControl {
             source,
         };
         let anonymous = caller.principal.kind == PrincipalKind::Anonymous;
-        // A token counts only for what it grants: the catalog and the management API need
-        // their own `registry:` scopes, so a token for one repository opens neither.
-        let token_grants = |name: &str| {
-            caller.grants.as_ref().is_none_or(|c| {
-                c.access
-                    .iter()
-                    .any(|a| a.kind == "registry" && a.name == name && !a.actions().is_empty())
-            })
-        };
+        // A token counts only for what it grants (`Caller::token_grants`).
+        let token_grants = |name: &str| caller.token_grants(name);
         if need.admin {
-            if caller.principal.admin && token_grants("admin") {
+            if caller.is_admin() {
                 return Ok(caller);
             }
             if caller.principal.admin {

@@ -27,7 +27,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as PromRegistry;
-use serde::{Deserialize, Serialize};
 use store::gc::{Doomed, StorageUsage, digest_key};
 use store::{BlobStore, DigestGuard, DigestLocks, MetaStore, StoreError};
 
@@ -68,48 +67,8 @@ impl Default for GcOptions {
     }
 }
 
-/// What a collection did (or, dry, would do).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct GcReport {
-    /// Nothing was deleted.
-    pub dry_run: bool,
-    /// Grace period used.
-    pub grace_seconds: u64,
-    /// Upload expiry used.
-    pub upload_expiry_seconds: u64,
-    /// Unix seconds when it started.
-    pub started_at: u64,
-    /// How long it took.
-    pub duration_seconds: f64,
-    /// Repositories scanned.
-    pub repositories: u64,
-    /// Manifests scanned.
-    pub manifests: u64,
-    /// Unreferenced blobs deleted (metadata and file).
-    pub blobs_deleted: u64,
-    /// Blob files deleted that no metadata knew (left by a crash).
-    pub orphan_files_deleted: u64,
-    /// Bytes of blob files deleted.
-    pub bytes_freed: u64,
-    /// Links deleted whose blob stays (referenced by another repository or still protected).
-    pub links_deleted: u64,
-    /// Expired upload sessions deleted (record and file).
-    pub uploads_expired: u64,
-    /// Upload files without a session deleted.
-    pub orphan_uploads_deleted: u64,
-    /// Bytes of upload files deleted.
-    pub upload_bytes_freed: u64,
-    /// Unreferenced items kept because they are young, were touched, or were referenced again
-    /// while the collection ran.
-    pub kept_recent: u64,
-    /// Links found without a creation time (older data): stamped now, collectable after the
-    /// grace period.
-    pub links_stamped: u64,
-    /// Stored manifests that did not parse (their repositories' blobs were all kept).
-    pub unparsable_manifests: u64,
-    /// There was more to collect than one run handles; run again.
-    pub incomplete: bool,
-}
+/// What a collection did (or, dry, would do): the management API's report, defined in `api`.
+pub use api::gc::GcReport;
 
 /// Failures of a collection.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use auth::{Group, Robot, Rule, User};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned};
 use store::{MetaStore, Page, StoreError};
 
 const USERS: &str = "auth.user";
@@ -32,43 +32,11 @@ pub enum IdentityError {
     Conflict(String),
 }
 
-/// One audited event: who did what to which repository, from where, when.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AuditEvent {
-    /// Unix seconds.
-    pub time: u64,
-    /// `push`, `delete`, `mount`, `auth.failed`, `identity.change`, ...
-    pub action: String,
-    /// Login name, or `anonymous`.
-    pub actor: String,
-    /// Repository, when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo: Option<String>,
-    /// Digest or reference, when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Source address, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-}
+/// One audited event (the management API's view of it, defined in `api`).
+pub use api::audit::AuditEvent;
 
-/// Filter for reading the audit log.
-#[derive(Clone, Debug, Default)]
-pub struct AuditQuery {
-    /// Only this actor.
-    pub actor: Option<String>,
-    /// Only this repository.
-    pub repo: Option<String>,
-    /// Only this action.
-    pub action: Option<String>,
-    /// Only events at or after this time.
-    pub since: Option<u64>,
-    /// At most this many (newest first).
-    pub limit: usize,
-}
+/// Filter for reading the audit log (the management API's query, defined in `api`).
+pub use api::audit::AuditQuery;
 
 /// Identities, rules and audit events on top of a [`MetaStore`].
 #[derive(Clone)]
@@ -327,7 +295,7 @@ impl Identities {
 
     /// Reads audit events, newest first.
     pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let limit = q.limit.clamp(1, 10_000);
+        let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
         let mut out = Vec::new();
         let mut last: Option<String> = None;
         // Scan newest-first in pages until enough events pass the filter or history ends.

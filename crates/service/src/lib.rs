@@ -7,6 +7,7 @@
 pub mod access;
 pub mod gc;
 pub mod identities;
+pub mod manage;
 pub mod pulls;
 pub mod retention;
 pub mod signatures;
@@ -63,6 +64,9 @@ pub struct Service {
     retention: retention::RetentionRules,
     /// One retention run at a time.
     retention_lock: tokio::sync::Mutex<()>,
+    /// Identities, rules and the audit log: access control's when configured (so identity
+    /// changes are serialized with its own), else over the same metadata store.
+    identities: identities::Identities,
 }
 
 /// Collects a [`Service`]'s optional parts; [`ServiceBuilder::build`] checks them.
@@ -140,6 +144,10 @@ impl ServiceBuilder {
             self.meta.clone(),
             locks,
         ));
+        let identities = self.access.as_ref().map_or_else(
+            || identities::Identities::new(self.meta.clone()),
+            |a| a.identities().clone(),
+        );
         Ok(Service {
             blobs: self.blobs,
             meta: self.meta,
@@ -151,6 +159,7 @@ impl ServiceBuilder {
             pulls: pulls::PullTracker::new(self.pull_capacity),
             retention: self.retention,
             retention_lock: tokio::sync::Mutex::new(()),
+            identities,
         })
     }
 }
@@ -184,6 +193,17 @@ impl Service {
     /// Access control, when configured.
     pub fn access(&self) -> Option<&Arc<access::AccessControl>> {
         self.access.as_ref()
+    }
+
+    /// Identities, rules and the audit log (access control's when it is configured).
+    pub fn identities(&self) -> &identities::Identities {
+        &self.identities
+    }
+
+    /// The management operations every front door calls (the HTTP API, the CLI on a data
+    /// directory): see [`manage`].
+    pub fn manage(&self) -> manage::Manage<'_> {
+        manage::Manage::new(self)
     }
 
     /// The signature policy, when one is configured.

@@ -114,7 +114,7 @@ pub struct VersionRow {
 }
 
 /// The plan for one repository.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RepoPlan {
     /// The repository.
     pub repo: String,
@@ -433,7 +433,7 @@ impl Service {
     ) -> Result<Vec<Applied>, StoreError> {
         let _serial = self.retention_lock.lock().await;
         let plans = self.retention_plan(only).await?;
-        let ids = self.access.as_ref().map(|a| a.identities());
+        let ids = Some(self.identities());
         let mut out = Vec::new();
         for p in plans {
             let a = apply_plan(self.meta.as_ref(), &self.tag_rules, &p, ids, requested_by).await?;

@@ -5,13 +5,19 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use auth::{Actions, Group, Robot, Rule, Subject, User};
+use api::audit::{AuditEvent, AuditQuery};
+use api::robots::{CreateRobot, RobotSecret, RobotView};
+use api::rules::{CreateRule, SetGroup};
+use api::tags::{HistoryQuery, Rollback};
+use api::users::{CreateUser, SetDisabled, SetPassword, UserView};
+use api::{Group, Rule};
+use auth::{Actions, User};
 use clap::{Args, Subcommand};
-use service::identities::{AuditQuery, Identities, IdentityError};
+use service::identities::{Identities, IdentityError};
 
+use crate::door::Door;
 use crate::escape::{escape_controls as esc, escape_json_line};
 
 /// Where the data lives: a data directory, or a running server.
@@ -27,85 +33,6 @@ pub struct DataDir {
     /// Administrator login for --server; the password comes from WHARF_PASSWORD.
     #[arg(long = "as", env = "WHARF_USER")]
     pub login_as: Option<String>,
-}
-
-/// Percent-encodes a query value for [`Remote`] calls (`?repo=...&tag=...`).
-pub(crate) fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A running server's management API.
-pub(crate) struct Remote {
-    http: reqwest::Client,
-    base: String,
-    auth: Option<(String, String)>,
-}
-
-impl Remote {
-    pub(crate) fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
-        let Some(server) = &d.server else {
-            return Ok(None);
-        };
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let auth = match &d.login_as {
-            Some(u) => Some((
-                u.clone(),
-                std::env::var("WHARF_PASSWORD")
-                    .context("--as needs the password in WHARF_PASSWORD")?,
-            )),
-            None => None,
-        };
-        Ok(Some(Remote {
-            http: reqwest::Client::builder()
-                .build()
-                .context("setting up the HTTP client")?,
-            base: server.trim_end_matches('/').to_owned(),
-            auth,
-        }))
-    }
-
-    pub(crate) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some((u, p)) = &self.auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(&b)?);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {}{path}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            bail!("{method} {path}: {status}: {msg}");
-        }
-        if text.is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: answer is not JSON"))
-    }
 }
 
 /// `wharf user ...`
@@ -317,11 +244,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn open(data: &Path) -> anyhow::Result<Identities> {
-    store::private_dir(data).with_context(|| format!("creating {}", data.display()))?;
-    Ok(Identities::new(Arc::new(open_meta(data)?)))
-}
-
 fn read_secret_line() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
@@ -331,30 +253,10 @@ fn read_secret_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Reads a new user password (one line of stdin) and applies the rule the management API applies
-/// ([`auth::identity::validate_password`]), so no front door accepts what another refuses.
+/// Reads a new password (one line of stdin); the password rule is the service's, the same
+/// for every front door.
 fn read_password() -> anyhow::Result<String> {
-    let pw = read_secret_line()?;
-    auth::identity::validate_password(&pw)
-        .map_err(|e| anyhow::anyhow!("{e} (read from standard input)"))?;
-    Ok(pw)
-}
-
-async fn audit_change(ids: &Identities, detail: String) {
-    let _ = ids
-        .audit(&service::identities::AuditEvent {
-            time: auth::now(),
-            action: "identity.change".into(),
-            actor: format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            ),
-            repo: None,
-            target: None,
-            source: None,
-            detail,
-        })
-        .await;
+    read_secret_line()
 }
 
 /// Imports bcrypt users from an htpasswd file: new users are added, changed hashes updated,
@@ -433,268 +335,123 @@ fn print_secret(login: &str, secret: &str) {
     eprintln!("(the secret is shown only now; store it in your CI or cluster secret store)");
 }
 
-fn print_json_lines(v: &serde_json::Value) {
-    for item in v.as_array().into_iter().flatten() {
-        println!("{}", escape_json_line(&item.to_string()));
-    }
-}
-
-/// Runs a command through the management API; `None` when the command works locally.
-async fn user_remote(cmd: &UserCmd) -> anyhow::Result<Option<()>> {
-    use reqwest::Method;
-    let data = match cmd {
-        UserCmd::Add { data, .. }
-        | UserCmd::List { data }
-        | UserCmd::Passwd { data, .. }
-        | UserCmd::Disable { data, .. }
-        | UserCmd::Delete { data, .. } => data,
-    };
-    let Some(r) = Remote::of(data)? else {
-        return Ok(None);
-    };
-    match cmd {
-        UserCmd::Add { name, admin, .. } => {
-            let pw = read_password()?;
-            r.call(
-                Method::POST,
-                "/api/v1/users",
-                Some(serde_json::json!({"name": name, "password": pw, "admin": admin})),
-            )
-            .await?;
-            println!(
-                "user {name} added{}",
-                if *admin { " as administrator" } else { "" }
-            );
-        }
-        UserCmd::List { .. } => {
-            print_json_lines(&r.call(Method::GET, "/api/v1/users", None).await?)
-        }
-        UserCmd::Passwd { name, .. } => {
-            let pw = read_password()?;
-            r.call(
-                Method::PUT,
-                &format!("/api/v1/users/{name}/password"),
-                Some(serde_json::json!({"password": pw})),
-            )
-            .await?;
-            println!("password of {name} changed");
-        }
-        UserCmd::Disable { name, enable, .. } => {
-            r.call(
-                Method::PUT,
-                &format!("/api/v1/users/{name}/disabled"),
-                Some(serde_json::json!({"disabled": !enable})),
-            )
-            .await?;
-            println!(
-                "user {name} {}",
-                if *enable { "enabled" } else { "disabled" }
-            );
-        }
-        UserCmd::Delete { name, .. } => {
-            r.call(Method::DELETE, &format!("/api/v1/users/{name}"), None)
-                .await?;
-        }
-    }
-    Ok(Some(()))
-}
-
-async fn robot_remote(cmd: &RobotCmd) -> anyhow::Result<Option<()>> {
-    use reqwest::Method;
-    let data = match cmd {
-        RobotCmd::Create { data, .. }
-        | RobotCmd::List { data }
-        | RobotCmd::Revoke { data, .. }
-        | RobotCmd::Rotate { data, .. } => data,
-    };
-    let Some(r) = Remote::of(data)? else {
-        return Ok(None);
-    };
-    let show = |v: serde_json::Value| {
-        print_secret(
-            v["login"].as_str().unwrap_or(""),
-            v["secret"].as_str().unwrap_or(""),
+/// `user list`, the same table through either door: name, role, and `disabled` when so.
+fn print_users(users: &[UserView]) {
+    for u in users {
+        println!(
+            "{}\t{}{}",
+            esc(&u.name),
+            if u.admin { "admin" } else { "user" },
+            if u.disabled { "\tdisabled" } else { "" }
         );
-    };
-    match cmd {
-        RobotCmd::Create {
-            name,
-            repos,
-            actions,
-            expires,
-            description,
-            ..
-        } => {
-            let actions = Actions::parse_list(actions).map_err(anyhow::Error::msg)?;
-            let expires = expires.as_deref().map(parse_duration).transpose()?;
-            let body = serde_json::json!({"name": name, "repos": repos, "actions": actions,
-                "expires_in_seconds": expires, "description": description});
-            show(r.call(Method::POST, "/api/v1/robots", Some(body)).await?);
-        }
-        RobotCmd::List { .. } => {
-            print_json_lines(&r.call(Method::GET, "/api/v1/robots", None).await?)
-        }
-        RobotCmd::Revoke { name, .. } => {
-            r.call(Method::POST, &format!("/api/v1/robots/{name}/revoke"), None)
-                .await?;
-            println!("robot {name} revoked");
-        }
-        RobotCmd::Rotate { name, .. } => {
-            show(
-                r.call(Method::POST, &format!("/api/v1/robots/{name}/rotate"), None)
-                    .await?,
+    }
+}
+
+/// `robot list`: login, repository patterns, actions, state.
+fn print_robots(robots: &[RobotView]) {
+    let now = auth::now();
+    for r in robots {
+        let state = if r.revoked {
+            "revoked".to_owned()
+        } else if !r.active(now) {
+            "expired".to_owned()
+        } else {
+            r.expires_at.map_or("active".to_owned(), |e| {
+                format!("active, expires in {}d", (e - now) / 86_400)
+            })
+        };
+        println!(
+            "{}\t{}\t{}\t{state}",
+            esc(&r.login),
+            esc(&r.repos.join(",")),
+            r.actions
+        );
+    }
+}
+
+/// `group list`: name and members.
+fn print_groups(groups: &[Group]) {
+    for g in groups {
+        println!("{}\t{}", esc(&g.name), esc(&g.members.join(",")));
+    }
+}
+
+/// `rule list`: id, subject, repository pattern, actions.
+fn print_rules(rules: &[Rule]) {
+    for r in rules {
+        let subject = r.subject.to_string();
+        println!(
+            "{}\t{}\t{}\t{}",
+            r.id,
+            esc(&subject),
+            esc(&r.repos),
+            r.actions
+        );
+    }
+}
+
+/// `audit`: one event a line, as a table or as JSON. Failed logins record the name as given:
+/// what the caller controls is escaped.
+fn print_audit(events: &[AuditEvent], json: bool) -> anyhow::Result<()> {
+    for e in events {
+        if json {
+            println!("{}", escape_json_line(&serde_json::to_string(e)?));
+        } else {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                e.time,
+                esc(&e.action),
+                esc(&e.actor),
+                esc(e.repo.as_deref().unwrap_or("-")),
+                esc(e.target.as_deref().unwrap_or("-")),
+                esc(e.source.as_deref().unwrap_or("-")),
+                esc(&e.detail)
             );
         }
     }
-    Ok(Some(()))
+    Ok(())
 }
 
-async fn group_remote(cmd: &GroupCmd) -> anyhow::Result<Option<()>> {
-    use reqwest::Method;
-    let data = match cmd {
-        GroupCmd::Set { data, .. } | GroupCmd::List { data } | GroupCmd::Delete { data, .. } => {
-            data
-        }
-    };
-    let Some(r) = Remote::of(data)? else {
-        return Ok(None);
-    };
-    match cmd {
-        GroupCmd::Set { name, members, .. } => {
-            r.call(
-                Method::PUT,
-                &format!("/api/v1/groups/{name}"),
-                Some(serde_json::json!({"members": members})),
-            )
-            .await?;
-        }
-        GroupCmd::List { .. } => {
-            print_json_lines(&r.call(Method::GET, "/api/v1/groups", None).await?)
-        }
-        GroupCmd::Delete { name, .. } => {
-            r.call(Method::DELETE, &format!("/api/v1/groups/{name}"), None)
-                .await?;
-        }
-    }
-    Ok(Some(()))
-}
-
-async fn rule_remote(cmd: &RuleCmd) -> anyhow::Result<Option<()>> {
-    use reqwest::Method;
-    let data = match cmd {
-        RuleCmd::Add { data, .. } | RuleCmd::List { data } | RuleCmd::Delete { data, .. } => data,
-    };
-    let Some(r) = Remote::of(data)? else {
-        return Ok(None);
-    };
-    match cmd {
-        RuleCmd::Add {
-            subject,
-            repo,
-            actions,
-            ..
-        } => {
-            let actions = Actions::parse_list(actions).map_err(anyhow::Error::msg)?;
-            let v = r
-                .call(
-                    Method::POST,
-                    "/api/v1/rules",
-                    Some(
-                        serde_json::json!({"subject": subject, "repos": repo, "actions": actions}),
-                    ),
-                )
-                .await?;
-            println!("rule {} added", v["id"].as_str().unwrap_or("?"));
-        }
-        RuleCmd::List { .. } => {
-            print_json_lines(&r.call(Method::GET, "/api/v1/rules", None).await?)
-        }
-        RuleCmd::Delete { id, .. } => {
-            r.call(Method::DELETE, &format!("/api/v1/rules/{id}"), None)
-                .await?;
-        }
-    }
-    Ok(Some(()))
+fn show_secret(s: &RobotSecret) {
+    print_secret(&s.login, &s.secret);
 }
 
 /// Runs `wharf user ...`.
 pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        if user_remote(&cmd).await?.is_some() {
-            return Ok(());
-        }
         match cmd {
             UserCmd::Add { name, admin, data } => {
-                auth::identity::validate_user_name(&name).map_err(anyhow::Error::msg)?;
-                let ids = open(&data.data_dir)?;
-                if ids.user(&name).await?.is_some() {
-                    bail!("user {name} already exists (use `wharf user passwd`)");
-                }
-                let pw = read_password()?;
-                let hash = auth::secret::hash_password(&pw)?;
-                ids.put_user(&User {
+                let door = Door::open(&data)?;
+                let password = read_password()?;
+                door.create_user(&CreateUser {
                     name: name.clone(),
-                    password_hash: hash,
+                    password,
                     admin,
-                    disabled: false,
-                    created: auth::now(),
-                    source: None,
                 })
                 .await?;
-                audit_change(&ids, format!("user {name} added (admin: {admin})")).await;
                 println!(
                     "user {name} added{}",
                     if admin { " as administrator" } else { "" }
                 );
             }
-            UserCmd::List { data } => {
-                for u in open(&data.data_dir)?.users().await? {
-                    println!(
-                        "{}\t{}{}",
-                        esc(&u.name),
-                        if u.admin { "admin" } else { "user" },
-                        if u.disabled { "\tdisabled" } else { "" }
-                    );
-                }
-            }
+            UserCmd::List { data } => print_users(&Door::open(&data)?.users().await?),
             UserCmd::Passwd { name, data } => {
-                let ids = open(&data.data_dir)?;
-                let mut u = ids
-                    .user(&name)
-                    .await?
-                    .with_context(|| format!("no user {name}"))?;
-                u.password_hash = auth::secret::hash_password(&read_password()?)?;
-                ids.put_user(&u).await?;
-                audit_change(&ids, format!("user {name} password changed")).await;
+                let door = Door::open(&data)?;
+                let password = read_password()?;
+                door.set_password(&name, &SetPassword { password }).await?;
                 println!("password of {name} changed");
             }
             UserCmd::Disable { name, enable, data } => {
-                let ids = open(&data.data_dir)?;
-                let mut u = ids
-                    .user(&name)
-                    .await?
-                    .with_context(|| format!("no user {name}"))?;
-                u.disabled = !enable;
-                ids.put_user(&u).await?;
-                audit_change(
-                    &ids,
-                    format!(
-                        "user {name} {}",
-                        if enable { "enabled" } else { "disabled" }
-                    ),
-                )
-                .await;
+                Door::open(&data)?
+                    .set_disabled(&name, SetDisabled { disabled: !enable })
+                    .await?;
                 println!(
                     "user {name} {}",
                     if enable { "enabled" } else { "disabled" }
                 );
             }
             UserCmd::Delete { name, data } => {
-                let ids = open(&data.data_dir)?;
-                if !ids.delete_user(&name).await? {
-                    bail!("no user {name}");
-                }
-                audit_change(&ids, format!("user {name} deleted")).await;
+                Door::open(&data)?.delete_user(&name).await?;
             }
         }
         Ok(())
@@ -704,9 +461,6 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
 /// Runs `wharf robot ...`.
 pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        if robot_remote(&cmd).await?.is_some() {
-            return Ok(());
-        }
         match cmd {
             RobotCmd::Create {
                 name,
@@ -716,81 +470,26 @@ pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
                 description,
                 data,
             } => {
-                auth::identity::validate_name(&name).map_err(anyhow::Error::msg)?;
-                for r in &repos {
-                    auth::Pattern::new(r).map_err(anyhow::Error::msg)?;
-                }
                 let actions = Actions::parse_list(&actions).map_err(anyhow::Error::msg)?;
-                let expires_at = expires
-                    .map(|e| parse_duration(&e))
-                    .transpose()?
-                    .map(|d| auth::now() + d);
-                let ids = open(&data.data_dir)?;
-                if ids.robot(&name).await?.is_some() {
-                    bail!("robot {name} already exists (use `wharf robot rotate`)");
-                }
-                let secret = auth::secret::generate_secret()?;
-                ids.put_robot(&Robot {
-                    name: name.clone(),
-                    secret_hash: auth::secret::hash_secret(&secret),
-                    repos: repos.clone(),
-                    actions,
-                    expires_at,
-                    revoked: false,
-                    created: auth::now(),
-                    description,
-                })
-                .await?;
-                audit_change(
-                    &ids,
-                    format!("robot {name} created for {} ({actions})", repos.join(" ")),
-                )
-                .await;
-                print_secret(&format!("robot${name}"), &secret);
+                let expires_in_seconds = expires.as_deref().map(parse_duration).transpose()?;
+                let secret = Door::open(&data)?
+                    .create_robot(&CreateRobot {
+                        name,
+                        repos,
+                        actions,
+                        expires_in_seconds,
+                        description,
+                    })
+                    .await?;
+                show_secret(&secret);
             }
-            RobotCmd::List { data } => {
-                let now = auth::now();
-                for r in open(&data.data_dir)?.robots().await? {
-                    let state = if r.revoked {
-                        "revoked".to_owned()
-                    } else if !r.active(now) {
-                        "expired".to_owned()
-                    } else {
-                        r.expires_at.map_or("active".to_owned(), |e| {
-                            format!("active, expires in {}d", (e - now) / 86_400)
-                        })
-                    };
-                    println!(
-                        "robot${}\t{}\t{}\t{state}",
-                        esc(&r.name),
-                        esc(&r.repos.join(",")),
-                        r.actions
-                    );
-                }
-            }
+            RobotCmd::List { data } => print_robots(&Door::open(&data)?.robots().await?),
             RobotCmd::Revoke { name, data } => {
-                let ids = open(&data.data_dir)?;
-                let mut r = ids
-                    .robot(&name)
-                    .await?
-                    .with_context(|| format!("no robot {name}"))?;
-                r.revoked = true;
-                ids.put_robot(&r).await?;
-                audit_change(&ids, format!("robot {name} revoked")).await;
+                Door::open(&data)?.revoke_robot(&name).await?;
                 println!("robot {name} revoked");
             }
             RobotCmd::Rotate { name, data } => {
-                let ids = open(&data.data_dir)?;
-                let mut r = ids
-                    .robot(&name)
-                    .await?
-                    .with_context(|| format!("no robot {name}"))?;
-                let secret = auth::secret::generate_secret()?;
-                r.secret_hash = auth::secret::hash_secret(&secret);
-                r.revoked = false;
-                ids.put_robot(&r).await?;
-                audit_change(&ids, format!("robot {name} secret rotated")).await;
-                print_secret(&format!("robot${name}"), &secret);
+                show_secret(&Door::open(&data)?.rotate_robot(&name).await?);
             }
         }
         Ok(())
@@ -800,39 +499,19 @@ pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
 /// Runs `wharf group ...`.
 pub fn group(cmd: GroupCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        if group_remote(&cmd).await?.is_some() {
-            return Ok(());
-        }
         match cmd {
             GroupCmd::Set {
                 name,
                 members,
                 data,
             } => {
-                auth::identity::validate_name(&name).map_err(anyhow::Error::msg)?;
-                let ids = open(&data.data_dir)?;
-                ids.put_group(&Group {
-                    name: name.clone(),
-                    members: members.clone(),
-                })
-                .await?;
-                audit_change(
-                    &ids,
-                    format!("group {name} set to [{}]", members.join(", ")),
-                )
-                .await;
+                Door::open(&data)?
+                    .set_group(&name, &SetGroup { members })
+                    .await?;
             }
-            GroupCmd::List { data } => {
-                for g in open(&data.data_dir)?.groups().await? {
-                    println!("{}\t{}", esc(&g.name), esc(&g.members.join(",")));
-                }
-            }
+            GroupCmd::List { data } => print_groups(&Door::open(&data)?.groups().await?),
             GroupCmd::Delete { name, data } => {
-                let ids = open(&data.data_dir)?;
-                if !ids.delete_group(&name).await? {
-                    bail!("no group {name}");
-                }
-                audit_change(&ids, format!("group {name} deleted")).await;
+                Door::open(&data)?.delete_group(&name).await?;
             }
         }
         Ok(())
@@ -842,34 +521,26 @@ pub fn group(cmd: GroupCmd) -> anyhow::Result<()> {
 /// Runs `wharf rule ...`.
 pub fn rule(cmd: RuleCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        if rule_remote(&cmd).await?.is_some() {
-            return Ok(());
-        }
         match cmd {
-            RuleCmd::Add { subject, repo, actions, data } => {
-                let subject = Subject::parse(&subject)
-                    .with_context(|| format!("invalid subject {subject:?}: use user:NAME, group:NAME, robot:NAME or anonymous"))?;
-                auth::Pattern::new(&repo).map_err(anyhow::Error::msg)?;
+            RuleCmd::Add {
+                subject,
+                repo,
+                actions,
+                data,
+            } => {
                 let actions = Actions::parse_list(&actions).map_err(anyhow::Error::msg)?;
-                let id = hex::encode(auth::secret::random_bytes::<6>()?);
-                let ids = open(&data.data_dir)?;
-                let rule = Rule { id: id.clone(), subject, repos: repo, actions };
-                ids.put_rule(&rule).await?;
-                audit_change(&ids, format!("rule {id}: {} may {} {}", rule.subject, rule.actions, rule.repos)).await;
-                println!("rule {id} added");
+                let rule = Door::open(&data)?
+                    .create_rule(&CreateRule {
+                        subject,
+                        repos: repo,
+                        actions,
+                    })
+                    .await?;
+                println!("rule {} added", rule.id);
             }
-            RuleCmd::List { data } => {
-                for r in open(&data.data_dir)?.rules().await? {
-                    let subject = r.subject.to_string();
-                    println!("{}\t{}\t{}\t{}", r.id, esc(&subject), esc(&r.repos), r.actions);
-                }
-            }
+            RuleCmd::List { data } => print_rules(&Door::open(&data)?.rules().await?),
             RuleCmd::Delete { id, data } => {
-                let ids = open(&data.data_dir)?;
-                if !ids.delete_rule(&id).await? {
-                    bail!("no rule {id}");
-                }
-                audit_change(&ids, format!("rule {id} deleted")).await;
+                Door::open(&data)?.delete_rule(&id).await?;
             }
         }
         Ok(())
@@ -884,57 +555,16 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<()> {
             .map(|s| parse_duration(&s))
             .transpose()?
             .map(|d| auth::now().saturating_sub(d));
-        if let Some(r) = Remote::of(&a.data)? {
-            let mut q = vec![format!("limit={}", a.limit)];
-            for (k, v) in [
-                ("actor", &a.actor),
-                ("repo", &a.repo),
-                ("action", &a.action),
-            ] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", urlencode(v)));
-                }
-            }
-            if let Some(s) = since {
-                q.push(format!("since={s}"));
-            }
-            let v = r
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/audit?{}", q.join("&")),
-                    None,
-                )
-                .await?;
-            print_json_lines(&v);
-            return Ok(());
-        }
-        let events = open(&a.data.data_dir)?
-            .audit_query(&AuditQuery {
+        let events = Door::open(&a.data)?
+            .audit(&AuditQuery {
                 actor: a.actor,
                 repo: a.repo,
                 action: a.action,
                 since,
-                limit: a.limit,
+                limit: Some(a.limit),
             })
             .await?;
-        for e in events {
-            // Failed logins record the name as given: escape what the caller controls.
-            if a.json {
-                println!("{}", escape_json_line(&serde_json::to_string(&e)?));
-            } else {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    e.time,
-                    esc(&e.action),
-                    esc(&e.actor),
-                    esc(e.repo.as_deref().unwrap_or("-")),
-                    esc(e.target.as_deref().unwrap_or("-")),
-                    esc(e.source.as_deref().unwrap_or("-")),
-                    esc(&e.detail)
-                );
-            }
-        }
-        Ok(())
+        print_audit(&events, a.json)
     })
 }
 
@@ -1056,78 +686,53 @@ fn print_tag_event(e: &store::TagEvent, json: bool) -> anyhow::Result<()> {
 pub fn tag(cmd: TagCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         match cmd {
-            TagCmd::History { image, limit, json, data } => {
+            TagCmd::History {
+                image,
+                limit,
+                json,
+                data,
+            } => {
                 let (repo, tag) = split_image(&image)?;
-                if let Some(r) = Remote::of(&data)? {
-                    let v = r
-                        .call(
-                            reqwest::Method::GET,
-                            &format!("/api/v1/tags/history?repo={}&tag={}&limit={limit}", urlencode(&repo), urlencode(&tag)),
-                            None,
-                        )
-                        .await?;
-                    for e in serde_json::from_value::<Vec<store::TagEvent>>(v)? {
-                        print_tag_event(&e, json)?;
-                    }
-                    return Ok(());
-                }
-                let meta = open_meta(&data.data_dir)?;
-                for e in store::MetaStore::tag_history(&meta, &repo, &tag, limit.max(1)).await? {
-                    print_tag_event(&e, json)?;
+                let events = Door::open(&data)?
+                    .tag_history(&HistoryQuery {
+                        repo,
+                        tag,
+                        limit: Some(limit.max(1)),
+                    })
+                    .await?;
+                for e in &events {
+                    print_tag_event(e, json)?;
                 }
             }
-            TagCmd::Rollback { image, to, steps, config, data } => {
+            TagCmd::Rollback {
+                image,
+                to,
+                steps,
+                config,
+                data,
+            } => {
                 let (repo, tag) = split_image(&image)?;
-                if let Some(r) = Remote::of(&data)? {
-                    let v = r
-                        .call(
-                            reqwest::Method::POST,
-                            "/api/v1/tags/rollback",
-                            Some(serde_json::json!({"repo": repo, "tag": tag, "to": to, "steps": steps})),
-                        )
-                        .await?;
-                    println!("{repo}:{tag} -> {}", v["digest"].as_str().unwrap_or("?"));
-                    return Ok(());
+                if to.is_none() && steps.is_none_or(|n| n < 1) {
+                    bail!("give --to DIGEST or --steps N (1 or more)");
                 }
-                let rules = match &config {
-                    Some(p) => crate::config::Config::load(p)?.tags.rules()?,
-                    None => service::tagrules::TagRules::default(),
-                };
-                let meta = open_meta(&data.data_dir)?;
-                let target = match (to, steps) {
-                    (Some(d), _) => oci::Digest::parse(&d).map_err(|e| anyhow::anyhow!("{d}: {e}"))?,
-                    (None, Some(n)) if n >= 1 => {
-                        let h = store::MetaStore::tag_history(&meta, &repo, &tag, n + 1).await?;
-                        let prev = h
-                            .get(n - 1)
-                            .and_then(|e| e.previous.clone())
-                            .with_context(|| format!("{repo}:{tag} has fewer than {n} earlier positions"))?;
-                        oci::Digest::parse(&prev).map_err(|e| anyhow::anyhow!("{prev}: {e}"))?
+                let door = match (&data.server, &config) {
+                    (None, Some(p)) => {
+                        let rules = crate::config::Config::load(p)?.tags.rules()?;
+                        Door::local(&data.data_dir, |b| b.tag_rules(rules))?
                     }
-                    _ => bail!("give --to DIGEST or --steps N (1 or more)"),
+                    _ => Door::open(&data)?,
                 };
-                let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-                let frozen = rules.immutable(&repo, &tag).is_some();
-                store::MetaStore::set_tag(&meta, &repo, &tag, &target, &actor, frozen)
-                    .await
-                    .map_err(|e| match e {
-                        store::StoreError::TagImmutable { tag, current } => anyhow::anyhow!(
-                            "tag {tag} is immutable and points at {current}; it cannot be rolled back"
-                        ),
-                        e => e.into(),
-                    })?;
-                println!("{repo}:{tag} -> {target}");
+                let done = door
+                    .rollback(&Rollback {
+                        repo,
+                        tag,
+                        to,
+                        steps,
+                    })
+                    .await?;
+                println!("{}:{} -> {}", done.repo, done.tag, done.digest);
             }
         }
         Ok(())
-    })
-}
-
-fn open_meta(data: &Path) -> anyhow::Result<store::RedbMetaStore> {
-    store::RedbMetaStore::open(&data.join("meta.redb")).with_context(|| {
-        format!(
-            "opening the metadata database in {} (is a server running on it? stop it first, or use --server)",
-            data.display()
-        )
     })
 }

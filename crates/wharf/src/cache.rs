@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::admin::urlencode;
 use crate::config::Config;
+use crate::door::{Remote, urlencode};
 use crate::versions::human_size;
 
 /// Builds the cache when upstreams are configured (reading password files), committing blobs
@@ -200,13 +200,13 @@ pub enum CacheCmd {
     },
 }
 
-fn remote(s: &ServerArgs) -> anyhow::Result<crate::admin::Remote> {
+fn remote(s: &ServerArgs) -> anyhow::Result<Remote> {
     let d = crate::admin::DataDir {
         data_dir: PathBuf::new(),
         server: Some(s.server.clone()),
         login_as: s.login_as.clone(),
     };
-    Ok(crate::admin::Remote::of(&d)?.expect("server is set"))
+    Ok(Remote::of(&d)?.expect("server is set"))
 }
 
 /// Runs `wharf cache`.
@@ -218,9 +218,8 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
         use reqwest::Method;
         match cmd {
             CacheCmd::Ls { json, server } => {
-                let v = remote(&server)?
-                    .call(Method::GET, "/api/v1/cache", None)
-                    .await?;
+                let v: api::cache::CacheListing<serde_json::Value> =
+                    remote(&server)?.get("/api/v1/cache").await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                     return Ok(());
@@ -229,7 +228,7 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                     "{:<48} {:<24} {:>10} {:<12} {:<20} PINNED",
                     "REPOSITORY", "TAGS", "SIZE", "DIGEST", "LAST PULL"
                 );
-                for i in v["images"].as_array().into_iter().flatten() {
+                for i in &v.images {
                     let tags: Vec<&str> = i["tags"]
                         .as_array()
                         .into_iter()
@@ -260,10 +259,10 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                         }
                     );
                 }
-                let max = v["max_bytes"].as_u64().unwrap_or(0);
+                let max = v.max_bytes;
                 println!(
                     "total {} (limit: {})",
-                    human_size(v["image_bytes"].as_u64().unwrap_or(0)),
+                    human_size(v.image_bytes),
                     if max == 0 {
                         "none".to_owned()
                     } else {
@@ -276,12 +275,12 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                 platform,
                 server,
             } => {
-                let body = serde_json::json!({"images": images, "platform": platform});
-                let r = remote(&server)?
-                    .call(Method::POST, "/api/v1/cache/warm", Some(body))
+                let body = api::cache::WarmRequest { images, platform };
+                let r: Vec<serde_json::Value> = remote(&server)?
+                    .with_body(Method::POST, "/api/v1/cache/warm", &body)
                     .await?;
                 let mut failed = 0;
-                for i in r.as_array().into_iter().flatten() {
+                for i in &r {
                     if let Some(e) = i["error"].as_str() {
                         eprintln!("{}: {e}", i["image"].as_str().unwrap_or(""));
                         failed += 1;
@@ -301,31 +300,29 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                 }
             }
             CacheCmd::Pin { image, server } => {
-                remote(&server)?
-                    .call(
-                        Method::POST,
-                        "/api/v1/cache/pins",
-                        Some(serde_json::json!({"image": image})),
-                    )
+                let pin = api::cache::PinRequest {
+                    image: image.clone(),
+                };
+                let _: api::cache::PinRequest = remote(&server)?
+                    .with_body(Method::POST, "/api/v1/cache/pins", &pin)
                     .await?;
                 println!("pinned {image}");
             }
             CacheCmd::Unpin { image, server } => {
                 remote(&server)?
-                    .call(
+                    .bare::<()>(
                         Method::DELETE,
                         &format!("/api/v1/cache/pins?image={}", urlencode(&image)),
-                        None,
                     )
                     .await?;
                 println!("unpinned {image}");
             }
             CacheCmd::Evict { dry_run, server } => {
-                let r = remote(&server)?
-                    .call(
+                let r: serde_json::Value = remote(&server)?
+                    .with_body(
                         Method::POST,
                         "/api/v1/cache/evict",
-                        Some(serde_json::json!({"dry_run": dry_run})),
+                        &api::cache::EvictRequest { dry_run },
                     )
                     .await?;
                 println!("{}", serde_json::to_string_pretty(&r)?);

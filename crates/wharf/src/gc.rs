@@ -2,13 +2,11 @@
 //! data directory (server stopped: the metadata database admits one process) or through a running
 //! server's management API (`--server URL --as ADMIN`). See docs/gc.md.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::{Context, bail};
-use service::gc::{Collector, GcOptions, GcReport};
+use api::gc::{GcReport, GcRequest};
 
 use crate::admin::{DataDir, parse_duration};
+use crate::door::Door;
 use crate::versions::human_size;
 
 /// Flags of `wharf gc`.
@@ -42,52 +40,19 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?
         .block_on(async move {
-            let report = match &args.data.server {
-                Some(_) => remote(&args).await?,
-                None => local(&args).await?,
-            };
+            let data = &args.data.data_dir;
+            if args.data.server.is_none() && !data.join("meta.redb").exists() {
+                bail!("{} holds no Wharf data (no meta.redb)", data.display());
+            }
+            let report = Door::open(&args.data)?
+                .gc(&GcRequest {
+                    dry_run: args.dry_run,
+                    grace_seconds: Some(args.grace),
+                    upload_expiry_seconds: Some(args.upload_expiry),
+                })
+                .await?;
             print(&report, args.json)
         })
-}
-
-async fn local(args: &GcArgs) -> anyhow::Result<GcReport> {
-    let data = &args.data.data_dir;
-    if !data.join("meta.redb").exists() {
-        bail!("{} holds no Wharf data (no meta.redb)", data.display());
-    }
-    let meta = store::RedbMetaStore::open(&data.join("meta.redb")).with_context(|| {
-        format!(
-            "opening the metadata database in {} (is a server running on it? stop it first, or use --server)",
-            data.display()
-        )
-    })?;
-    let blobs = store::FsBlobStore::open(data)
-        .with_context(|| format!("opening the blob store in {}", data.display()))?;
-    let collector = Collector::new(
-        Arc::new(blobs),
-        Arc::new(meta),
-        Arc::new(store::DigestLocks::new()),
-    );
-    Ok(collector
-        .collect(&GcOptions {
-            dry_run: args.dry_run,
-            grace: Duration::from_secs(args.grace),
-            upload_expiry: Duration::from_secs(args.upload_expiry),
-        })
-        .await?)
-}
-
-async fn remote(args: &GcArgs) -> anyhow::Result<GcReport> {
-    let body = serde_json::json!({
-        "dry_run": args.dry_run,
-        "grace_seconds": args.grace,
-        "upload_expiry_seconds": args.upload_expiry,
-    });
-    let remote = crate::admin::Remote::of(&args.data)?.context("--server is not set")?;
-    let answer = remote
-        .call(reqwest::Method::POST, "/api/v1/gc", Some(body))
-        .await?;
-    serde_json::from_value(answer).context("POST /api/v1/gc: answer is not a GC report")
 }
 
 fn print(r: &GcReport, json: bool) -> anyhow::Result<()> {

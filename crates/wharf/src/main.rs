@@ -6,6 +6,7 @@ mod admin;
 mod blob;
 mod cache;
 mod config;
+mod door;
 mod escape;
 mod gc;
 mod key;

@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use api::retention::RetentionRequest;
 use clap::Subcommand;
-use service::retention::{Applied, RetentionRule, RetentionRules};
+use service::retention::{Applied, RepoPlan, RetentionRule, RetentionRules};
 
 use crate::admin::DataDir;
 use crate::config::{Config, DurationValue};
-use crate::versions::{Output, Remote, open_meta, runtime};
+use crate::door::Door;
+use crate::versions::{Output, runtime};
 
 /// `wharf retention ...`
 #[derive(Subcommand, Debug)]
@@ -91,45 +93,23 @@ pub fn rules(cfg: &Config) -> anyhow::Result<RetentionRules> {
     Ok(RetentionRules::new(out, interval))
 }
 
-fn print_plans(plans: &serde_json::Value) {
-    for p in plans.as_array().into_iter().flatten() {
-        println!("repository {}", p["repo"].as_str().unwrap_or("?"));
-        for t in p["tags"].as_array().into_iter().flatten() {
-            println!(
-                "  delete tag       {}  ({})  {}",
-                t["tag"].as_str().unwrap_or("?"),
-                t["digest"].as_str().unwrap_or("?"),
-                reason(&t["reason"])
-            );
+fn print_plans(plans: &[RepoPlan]) {
+    for p in plans {
+        println!("repository {}", p.repo);
+        for t in &p.plan.tags {
+            println!("  delete tag       {}  ({})  {}", t.tag, t.digest, t.reason);
         }
-        for m in p["manifests"].as_array().into_iter().flatten() {
-            println!(
-                "  delete manifest  {}  {}",
-                m["digest"].as_str().unwrap_or("?"),
-                reason(&m["reason"])
-            );
+        for m in &p.plan.manifests {
+            println!("  delete manifest  {}  {}", m.digest, m.reason);
         }
-        for k in p["kept"].as_array().into_iter().flatten() {
-            let what = match k["tag"].as_str() {
+        for k in &p.plan.kept {
+            let what = match &k.tag {
                 Some(t) => format!("tag       {t}"),
-                None => format!("manifest  {}", k["digest"].as_str().unwrap_or("?")),
+                None => format!("manifest  {}", k.digest),
             };
-            println!("  keep {what}  {}", kept(&k["reason"]));
+            println!("  keep {what}  {}", k.reason);
         }
     }
-}
-
-/// Human text of a JSON-encoded `versions::retention::Reason`.
-fn reason(v: &serde_json::Value) -> String {
-    serde_json::from_value::<service::retention::versions::retention::Reason>(v.clone())
-        .map(|r| r.to_string())
-        .unwrap_or_else(|_| v.to_string())
-}
-
-fn kept(v: &serde_json::Value) -> String {
-    serde_json::from_value::<service::retention::versions::retention::KeptReason>(v.clone())
-        .map(|r| r.to_string())
-        .unwrap_or_else(|_| v.to_string())
 }
 
 fn print_applied(applied: &[Applied]) {
@@ -162,62 +142,37 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
         oci::validate_repository(r).map_err(|e| anyhow::anyhow!("{r}: {e}"))?;
     }
     runtime()?.block_on(async move {
-        if let Some(remote) = Remote::of(&a.data)? {
-            let path = if apply {
-                "/api/v1/retention/apply"
-            } else {
-                "/api/v1/retention/plan"
+        // On a data directory the policies come from the server's configuration file.
+        let door = if a.data.server.is_some() {
+            Door::open(&a.data)?
+        } else {
+            let cfg = match &a.config {
+                Some(p) => Config::load(p)?,
+                None => anyhow::bail!(
+                    "give the server's configuration file (--config or WHARF_CONFIG): it holds the retention policies"
+                ),
             };
-            let v = remote
-                .call(
-                    reqwest::Method::POST,
-                    path,
-                    Some(serde_json::json!({ "repo": a.repo })),
-                )
-                .await?;
-            match (a.output, apply) {
-                (Output::Json, _) => println!("{}", serde_json::to_string_pretty(&v)?),
-                (Output::Text, false) => print_plans(&v),
-                (Output::Text, true) => print_applied(&serde_json::from_value::<Vec<Applied>>(v)?),
+            let rules = rules(&cfg)?;
+            let tag_rules = cfg.tags.rules()?;
+            let data = &a.data.data_dir;
+            if !data.join("meta.redb").exists() {
+                anyhow::bail!("no registry data in {} (no meta.redb)", data.display());
             }
-            return Ok(());
-        }
-        let cfg = match &a.config {
-            Some(p) => Config::load(p)?,
-            None => anyhow::bail!(
-                "give the server's configuration file (--config or WHARF_CONFIG): it holds the retention policies"
-            ),
+            Door::local(&a.data.data_dir, |b| b.tag_rules(tag_rules).retention(rules))?
         };
-        let rules = rules(&cfg)?;
-        let tag_rules = cfg.tags.rules()?;
-        let meta = open_meta(&a.data.data_dir)?;
-        let plans =
-            service::retention::plan_all(meta.as_ref(), &tag_rules, &rules, a.repo.as_deref())
-                .await?;
-        if !apply {
-            let v = serde_json::to_value(&plans)?;
+        let req = RetentionRequest { repo: a.repo };
+        if apply {
+            let applied = door.retention_apply(&req).await?;
             match a.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-                Output::Text => print_plans(&v),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&applied)?),
+                Output::Text => print_applied(&applied),
             }
-            return Ok(());
-        }
-        let meta_dyn: std::sync::Arc<dyn store::MetaStore> = meta.clone();
-        let ids = service::identities::Identities::new(meta_dyn);
-        let who = format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        );
-        let mut applied = Vec::new();
-        for p in &plans {
-            applied.push(
-                service::retention::apply_plan(meta.as_ref(), &tag_rules, p, Some(&ids), &who)
-                    .await?,
-            );
-        }
-        match a.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&applied)?),
-            Output::Text => print_applied(&applied),
+        } else {
+            let plans = door.retention_plan(&req).await?;
+            match a.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
+                Output::Text => print_plans(&plans),
+            }
         }
         Ok(())
     })

@@ -156,6 +156,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let source = cache::CachedSource::new(c, Arc::new(svc.store_source()));
         reg = reg.source(Arc::new(source)).capability(capability.clone());
         cache_capability = Some(capability);
+    } else {
+        reg = reg.capability(Arc::new(cache::http::NoCache));
     }
     let reg = reg.build();
 

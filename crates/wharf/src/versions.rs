@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use service::retention::VersionRow;
 
-use crate::admin::{DataDir, urlencode};
+use crate::admin::DataDir;
+use crate::door::{Remote, urlencode};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
@@ -32,8 +33,6 @@ pub struct VersionsArgs {
     #[command(flatten)]
     data: DataDir,
 }
-
-pub(crate) use crate::admin::Remote;
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -121,15 +120,10 @@ pub fn run(a: VersionsArgs) -> anyhow::Result<()> {
     oci::validate_repository(&a.repo).map_err(|e| anyhow::anyhow!("{}: {e}", a.repo))?;
     runtime()?.block_on(async move {
         let rows: Vec<VersionRow> = match Remote::of(&a.data)? {
-            Some(r) => serde_json::from_value(
-                r.call(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/versions?repo={}", urlencode(&a.repo)),
-                    None,
-                )
-                .await?,
-            )
-            .context("unexpected answer from the server")?,
+            Some(r) => {
+                r.get(&format!("/api/v1/versions?repo={}", urlencode(&a.repo)))
+                    .await?
+            }
             None => {
                 let meta = open_meta(&a.data.data_dir)?;
                 let pulls = store::MetaStore::last_pulls(meta.as_ref(), &a.repo)

@@ -3059,3 +3059,166 @@ fn front_doors_apply_the_same_rules() {
         "no gc.run event by root: {events:?}"
     );
 }
+
+/// The CLI on a data directory and the CLI with `--server` are one API over the same service
+/// operations: the same change through either door is audited with the same action and the
+/// same words (by the local operator `cli:USER`, or by the administrator who called), and the
+/// list commands print the same thing both ways. A server without a pull-through cache says so
+/// on `/api/v1/cache*`.
+#[test]
+fn front_doors_audit_and_list_alike() {
+    let mut s = AuthWharf::new(PUBLIC_CONFIG);
+    add_user(&s, ROOT, true);
+    // On the data directory.
+    add_user(&s, ALICE, false);
+    s.must_cli(&["group", "set", "local-team", "--member", ALICE.0], "");
+    s.must_cli(
+        &[
+            "rule",
+            "add",
+            "group:local-team",
+            "--repo",
+            "team-a/*",
+            "--actions",
+            "pull",
+        ],
+        "",
+    );
+    s.must_cli(&["robot", "create", "local-ci", "--repo", "team-a/*"], "");
+    s.start();
+    let server = format!("http://{}", s.host());
+    let remote = |args: &[&str], stdin: &str| -> String {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        c.args(args)
+            .args(["--server", &server, "--as", ROOT.0])
+            .env("WHARF_PASSWORD", ROOT.1)
+            .env_remove("WHARF_DATA_DIR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut input, stdin.as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "wharf {} --server failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The same changes through the server.
+    remote(&["user", "add", BOB.0], &format!("{}\n", BOB.1));
+    remote(&["group", "set", "remote-team", "--member", BOB.0], "");
+    remote(
+        &[
+            "rule",
+            "add",
+            "group:remote-team",
+            "--repo",
+            "team-b/*",
+            "--actions",
+            "pull",
+        ],
+        "",
+    );
+    remote(&["robot", "create", "remote-ci", "--repo", "team-b/*"], "");
+
+    // No cache configured: the cache's routes say so (not "no such endpoint").
+    let r = s
+        .http()
+        .request(
+            "GET",
+            "/api/v1/cache",
+            &[("Authorization", &basic(ROOT.0, ROOT.1))],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.dump());
+    assert_eq!(r.json()["errors"][0]["code"], "NAME_UNKNOWN");
+    let msg = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(msg.contains("no pull-through cache is configured"), "{msg}");
+
+    // Audit events are written in the background: a restart flushes them.
+    s.stop();
+    s.start();
+    let lists: [&[&str]; 5] = [
+        &["user", "list"],
+        &["robot", "list"],
+        &["group", "list"],
+        &["rule", "list"],
+        &["audit", "--json", "--action", "identity.change"],
+    ];
+    let through_server: Vec<String> = lists.iter().map(|a| remote(a, "")).collect();
+    let audit_text = remote(&["audit", "--action", "identity.change"], "");
+    s.stop();
+    for (args, remote_out) in lists.iter().zip(&through_server) {
+        let local_out = s.must_cli(args, "");
+        assert_eq!(
+            &local_out,
+            remote_out,
+            "`wharf {}` prints differently on the data directory and with --server",
+            args.join(" ")
+        );
+        assert!(
+            !local_out.trim().is_empty(),
+            "{}: nothing listed",
+            args.join(" ")
+        );
+    }
+    // Text, not JSON lines, without --json through the server too.
+    assert_eq!(
+        audit_text,
+        s.must_cli(&["audit", "--action", "identity.change"], "")
+    );
+    assert!(!audit_text.starts_with('{'), "{audit_text}");
+
+    // Each change is audited once, with the same action and words through either door.
+    let events: Vec<serde_json::Value> = through_server[4]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by = |detail: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["detail"] == detail)
+            .map(|e| {
+                assert_eq!(e["action"], "identity.change", "{e}");
+                e["actor"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let (local, root) = ("cli:wharf-e2e", ROOT.0);
+    assert_eq!(by("user alice added (admin: false)"), [local]);
+    assert_eq!(by("user bob added (admin: false)"), [root]);
+    assert_eq!(by("group local-team set to [alice]"), [local]);
+    assert_eq!(by("group remote-team set to [bob]"), [root]);
+    assert_eq!(by("robot local-ci created for team-a/* (pull)"), [local]);
+    assert_eq!(by("robot remote-ci created for team-b/* (pull)"), [root]);
+    let rules: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["detail"].as_str().unwrap_or("").starts_with("rule "))
+        .collect();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(
+        rules.iter().any(|e| e["actor"] == "cli:wharf-e2e"
+            && e["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with(": group:local-team may pull team-a/*")),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|e| e["actor"] == ROOT.0
+            && e["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with(": group:remote-team may pull team-b/*")),
+        "{rules:?}"
+    );
+}

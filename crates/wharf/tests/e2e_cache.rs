@@ -662,11 +662,9 @@ fn size_limit_evicts_least_recently_pulled_unpinned_images() {
         .request(
             "POST",
             "/api/v1/cache/evict",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            br#"{}"#,
+            // An empty body means the defaults: not a dry run.
+            &[("Authorization", &auth)],
+            b"",
         )
         .unwrap()
         .expect(200)
