@@ -546,19 +546,134 @@ impl BlobStore for FsBlobStore {
         limit: usize,
     ) -> Result<Vec<crate::gc::BlobFile>> {
         let (root, after) = (self.root.clone(), after.cloned());
-        tokio::task::spawn_blocking(move || {
-            crate::gc::list_blob_files(&root, after.as_ref(), limit)
-        })
-        .await
-        .map_err(|e| StoreError::Io(io::Error::other(e)))?
-        .map_err(StoreError::Io)
+        tokio::task::spawn_blocking(move || list_blob_files(&root, after.as_ref(), limit))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?
+            .map_err(StoreError::Io)
     }
 
     async fn list_uploads(&self, limit: usize) -> Result<Vec<crate::gc::UploadFile>> {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || crate::gc::list_upload_files(&root, limit))
+        tokio::task::spawn_blocking(move || list_upload_files(&root, limit))
             .await
             .map_err(|e| StoreError::Io(io::Error::other(e)))?
             .map_err(StoreError::Io)
+    }
+}
+
+/// Lists blob files under `root/blobs` in digest order (sha256 first), strictly after `after`,
+/// at most `limit`. Blocking: reads one shard directory at a time.
+fn list_blob_files(
+    root: &Path,
+    after: Option<&Digest>,
+    limit: usize,
+) -> io::Result<Vec<crate::gc::BlobFile>> {
+    let algs = [Algorithm::Sha256, Algorithm::Sha512];
+    let pos = |a: Algorithm| algs.iter().position(|x| *x == a).unwrap_or(0);
+    let mut out = Vec::new();
+    for alg in algs {
+        if let Some(a) = after
+            && pos(a.algorithm()) > pos(alg)
+        {
+            continue;
+        }
+        let dir = root.join("blobs").join(alg.as_str());
+        let mut shards = match sorted_names(&dir) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let floor = after.filter(|a| a.algorithm() == alg).map(|a| a.hex());
+        if let Some(f) = floor {
+            shards.retain(|s| s.as_str() >= &f[..2.min(f.len())]);
+        }
+        for shard in shards {
+            for name in sorted_names(&dir.join(&shard))? {
+                if floor.is_some_and(|f| name.as_str() <= f) {
+                    continue;
+                }
+                let Ok(digest) = Digest::parse(&format!("{}:{name}", alg.as_str())) else {
+                    continue; // not a blob (nothing else is written here, but be tolerant)
+                };
+                let Ok(meta) = std::fs::metadata(dir.join(&shard).join(&name)) else {
+                    continue; // deleted meanwhile
+                };
+                out.push(crate::gc::BlobFile {
+                    digest,
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lists upload files under `root/uploads`, at most `limit`. Blocking.
+fn list_upload_files(root: &Path, limit: usize) -> io::Result<Vec<crate::gc::UploadFile>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root.join("uploads"))? {
+        let e = e?;
+        let Ok(id) = e.file_name().into_string() else {
+            continue;
+        };
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        out.push(crate::gc::UploadFile {
+            id,
+            size: meta.len(),
+            modified: meta.modified()?,
+        });
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(n: u8) -> Digest {
+        Digest::sha256(&[n; 7])
+    }
+
+    #[test]
+    fn blob_files_are_listed_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = Vec::new();
+        for n in 0..20u8 {
+            let d = blob(n);
+            let p = dir.path().join("blobs/sha256").join(&d.hex()[..2]);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join(d.hex()), [n; 3]).unwrap();
+            want.push(d.hex().to_owned());
+        }
+        want.sort();
+        let mut got = Vec::new();
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = list_blob_files(dir.path(), after.as_ref(), 3).unwrap();
+            let Some(last) = page.last() else { break };
+            assert!(page.len() <= 3);
+            after = Some(last.digest.clone());
+            got.extend(page.iter().map(|f| f.digest.hex().to_owned()));
+        }
+        assert_eq!(got, want);
     }
 }

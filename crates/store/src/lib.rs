@@ -25,10 +25,9 @@ pub use locks::{DigestGuard, DigestLocks};
 pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, SMALL_BLOB, UploadState};
 pub use meta::gc;
 pub use meta::gc::{GcMeta, StorageUsage};
+pub use meta::redb::RedbMetaStore;
 pub use meta::{GuardedDelete, ManifestSummary, RepoSnapshot, TagEntry};
-pub use meta::{
-    ManifestRecord, MetaStore, Page, RedbMetaStore, StoredManifest, TagEvent, UploadRecord,
-};
+pub use meta::{ManifestRecord, MetaStore, Page, StoredManifest, TagEvent, UploadRecord};
 
 /// Everything that can go wrong in storage, typed so callers can map it to protocol errors.
 #[derive(Debug, thiserror::Error)]
