@@ -22,7 +22,10 @@ pub use private::{private_dir, restrict};
 pub use generation::Generations;
 pub use locks::{DigestGuard, DigestLocks};
 
-pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, SMALL_BLOB, UploadState};
+pub use blob::{
+    BlobEntry, BlobStore, BlobStream, FsBlobStore, SMALL_BLOB, UploadEntry, UploadReader,
+    UploadState,
+};
 pub use meta::gc;
 pub use meta::gc::{GcMeta, StorageUsage};
 pub use meta::redb::RedbMetaStore;

@@ -13,8 +13,6 @@
 //! [`super::redb`] implements this in the embedded database; docs/gc.md gives the same operations
 //! as SQL queries for a shared database.
 
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 use oci::Digest;
 use serde::Serialize;
@@ -118,28 +116,6 @@ pub struct Mark {
     pub unparsable_manifests: u64,
     /// More was unreferenced than one run handles; the next run continues.
     pub truncated: bool,
-}
-
-/// A blob file in the blob store.
-#[derive(Clone, Debug)]
-pub struct BlobFile {
-    /// Its digest (from its path).
-    pub digest: Digest,
-    /// Its size.
-    pub size: u64,
-    /// Last modification.
-    pub modified: SystemTime,
-}
-
-/// An upload file in the blob store.
-#[derive(Clone, Debug)]
-pub struct UploadFile {
-    /// Upload id.
-    pub id: String,
-    /// Bytes held.
-    pub size: u64,
-    /// Last modification (the last chunk written).
-    pub modified: SystemTime,
 }
 
 /// The metadata side of garbage collection. Every method is one transaction.

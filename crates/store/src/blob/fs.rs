@@ -1,9 +1,8 @@
-//! Content-addressed blob storage and in-progress uploads.
+//! [`FsBlobStore`]: blobs and uploads as files on a local filesystem.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,14 +11,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use oci::{Algorithm, Digest, Hasher};
 
+use super::{BlobEntry, BlobStore, BlobStream, SMALL_BLOB, UploadEntry, UploadReader, UploadState};
 use crate::{Result, StoreError};
 
-/// A stream of blob bytes, as served to clients or received from them.
-pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
-
-/// Blobs at or under this size are read in one piece rather than streamed (the HTTP layer then
-/// answers them with the whole body in hand).
-pub const SMALL_BLOB: u64 = 64 * 1024;
 /// Window mapped at a time when streaming large blobs.
 const READ_CHUNK: usize = 4 * 1024 * 1024;
 /// Chunks read ahead of the socket per download.
@@ -28,89 +22,6 @@ const READ_AHEAD: usize = 4;
 const WRITE_QUEUE: usize = 8;
 /// Hash states kept in memory for idle uploads; evicted ones are rebuilt from disk.
 const MAX_IDLE_UPLOAD_STATES: usize = 4096;
-
-/// What an upload holds so far.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UploadState {
-    /// Bytes received and durably written.
-    pub size: u64,
-}
-
-/// Content-addressed bytes plus the uploads that become them.
-///
-/// Kept small on purpose (Distribution's driver interface is the model) so that object storage
-/// can implement it later. Implementations must never make a blob visible before its bytes are
-/// complete, durable and verified against its digest.
-#[async_trait]
-pub trait BlobStore: Send + Sync + 'static {
-    /// Size of a stored blob, or `None`.
-    async fn size(&self, digest: &Digest) -> Result<Option<u64>>;
-    /// Streams `len` bytes of a blob starting at `start`.
-    async fn get(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobStream>;
-    /// Removes a blob (garbage collection). Returns whether it existed.
-    async fn delete(&self, digest: &Digest) -> Result<bool>;
-    /// Starts an empty upload.
-    async fn upload_create(&self, id: &str) -> Result<()>;
-    /// What an upload holds, or `None` if there is no such upload.
-    async fn upload_state(&self, id: &str) -> Result<Option<UploadState>>;
-    /// Appends a chunk. `start`, when given, must equal the current size. With `exact_len`
-    /// the chunk is all or nothing: unless exactly that many bytes arrive, none are kept.
-    /// Without it, bytes that arrived before a body error are kept (the client can resume after
-    /// them) and the error returned.
-    async fn upload_append(
-        &self,
-        id: &str,
-        start: Option<u64>,
-        exact_len: Option<u64>,
-        body: BlobStream,
-    ) -> Result<UploadState>;
-    /// Verifies the upload against `expected` and moves it into place as that blob.
-    async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64>;
-    /// Discards an upload.
-    async fn upload_delete(&self, id: &str) -> Result<()>;
-    /// Opens an upload for reading while it is still being appended to: the pull-through cache
-    /// serves a blob to its clients as it arrives from upstream. The reader sees what has been
-    /// written so far and stays valid after the upload is committed or deleted.
-    async fn upload_reader(&self, id: &str) -> Result<Box<dyn PartialReader>>;
-    /// Bytes held by committed blobs.
-    fn used_bytes(&self) -> u64;
-    /// Garbage collection: blob files in digest order strictly after `after`, at most `limit`.
-    async fn list_blobs(
-        &self,
-        _after: Option<&Digest>,
-        _limit: usize,
-    ) -> Result<Vec<crate::gc::BlobFile>> {
-        Ok(Vec::new())
-    }
-    /// Garbage collection: upload files (finished or abandoned or not), at most `limit`.
-    async fn list_uploads(&self, _limit: usize) -> Result<Vec<crate::gc::UploadFile>> {
-        Ok(Vec::new())
-    }
-}
-
-/// Reads a file that another task is appending to (see [`BlobStore::upload_reader`]).
-pub trait PartialReader: Send + Sync {
-    /// Up to `max` bytes from `offset`, as many as are written by now (empty when none are).
-    fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes>;
-}
-
-impl PartialReader for std::fs::File {
-    fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; max];
-        let mut n = 0;
-        while n < max {
-            match FileExt::read_at(self, &mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(r) => n += r,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(n);
-        Ok(Bytes::from(buf))
-    }
-}
 
 /// Hash state of one upload; `None` when it must be rebuilt from the file (after a restart).
 type Slot = Arc<tokio::sync::Mutex<Option<(u64, Hasher)>>>;
@@ -527,10 +438,12 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn upload_reader(&self, id: &str) -> Result<Box<dyn PartialReader>> {
+    async fn upload_open(&self, id: &str) -> Result<Box<dyn UploadReader>> {
         check_upload_id(id)?;
-        match std::fs::File::open(self.upload_path(id)) {
-            Ok(f) => Ok(Box::new(f)),
+        // The open file keeps reading the same inode after the commit renames it into place (or
+        // a delete unlinks it): blob files are never rewritten.
+        match tokio::fs::File::open(self.upload_path(id)).await {
+            Ok(f) => Ok(Box::new(FileReader(Arc::new(f.into_std().await)))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::UploadUnknown),
             Err(e) => Err(e.into()),
         }
@@ -540,11 +453,7 @@ impl BlobStore for FsBlobStore {
         self.used.load(Ordering::Relaxed)
     }
 
-    async fn list_blobs(
-        &self,
-        after: Option<&Digest>,
-        limit: usize,
-    ) -> Result<Vec<crate::gc::BlobFile>> {
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>> {
         let (root, after) = (self.root.clone(), after.cloned());
         tokio::task::spawn_blocking(move || list_blob_files(&root, after.as_ref(), limit))
             .await
@@ -552,9 +461,9 @@ impl BlobStore for FsBlobStore {
             .map_err(StoreError::Io)
     }
 
-    async fn list_uploads(&self, limit: usize) -> Result<Vec<crate::gc::UploadFile>> {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || list_upload_files(&root, limit))
+    async fn list_uploads(&self, after: Option<&str>, limit: usize) -> Result<Vec<UploadEntry>> {
+        let (root, after) = (self.root.clone(), after.map(str::to_owned));
+        tokio::task::spawn_blocking(move || list_upload_files(&root, after.as_deref(), limit))
             .await
             .map_err(|e| StoreError::Io(io::Error::other(e)))?
             .map_err(StoreError::Io)
@@ -567,10 +476,13 @@ fn list_blob_files(
     root: &Path,
     after: Option<&Digest>,
     limit: usize,
-) -> io::Result<Vec<crate::gc::BlobFile>> {
+) -> io::Result<Vec<BlobEntry>> {
     let algs = [Algorithm::Sha256, Algorithm::Sha512];
     let pos = |a: Algorithm| algs.iter().position(|x| *x == a).unwrap_or(0);
     let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
     for alg in algs {
         if let Some(a) = after
             && pos(a.algorithm()) > pos(alg)
@@ -598,7 +510,7 @@ fn list_blob_files(
                 let Ok(meta) = std::fs::metadata(dir.join(&shard).join(&name)) else {
                     continue; // deleted meanwhile
                 };
-                out.push(crate::gc::BlobFile {
+                out.push(BlobEntry {
                     digest,
                     size: meta.len(),
                     modified: meta.modified()?,
@@ -612,26 +524,33 @@ fn list_blob_files(
     Ok(out)
 }
 
-/// Lists upload files under `root/uploads`, at most `limit`. Blocking.
-fn list_upload_files(root: &Path, limit: usize) -> io::Result<Vec<crate::gc::UploadFile>> {
+/// Lists upload files under `root/uploads` in id order, strictly after `after`, at most `limit`.
+/// Blocking.
+fn list_upload_files(
+    root: &Path,
+    after: Option<&str>,
+    limit: usize,
+) -> io::Result<Vec<UploadEntry>> {
+    let dir = root.join("uploads");
     let mut out = Vec::new();
-    for e in std::fs::read_dir(root.join("uploads"))? {
-        let e = e?;
-        let Ok(id) = e.file_name().into_string() else {
+    for id in sorted_names(&dir)? {
+        if out.len() >= limit {
+            break;
+        }
+        if after.is_some_and(|a| id.as_str() <= a) {
             continue;
+        }
+        let Ok(meta) = std::fs::metadata(dir.join(&id)) else {
+            continue; // committed or deleted meanwhile
         };
-        let Ok(meta) = e.metadata() else { continue };
         if !meta.is_file() {
             continue;
         }
-        out.push(crate::gc::UploadFile {
+        out.push(UploadEntry {
             id,
             size: meta.len(),
             modified: meta.modified()?,
         });
-        if out.len() >= limit {
-            break;
-        }
     }
     Ok(out)
 }
@@ -643,6 +562,36 @@ fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
         .collect();
     v.sort_unstable();
     Ok(v)
+}
+
+/// An [`UploadReader`] over an open upload file: positioned reads on the blocking pool.
+struct FileReader(Arc<std::fs::File>);
+
+#[async_trait]
+impl UploadReader for FileReader {
+    async fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes> {
+        let f = self.0.clone();
+        tokio::task::spawn_blocking(move || pread(&f, offset, max))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+/// Up to `max` bytes of `f` from `offset`, fewer at its current end.
+fn pread(f: &std::fs::File, offset: u64, max: usize) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; max];
+    let mut n = 0;
+    while n < max {
+        match FileExt::read_at(f, &mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(r) => n += r,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]
@@ -675,5 +624,162 @@ mod tests {
             got.extend(page.iter().map(|f| f.digest.hex().to_owned()));
         }
         assert_eq!(got, want);
+    }
+
+    /// A part whose bytes arrive when the test sends them.
+    fn fed_part() -> (tokio::sync::mpsc::Sender<io::Result<Bytes>>, BlobStream) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        (tx, Box::pin(tokio_stream_from(rx)))
+    }
+
+    /// Polls `r` from `offset` until it holds `want` bytes (the writer thread is a moment behind).
+    async fn read_until(r: &dyn UploadReader, offset: u64, want: usize) -> Bytes {
+        for _ in 0..2000 {
+            let b = r.read_at(offset, 1 << 20).await.unwrap();
+            if b.len() >= want {
+                return b;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("the reader never saw {want} bytes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_reader_follows_appends_and_outlives_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(FsBlobStore::open(dir.path()).unwrap());
+        s.upload_create("u1").await.unwrap();
+        let r = s.upload_open("u1").await.unwrap();
+        assert!(
+            r.read_at(0, 16).await.unwrap().is_empty(),
+            "nothing written yet"
+        );
+
+        let (tx, body) = fed_part();
+        let appender = {
+            let s = s.clone();
+            tokio::spawn(async move { s.upload_append("u1", Some(0), None, body).await })
+        };
+        tx.send(Ok(Bytes::from_static(b"hello "))).await.unwrap();
+        // Another task reads the bytes of the part still in progress.
+        let (r, seen) = tokio::spawn(async move {
+            let seen = read_until(r.as_ref(), 0, 6).await;
+            (r, seen)
+        })
+        .await
+        .unwrap();
+        assert_eq!(&seen[..], b"hello ");
+        tx.send(Ok(Bytes::from_static(b"world"))).await.unwrap();
+        assert_eq!(&read_until(r.as_ref(), 6, 5).await[..], b"world");
+        drop(tx);
+        assert_eq!(appender.await.unwrap().unwrap().size, 11);
+
+        let d = Digest::sha256(b"hello world");
+        assert_eq!(s.upload_commit("u1", &d).await.unwrap(), 11);
+        // The upload is gone, but the open reader keeps reading the (now committed) bytes.
+        assert!(matches!(
+            s.upload_open("u1").await,
+            Err(StoreError::UploadUnknown)
+        ));
+        assert_eq!(&r.read_at(0, 64).await.unwrap()[..], b"hello world");
+        assert_eq!(&r.read_at(6, 3).await.unwrap()[..], b"wor");
+        assert!(r.read_at(11, 8).await.unwrap().is_empty());
+        assert!(matches!(
+            s.upload_open("../blobs").await,
+            Err(StoreError::UploadUnknown)
+        ));
+    }
+
+    /// Pages through `list` (`after`, `limit`) and checks each page's bound and order.
+    async fn all_pages<T, K: Ord + Clone, F, Fut>(
+        limit: usize,
+        key: impl Fn(&T) -> K,
+        list: F,
+    ) -> Vec<T>
+    where
+        F: Fn(Option<K>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
+        let mut out: Vec<T> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = list(after.clone()).await.unwrap();
+            assert!(page.len() <= limit, "a page holds at most `limit` entries");
+            let Some(last) = page.last() else { break };
+            after = Some(key(last));
+            out.extend(page);
+        }
+        assert!(
+            out.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+            "strictly ordered, no repeats"
+        );
+        out
+    }
+
+    #[tokio::test]
+    async fn blobs_and_uploads_are_listed_in_key_order_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsBlobStore::open(dir.path()).unwrap();
+        let part = |b: &'static [u8]| -> BlobStream {
+            Box::pin(futures_util::stream::once(async move {
+                Ok(Bytes::from_static(b))
+            }))
+        };
+        let mut blobs = Vec::new();
+        for (i, body) in [&b"a"[..], b"bb", b"ccc", b"dddd", b"eeeee", b"ffffff", b"g"]
+            .into_iter()
+            .enumerate()
+        {
+            let id = format!("c{i}");
+            s.upload_create(&id).await.unwrap();
+            s.upload_append(&id, Some(0), None, part(body))
+                .await
+                .unwrap();
+            let d = Digest::sha256(body);
+            s.upload_commit(&id, &d).await.unwrap();
+            blobs.push((d.to_string(), body.len() as u64));
+        }
+        blobs.sort();
+        let mut uploads = Vec::new();
+        for i in 0..5u64 {
+            let id = format!("up-{}", 4 - i);
+            s.upload_create(&id).await.unwrap();
+            s.upload_append(&id, Some(0), None, part(&b"xyzw"[..i as usize]))
+                .await
+                .unwrap();
+            uploads.push((id, i));
+        }
+        uploads.sort();
+
+        let listed = all_pages(
+            2,
+            |b: &BlobEntry| b.digest.to_string(),
+            |after| {
+                let after = after.map(|a| Digest::parse(&a).unwrap());
+                let s = &s;
+                async move { s.list_blobs(after.as_ref(), 2).await }
+            },
+        )
+        .await;
+        let listed: Vec<_> = listed
+            .iter()
+            .map(|b| (b.digest.to_string(), b.size))
+            .collect();
+        assert_eq!(listed, blobs);
+
+        let listed = all_pages(
+            2,
+            |u: &UploadEntry| u.id.clone(),
+            |after| {
+                let s = &s;
+                async move { s.list_uploads(after.as_deref(), 2).await }
+            },
+        )
+        .await;
+        let listed: Vec<_> = listed.iter().map(|u| (u.id.clone(), u.size)).collect();
+        assert_eq!(listed, uploads, "committed uploads are no longer listed");
+        // A page after the last entry is empty; a limit of zero lists nothing.
+        assert!(s.list_uploads(Some("up-4"), 2).await.unwrap().is_empty());
+        assert!(s.list_blobs(None, 0).await.unwrap().is_empty());
     }
 }
