@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use oci::Digest;
-use store::{BlobStore, BlobStream, MetaStore, PartialReader, StoreError};
+use store::{BlobStore, BlobStream, MetaStore, StoreError, UploadReader};
 use tokio::sync::watch;
 
 use crate::error::UpstreamError;
@@ -189,7 +189,7 @@ struct Follower {
     size: u64,
     pos: u64,
     end: u64,
-    reader: Option<Arc<dyn PartialReader>>,
+    reader: Option<Box<dyn UploadReader>>,
     committed: Option<BlobStream>,
     finished: bool,
 }
@@ -246,8 +246,8 @@ async fn next_chunk(st: &mut Follower) -> io::Result<Option<Bytes>> {
             return Ok(None);
         }
         if st.reader.is_none() {
-            match st.blobs.upload_reader(&st.fill.id).await {
-                Ok(r) => st.reader = Some(Arc::from(r)),
+            match st.blobs.upload_open(&st.fill.id).await {
+                Ok(r) => st.reader = Some(r),
                 // Committed and moved before this reader opened it: read the stored blob.
                 Err(StoreError::UploadUnknown) if done => {
                     let s = st
@@ -263,11 +263,8 @@ async fn next_chunk(st: &mut Follower) -> io::Result<Option<Bytes>> {
             }
         }
         if let (Some(r), true) = (&st.reader, st.pos < limit) {
-            let (r, pos) = (r.clone(), st.pos);
-            let want = (limit - pos).min(READ_STEP as u64) as usize;
-            let chunk = tokio::task::spawn_blocking(move || r.read_at(pos, want))
-                .await
-                .map_err(io::Error::other)??;
+            let want = (limit - st.pos).min(READ_STEP as u64) as usize;
+            let chunk = r.read_at(st.pos, want).await?;
             if !chunk.is_empty() {
                 st.pos += chunk.len() as u64;
                 return Ok(Some(chunk));

@@ -38,6 +38,8 @@ const MAX_DOOMED: usize = 100_000;
 const SWEEP_BATCH: usize = 64;
 /// Blob files listed per page when looking for files without metadata.
 const LIST_PAGE: usize = 512;
+/// Uploads listed per page (the filesystem lists its whole upload directory for each page).
+const UPLOAD_PAGE: usize = 4096;
 /// Upload sessions and files looked at per run.
 const MAX_UPLOADS: usize = 100_000;
 /// Repositories given their own `wharf_repository_bytes` series (the largest); the rest are
@@ -583,13 +585,19 @@ impl Collector {
         // 4. Uploads idle for longer than the expiry, with a session record or without one.
         let expiry_cutoff = now.checked_sub(opts.upload_expiry).unwrap_or(UNIX_EPOCH);
         let expiry_secs = started_at.saturating_sub(opts.upload_expiry.as_secs());
-        let mut files: HashMap<String, store::gc::UploadFile> = self
-            .blobs
-            .list_uploads(MAX_UPLOADS)
-            .await?
-            .into_iter()
-            .map(|f| (f.id.clone(), f))
-            .collect();
+        let mut files: HashMap<String, store::UploadEntry> = HashMap::new();
+        let mut after: Option<String> = None;
+        while files.len() < MAX_UPLOADS {
+            let want = UPLOAD_PAGE.min(MAX_UPLOADS - files.len());
+            let page = self.blobs.list_uploads(after.as_deref(), want).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            let full = page.len() == want;
+            files.extend(page.into_iter().map(|f| (f.id.clone(), f)));
+            if !full {
+                break;
+            }
+        }
         for rec in self.meta.gc_uploads(MAX_UPLOADS).await? {
             let file = files.remove(&rec.id);
             let active_recently = rec.started >= expiry_secs

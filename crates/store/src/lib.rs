@@ -24,13 +24,15 @@ pub use generation::Generations;
 pub use locks::{DigestGuard, DigestLocks};
 pub use small::{DEFAULT_SMALL_BLOB_CACHE_BYTES, SmallBlobCache};
 
-pub use blob::{BlobStore, BlobStream, FsBlobStore, PartialReader, SMALL_BLOB, UploadState};
+pub use blob::{
+    BlobEntry, BlobStore, BlobStream, FsBlobStore, SMALL_BLOB, UploadEntry, UploadReader,
+    UploadState,
+};
 pub use meta::gc;
 pub use meta::gc::{GcMeta, StorageUsage};
+pub use meta::redb::RedbMetaStore;
 pub use meta::{GuardedDelete, ManifestSummary, RepoSnapshot, TagEntry};
-pub use meta::{
-    ManifestRecord, MetaStore, Page, RedbMetaStore, StoredManifest, TagEvent, UploadRecord,
-};
+pub use meta::{ManifestRecord, MetaStore, Page, StoredManifest, TagEvent, UploadRecord};
 
 /// Everything that can go wrong in storage, typed so callers can map it to protocol errors.
 #[derive(Debug, thiserror::Error)]

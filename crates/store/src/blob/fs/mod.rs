@@ -1,9 +1,8 @@
-//! Content-addressed blob storage and in-progress uploads.
+//! [`FsBlobStore`]: blobs and uploads as files on a local filesystem.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,15 +11,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use oci::{Algorithm, Digest, Hasher};
 
+use super::{BlobEntry, BlobStore, BlobStream, SMALL_BLOB, UploadEntry, UploadReader, UploadState};
 use crate::small::{DEFAULT_SMALL_BLOB_CACHE_BYTES, SmallBlobCache};
 use crate::{Result, StoreError};
 
-/// A stream of blob bytes, as served to clients or received from them.
-pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
-
-/// Blobs at or under this size are read in one piece rather than streamed (the HTTP layer then
-/// answers them with the whole body in hand).
-pub const SMALL_BLOB: u64 = 64 * 1024;
 /// Window mapped at a time when streaming large blobs.
 const READ_CHUNK: usize = 4 * 1024 * 1024;
 /// Chunks read ahead of the socket per download.
@@ -29,89 +23,6 @@ const READ_AHEAD: usize = 4;
 const WRITE_QUEUE: usize = 8;
 /// Hash states kept in memory for idle uploads; evicted ones are rebuilt from disk.
 const MAX_IDLE_UPLOAD_STATES: usize = 4096;
-
-/// What an upload holds so far.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UploadState {
-    /// Bytes received and durably written.
-    pub size: u64,
-}
-
-/// Content-addressed bytes plus the uploads that become them.
-///
-/// Kept small on purpose (Distribution's driver interface is the model) so that object storage
-/// can implement it later. Implementations must never make a blob visible before its bytes are
-/// complete, durable and verified against its digest.
-#[async_trait]
-pub trait BlobStore: Send + Sync + 'static {
-    /// Size of a stored blob, or `None`.
-    async fn size(&self, digest: &Digest) -> Result<Option<u64>>;
-    /// Streams `len` bytes of a blob starting at `start`.
-    async fn get(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobStream>;
-    /// Removes a blob (garbage collection). Returns whether it existed.
-    async fn delete(&self, digest: &Digest) -> Result<bool>;
-    /// Starts an empty upload.
-    async fn upload_create(&self, id: &str) -> Result<()>;
-    /// What an upload holds, or `None` if there is no such upload.
-    async fn upload_state(&self, id: &str) -> Result<Option<UploadState>>;
-    /// Appends a chunk. `start`, when given, must equal the current size. With `exact_len`
-    /// the chunk is all or nothing: unless exactly that many bytes arrive, none are kept.
-    /// Without it, bytes that arrived before a body error are kept (the client can resume after
-    /// them) and the error returned.
-    async fn upload_append(
-        &self,
-        id: &str,
-        start: Option<u64>,
-        exact_len: Option<u64>,
-        body: BlobStream,
-    ) -> Result<UploadState>;
-    /// Verifies the upload against `expected` and moves it into place as that blob.
-    async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64>;
-    /// Discards an upload.
-    async fn upload_delete(&self, id: &str) -> Result<()>;
-    /// Opens an upload for reading while it is still being appended to: the pull-through cache
-    /// serves a blob to its clients as it arrives from upstream. The reader sees what has been
-    /// written so far and stays valid after the upload is committed or deleted.
-    async fn upload_reader(&self, id: &str) -> Result<Box<dyn PartialReader>>;
-    /// Bytes held by committed blobs.
-    fn used_bytes(&self) -> u64;
-    /// Garbage collection: blob files in digest order strictly after `after`, at most `limit`.
-    async fn list_blobs(
-        &self,
-        _after: Option<&Digest>,
-        _limit: usize,
-    ) -> Result<Vec<crate::gc::BlobFile>> {
-        Ok(Vec::new())
-    }
-    /// Garbage collection: upload files (finished or abandoned or not), at most `limit`.
-    async fn list_uploads(&self, _limit: usize) -> Result<Vec<crate::gc::UploadFile>> {
-        Ok(Vec::new())
-    }
-}
-
-/// Reads a file that another task is appending to (see [`BlobStore::upload_reader`]).
-pub trait PartialReader: Send + Sync {
-    /// Up to `max` bytes from `offset`, as many as are written by now (empty when none are).
-    fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes>;
-}
-
-impl PartialReader for std::fs::File {
-    fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; max];
-        let mut n = 0;
-        while n < max {
-            match FileExt::read_at(self, &mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(r) => n += r,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(n);
-        Ok(Bytes::from(buf))
-    }
-}
 
 /// Hash state of one upload; `None` when it must be rebuilt from the file (after a restart).
 type Slot = Arc<tokio::sync::Mutex<Option<(u64, Hasher)>>>;
@@ -560,10 +471,12 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn upload_reader(&self, id: &str) -> Result<Box<dyn PartialReader>> {
+    async fn upload_open(&self, id: &str) -> Result<Box<dyn UploadReader>> {
         check_upload_id(id)?;
-        match std::fs::File::open(self.upload_path(id)) {
-            Ok(f) => Ok(Box::new(f)),
+        // The open file keeps reading the same inode after the commit renames it into place (or
+        // a delete unlinks it): blob files are never rewritten.
+        match tokio::fs::File::open(self.upload_path(id)).await {
+            Ok(f) => Ok(Box::new(FileReader(Arc::new(f.into_std().await)))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::UploadUnknown),
             Err(e) => Err(e.into()),
         }
@@ -573,25 +486,146 @@ impl BlobStore for FsBlobStore {
         self.used.load(Ordering::Relaxed)
     }
 
-    async fn list_blobs(
-        &self,
-        after: Option<&Digest>,
-        limit: usize,
-    ) -> Result<Vec<crate::gc::BlobFile>> {
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>> {
         let (root, after) = (self.root.clone(), after.cloned());
-        tokio::task::spawn_blocking(move || {
-            crate::gc::list_blob_files(&root, after.as_ref(), limit)
-        })
-        .await
-        .map_err(|e| StoreError::Io(io::Error::other(e)))?
-        .map_err(StoreError::Io)
+        tokio::task::spawn_blocking(move || list_blob_files(&root, after.as_ref(), limit))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?
+            .map_err(StoreError::Io)
     }
 
-    async fn list_uploads(&self, limit: usize) -> Result<Vec<crate::gc::UploadFile>> {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || crate::gc::list_upload_files(&root, limit))
+    async fn list_uploads(&self, after: Option<&str>, limit: usize) -> Result<Vec<UploadEntry>> {
+        let (root, after) = (self.root.clone(), after.map(str::to_owned));
+        tokio::task::spawn_blocking(move || list_upload_files(&root, after.as_deref(), limit))
             .await
             .map_err(|e| StoreError::Io(io::Error::other(e)))?
             .map_err(StoreError::Io)
     }
 }
+
+/// Lists blob files under `root/blobs` in digest order (sha256 first), strictly after `after`,
+/// at most `limit`. Blocking: reads one shard directory at a time.
+fn list_blob_files(
+    root: &Path,
+    after: Option<&Digest>,
+    limit: usize,
+) -> io::Result<Vec<BlobEntry>> {
+    let algs = [Algorithm::Sha256, Algorithm::Sha512];
+    let pos = |a: Algorithm| algs.iter().position(|x| *x == a).unwrap_or(0);
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for alg in algs {
+        if let Some(a) = after
+            && pos(a.algorithm()) > pos(alg)
+        {
+            continue;
+        }
+        let dir = root.join("blobs").join(alg.as_str());
+        let mut shards = match sorted_names(&dir) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let floor = after.filter(|a| a.algorithm() == alg).map(|a| a.hex());
+        if let Some(f) = floor {
+            shards.retain(|s| s.as_str() >= &f[..2.min(f.len())]);
+        }
+        for shard in shards {
+            for name in sorted_names(&dir.join(&shard))? {
+                if floor.is_some_and(|f| name.as_str() <= f) {
+                    continue;
+                }
+                let Ok(digest) = Digest::parse(&format!("{}:{name}", alg.as_str())) else {
+                    continue; // not a blob (nothing else is written here, but be tolerant)
+                };
+                let Ok(meta) = std::fs::metadata(dir.join(&shard).join(&name)) else {
+                    continue; // deleted meanwhile
+                };
+                out.push(BlobEntry {
+                    digest,
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lists upload files under `root/uploads` in id order, strictly after `after`, at most `limit`.
+/// Blocking.
+fn list_upload_files(
+    root: &Path,
+    after: Option<&str>,
+    limit: usize,
+) -> io::Result<Vec<UploadEntry>> {
+    let dir = root.join("uploads");
+    let mut out = Vec::new();
+    for id in sorted_names(&dir)? {
+        if out.len() >= limit {
+            break;
+        }
+        if after.is_some_and(|a| id.as_str() <= a) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(dir.join(&id)) else {
+            continue; // committed or deleted meanwhile
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        out.push(UploadEntry {
+            id,
+            size: meta.len(),
+            modified: meta.modified()?,
+        });
+    }
+    Ok(out)
+}
+
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// An [`UploadReader`] over an open upload file: positioned reads on the blocking pool.
+struct FileReader(Arc<std::fs::File>);
+
+#[async_trait]
+impl UploadReader for FileReader {
+    async fn read_at(&self, offset: u64, max: usize) -> io::Result<Bytes> {
+        let f = self.0.clone();
+        tokio::task::spawn_blocking(move || pread(&f, offset, max))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+/// Up to `max` bytes of `f` from `offset`, fewer at its current end.
+fn pread(f: &std::fs::File, offset: u64, max: usize) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; max];
+    let mut n = 0;
+    while n < max {
+        match FileExt::read_at(f, &mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(r) => n += r,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests;

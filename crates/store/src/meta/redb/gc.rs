@@ -1,49 +1,27 @@
-//! Store-level primitives of online garbage collection (see docs/gc.md for the safety argument).
+//! Garbage collection in the embedded database (the interface and its contract are in
+//! [`crate::meta::gc`]).
 //!
-//! The registry's collector drives these: [`GcMeta::gc_begin`] opens a collection generation,
-//! [`GcMeta::gc_mark`] scans one consistent snapshot (every manifest of every repository, every
-//! blob link) and proposes what is unreferenced, and [`GcMeta::gc_sweep`] deletes proposals in one
-//! transaction that re-checks each of them against writes made since the snapshot:
-//!
-//! - `put_manifest` records the blobs it references in `gc_refs` with the current generation, so a
-//!   manifest pushed after the snapshot vetoes the deletion of its blobs;
+//! - `put_manifest` records the blobs it references in `gc_refs` with the current generation, so
+//!   a manifest pushed after the snapshot vetoes the deletion of its blobs;
 //! - every blob link carries its creation time in `blob_link_times` (keyed digest first, so all
 //!   links of one blob are one range), so young links and links made after the snapshot veto it.
-//!
-//! This module is a child of `meta` (declared there) so it can use the metadata tables directly.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::path::Path;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
-use oci::{Algorithm, Digest, Manifest};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use serde::Serialize;
+use oci::{Digest, Manifest};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
-use super::{
-    BLOBS, LINKS, MANIFESTS, REPOS, RedbMetaStore, UPLOADS, UploadRecord, as_ref_bound,
-    decode_manifest, key, now, prefix_range,
+use super::store::RedbMetaStore;
+use super::tables::*;
+use crate::meta::UploadRecord;
+use crate::meta::gc::{
+    Doomed, GcMeta, Mark, RepoUsage, StorageUsage, UsageTotals, digest_key, hex_key,
 };
 use crate::{Result, StoreError};
 
-/// Creation time (unix seconds) of each blob link, keyed digest, repository.
-pub(super) const LINK_TIMES: TableDefinition<&str, u64> = TableDefinition::new("blob_link_times");
-/// Blobs referenced by manifests pushed since the current collection began: digest -> generation.
-pub(super) const GC_REFS: TableDefinition<&str, u64> = TableDefinition::new("gc_refs");
-/// Collector state: `generation` -> the current collection generation.
-pub(super) const GC_STATE: TableDefinition<&str, u64> = TableDefinition::new("gc_state");
-
 const GENERATION: &str = "generation";
-
-/// Creates the collector's tables (called when the database is opened).
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
-    txn.open_table(LINK_TIMES)?;
-    txn.open_table(GC_REFS)?;
-    txn.open_table(GC_STATE)?;
-    Ok(())
-}
 
 /// Stamps a blob link with its creation time (called wherever a link is written).
 pub(super) fn note_link(txn: &WriteTransaction, repo: &str, digest: &str) -> Result<()> {
@@ -64,162 +42,6 @@ pub(super) fn note_refs(txn: &WriteTransaction, blobs: &[Digest]) -> Result<()> 
         t.insert(b.to_string().as_str(), generation)?;
     }
     Ok(())
-}
-
-/// Storage use of one repository, deduplication-aware.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RepoUsage {
-    /// Repository name.
-    pub repository: String,
-    /// Manifests stored (tagged or not).
-    pub manifests: u64,
-    /// Bytes of those manifests.
-    pub manifest_bytes: u64,
-    /// Distinct blobs its manifests reference.
-    pub blobs: u64,
-    /// Bytes of those blobs: what the repository would take alone.
-    pub logical_bytes: u64,
-    /// Bytes of the blobs no other repository references: what deleting it would free.
-    pub exclusive_bytes: u64,
-    /// Bytes of the blobs it shares with at least one other repository.
-    pub shared_bytes: u64,
-}
-
-/// Totals over the whole store.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct UsageTotals {
-    /// Repositories.
-    pub repositories: u64,
-    /// Manifests in all repositories.
-    pub manifests: u64,
-    /// Distinct blobs referenced by at least one manifest.
-    pub referenced_blobs: u64,
-    /// Bytes of those blobs, each counted once: what the store really holds for them.
-    pub referenced_bytes: u64,
-    /// Sum of the repositories' logical bytes (shared blobs counted once per repository).
-    pub logical_bytes: u64,
-    /// Blob records no manifest references (garbage, or pushes not yet finished).
-    pub unreferenced_blobs: u64,
-    /// Bytes of those blobs.
-    pub unreferenced_bytes: u64,
-}
-
-/// Storage use of every repository plus totals, as of one snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct StorageUsage {
-    /// Unix seconds of the snapshot.
-    pub computed_at: u64,
-    /// Per repository, in name order.
-    pub repositories: Vec<RepoUsage>,
-    /// Over the whole store.
-    pub total: UsageTotals,
-}
-
-/// Something the mark found unreferenced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Doomed {
-    /// A link no manifest of its repository references, to a blob that stays (referenced
-    /// elsewhere or still protected).
-    Link {
-        /// Repository.
-        repo: String,
-        /// Blob.
-        digest: Digest,
-    },
-    /// A blob no manifest references, with the repositories that link it.
-    Blob {
-        /// Blob.
-        digest: Digest,
-        /// Its size.
-        size: u64,
-        /// Repositories linking it at the snapshot.
-        repos: Vec<String>,
-    },
-}
-
-impl Doomed {
-    /// The blob concerned.
-    pub fn digest(&self) -> &Digest {
-        match self {
-            Doomed::Link { digest, .. } | Doomed::Blob { digest, .. } => digest,
-        }
-    }
-}
-
-/// Result of a mark scan.
-#[derive(Clone, Debug, Default)]
-pub struct Mark {
-    /// Storage use at the snapshot.
-    pub usage: StorageUsage,
-    /// Proposed deletions (links first grouped by nothing in particular; blobs in digest order).
-    pub doomed: Vec<Doomed>,
-    /// Unreferenced links kept because they are younger than the grace period.
-    pub young_links: u64,
-    /// Links without a creation time (written before the collector existed): stamped now and
-    /// collected on a later run, once the grace period has passed.
-    pub unstamped: Vec<(String, Digest)>,
-    /// Stored manifests that could not be parsed; their repositories' links were all kept.
-    pub unparsable_manifests: u64,
-    /// More was unreferenced than one run handles; the next run continues.
-    pub truncated: bool,
-}
-
-/// A blob file in the blob store.
-#[derive(Clone, Debug)]
-pub struct BlobFile {
-    /// Its digest (from its path).
-    pub digest: Digest,
-    /// Its size.
-    pub size: u64,
-    /// Last modification.
-    pub modified: SystemTime,
-}
-
-/// An upload file in the blob store.
-#[derive(Clone, Debug)]
-pub struct UploadFile {
-    /// Upload id.
-    pub id: String,
-    /// Bytes held.
-    pub size: u64,
-    /// Last modification (the last chunk written).
-    pub modified: SystemTime,
-}
-
-/// The metadata side of garbage collection. Every method is one transaction.
-#[async_trait]
-pub trait GcMeta: Send + Sync + 'static {
-    /// Starts a collection: bumps the generation and forgets references recorded for earlier
-    /// ones (the coming snapshot sees those manifests). Returns the new generation.
-    async fn gc_begin(&self) -> Result<u64>;
-    /// Scans one snapshot: storage use and what is unreferenced. Links created at or after
-    /// `cutoff` (unix seconds) are young and protect their blob. At most `max_doomed` proposals.
-    async fn gc_mark(&self, cutoff: u64, max_doomed: usize) -> Result<Mark>;
-    /// Gives links without a creation time the time now.
-    async fn gc_stamp(&self, links: Vec<(String, Digest)>) -> Result<()>;
-    /// Deletes the metadata of `items` that are still garbage, re-checked inside the
-    /// transaction: no manifest recorded since `generation` began references the blob, and no
-    /// link of it is younger than `cutoff` or unknown to the proposal. Returns, per item,
-    /// whether it was deleted. The caller deletes a blob's file after this returns `true`.
-    async fn gc_sweep(&self, generation: u64, cutoff: u64, items: Vec<Doomed>)
-    -> Result<Vec<bool>>;
-    /// Per digest: whether the metadata knows the blob (a blob record or any link).
-    async fn gc_blobs_known(&self, digests: Vec<Digest>) -> Result<Vec<bool>>;
-    /// Upload sessions, at most `limit`.
-    async fn gc_uploads(&self, limit: usize) -> Result<Vec<UploadRecord>>;
-}
-
-/// A compact key for a digest in the collector's in-memory sets: the first 128 bits. A collision
-/// between two different digests can only make a blob look referenced, never the reverse, and
-/// with SHA-2 it does not happen in practice.
-pub fn digest_key(d: &Digest) -> u128 {
-    hex_key(d.hex())
-}
-
-fn hex_key(hex: &str) -> u128 {
-    hex.get(..32)
-        .and_then(|h| u128::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
 }
 
 struct Ref {
@@ -585,90 +407,6 @@ impl GcMeta for RedbMetaStore {
     }
 }
 
-/// Lists blob files under `root/blobs` in digest order (sha256 first), strictly after `after`,
-/// at most `limit`. Blocking: reads one shard directory at a time.
-pub(crate) fn list_blob_files(
-    root: &Path,
-    after: Option<&Digest>,
-    limit: usize,
-) -> io::Result<Vec<BlobFile>> {
-    let algs = [Algorithm::Sha256, Algorithm::Sha512];
-    let pos = |a: Algorithm| algs.iter().position(|x| *x == a).unwrap_or(0);
-    let mut out = Vec::new();
-    for alg in algs {
-        if let Some(a) = after
-            && pos(a.algorithm()) > pos(alg)
-        {
-            continue;
-        }
-        let dir = root.join("blobs").join(alg.as_str());
-        let mut shards = match sorted_names(&dir) {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let floor = after.filter(|a| a.algorithm() == alg).map(|a| a.hex());
-        if let Some(f) = floor {
-            shards.retain(|s| s.as_str() >= &f[..2.min(f.len())]);
-        }
-        for shard in shards {
-            for name in sorted_names(&dir.join(&shard))? {
-                if floor.is_some_and(|f| name.as_str() <= f) {
-                    continue;
-                }
-                let Ok(digest) = Digest::parse(&format!("{}:{name}", alg.as_str())) else {
-                    continue; // not a blob (nothing else is written here, but be tolerant)
-                };
-                let Ok(meta) = std::fs::metadata(dir.join(&shard).join(&name)) else {
-                    continue; // deleted meanwhile
-                };
-                out.push(BlobFile {
-                    digest,
-                    size: meta.len(),
-                    modified: meta.modified()?,
-                });
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Lists upload files under `root/uploads`, at most `limit`. Blocking.
-pub(crate) fn list_upload_files(root: &Path, limit: usize) -> io::Result<Vec<UploadFile>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(root.join("uploads"))? {
-        let e = e?;
-        let Ok(id) = e.file_name().into_string() else {
-            continue;
-        };
-        let Ok(meta) = e.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        out.push(UploadFile {
-            id,
-            size: meta.len(),
-            modified: meta.modified()?,
-        });
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    v.sort_unstable();
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -884,29 +622,5 @@ mod tests {
         let m = s.gc_mark(all_old(), 4).await.unwrap();
         assert_eq!(m.doomed.len(), 4);
         assert!(m.truncated);
-    }
-
-    #[test]
-    fn blob_files_are_listed_in_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut want = Vec::new();
-        for n in 0..20u8 {
-            let d = blob(n);
-            let p = dir.path().join("blobs/sha256").join(&d.hex()[..2]);
-            std::fs::create_dir_all(&p).unwrap();
-            std::fs::write(p.join(d.hex()), [n; 3]).unwrap();
-            want.push(d.hex().to_owned());
-        }
-        want.sort();
-        let mut got = Vec::new();
-        let mut after: Option<Digest> = None;
-        loop {
-            let page = list_blob_files(dir.path(), after.as_ref(), 3).unwrap();
-            let Some(last) = page.last() else { break };
-            assert!(page.len() <= 3);
-            after = Some(last.digest.clone());
-            got.extend(page.iter().map(|f| f.digest.hex().to_owned()));
-        }
-        assert_eq!(got, want);
     }
 }
