@@ -441,24 +441,7 @@ impl Cache {
     /// hand out any stored blob, pushed private layers included, to whoever can pull from a
     /// cache. (Index children are manifests, fetched through [`Cache::manifest`].)
     async fn listed(&self, name: &str, digest: &Digest) -> Result<bool, UpstreamError> {
-        let meta = &self.inner.meta;
-        for m in meta.snapshot(name).await?.manifests {
-            if !m.children.is_empty() {
-                continue;
-            }
-            let Some(stored) = meta
-                .get_manifest(name, &Reference::Digest(m.digest))
-                .await?
-            else {
-                continue;
-            };
-            if Manifest::parse(Some(&stored.media_type), &stored.body)
-                .is_ok_and(|p| p.required_blobs().any(|b| &b.digest == digest))
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(self.inner.meta.manifest_lists_blob(name, digest).await?)
     }
 
     /// Resolves an image reference in the cache's terms (`docker.io/library/alpine:3.20`,

@@ -229,6 +229,10 @@ pub trait MetaStore: gc::GcMeta + Send + Sync + 'static {
     async fn upload_complete(&self, id: &str, digest: &Digest, size: u64) -> Result<()>;
     /// Ends an upload session without a blob.
     async fn upload_delete(&self, id: &str) -> Result<bool>;
+    /// Whether an image manifest stored in `repo` lists `digest` as its config or a layer (the
+    /// pull-through cache links a blob stored for another repository only then). Visits every
+    /// manifest of the repository: implementations run it off the async workers.
+    async fn manifest_lists_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
     /// Tags (with digests and when each was last set) and manifests (without their bytes) of
     /// `repo`, in one read transaction.
     async fn snapshot(&self, repo: &str) -> Result<RepoSnapshot>;

@@ -492,6 +492,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_blob_is_listed_only_by_the_manifests_of_its_own_repository() {
+        let (_d, s) = open().await;
+        for n in [1, 2, 3] {
+            s.link_blob("a", &blob(n), 7).await.unwrap();
+        }
+        s.put_manifest("a", image(&blob(1), &[&blob(2)]), vec!["t".into()])
+            .await
+            .unwrap();
+        assert!(
+            s.manifest_lists_blob("a", &blob(1)).await.unwrap(),
+            "config"
+        );
+        assert!(s.manifest_lists_blob("a", &blob(2)).await.unwrap(), "layer");
+        assert!(
+            !s.manifest_lists_blob("a", &blob(3)).await.unwrap(),
+            "linked only"
+        );
+        assert!(
+            !s.manifest_lists_blob("b", &blob(1)).await.unwrap(),
+            "other repository"
+        );
+        // A name that is a prefix of another repository's name sees none of its manifests.
+        assert!(!s.manifest_lists_blob("", &blob(1)).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn sweep_deletes_garbage_and_keeps_what_is_referenced() {
         let (_d, s) = open().await;
         for n in [1, 2, 3] {

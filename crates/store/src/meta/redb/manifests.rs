@@ -266,6 +266,37 @@ pub(super) async fn get_manifest(
     })
 }
 
+pub(super) async fn manifest_lists_blob(
+    s: &RedbMetaStore,
+    repo: &str,
+    digest: &Digest,
+) -> Result<bool> {
+    let (repo, digest) = (repo.to_owned(), digest.clone());
+    s.scan(move |txn| {
+        let t = txn.open_table(MANIFESTS)?;
+        let wanted = digest.to_string();
+        let (lo, hi) = prefix_range(&repo, None);
+        for e in t.range::<&str>((as_ref_bound(&lo), as_ref_bound(&hi)))? {
+            let (k, v) = e?;
+            let m_digest = Digest::parse(&k.value()[repo.len() + 1..])
+                .map_err(|_| StoreError::Db("corrupt manifest key".into()))?;
+            let m = decode_manifest(m_digest, v.value())?;
+            // A manifest that lists the digest has it in its text: most are skipped unparsed.
+            if !std::str::from_utf8(&m.body).is_ok_and(|b| b.contains(&wanted)) {
+                continue;
+            }
+            // Index children are manifests, not blobs: an index lists none.
+            let listed = oci::Manifest::parse(Some(&m.media_type), &m.body)
+                .is_ok_and(|p| p.required_blobs().any(|b| b.digest == digest));
+            if listed {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await
+}
+
 pub(super) async fn delete_manifest(
     s: &RedbMetaStore,
     repo: &str,

@@ -119,6 +119,10 @@ impl MetaStore for RedbMetaStore {
         uploads::upload_delete(self, id).await
     }
 
+    async fn manifest_lists_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        manifests::manifest_lists_blob(self, repo, digest).await
+    }
+
     async fn snapshot(&self, repo: &str) -> Result<RepoSnapshot> {
         retention::snapshot(self, repo).await
     }
