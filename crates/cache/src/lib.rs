@@ -593,6 +593,7 @@ impl Cache {
         let (tx, rx) = tokio::sync::watch::channel(Progress {
             stage: Stage::Connecting,
             received: 0,
+            verified: false,
         });
         let job = FillJob {
             blobs: self.inner.blobs.clone(),
