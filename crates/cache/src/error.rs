@@ -65,6 +65,21 @@ impl UpstreamError {
         }
     }
 
+    /// Classifies a failure of the registry client before a response arrived: transport
+    /// errors as [`UpstreamError::from_reqwest`] does, a refused token as [`UpstreamError::Denied`],
+    /// a malformed challenge or token answer as [`UpstreamError::Invalid`].
+    pub(crate) fn from_client(e: client::Error) -> Self {
+        match e {
+            client::Error::Transport { source, .. } => UpstreamError::from_reqwest(&source),
+            client::Error::Timeout { .. } => UpstreamError::Timeout,
+            client::Error::Auth {
+                status: Some(status),
+                ..
+            } => UpstreamError::Denied { status },
+            e => UpstreamError::Invalid(e.to_string()),
+        }
+    }
+
     /// The metrics label of this kind of failure.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -37,8 +37,9 @@ pub use http::{CacheCapability, CachedSource};
 pub use inventory::{CachedImage, EvictReport};
 pub use metrics::CacheMetrics;
 
+use client::MANIFEST_ACCEPT;
 use fill::{FillHandle, FillJob, Progress, Stage};
-use upstream::{MANIFEST_ACCEPT, Upstream, read_limited};
+use upstream::{Upstream, read_limited};
 
 /// Tag freshness records kept; beyond it they are forgotten (each costs one HEAD to relearn).
 const MAX_CHECKED_TAGS: usize = 100_000;
@@ -575,6 +576,7 @@ impl Cache {
         let (tx, rx) = tokio::sync::watch::channel(Progress {
             stage: Stage::Connecting,
             received: 0,
+            verified: false,
         });
         let job = FillJob {
             blobs: self.inner.blobs.clone(),

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::auth::{BasicCredentials, Challenge, CredentialStore, parse_challenges};
 use crate::error::{Error, ErrorCode, Result};
-use oci::image_ref::{ImageRef, host_without_port, is_loopback};
+use oci::image_ref::{ImageRef, host_without_port, is_loopback, normalize_registry};
 
 /// The `Accept` header for manifests: OCI and Docker image manifests and indexes.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -40,6 +40,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Longest wait for any single read from the network.
     pub read_timeout: Duration,
+    /// Longest wait for a response's headers (each request, token requests included); `None`
+    /// waits as long as the connection stays up.
+    pub response_timeout: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -51,6 +54,7 @@ impl Default for ClientConfig {
             user_agent: concat!("wharf-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(300),
+            response_timeout: None,
         }
     }
 }
@@ -148,15 +152,20 @@ pub struct PushedManifest {
     pub subject_processed: bool,
 }
 
+/// What a request does to a repository: the actions of the token scope it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Action {
+pub enum Action {
+    /// Read (`pull`).
     Pull,
+    /// Write (`pull,push`).
     Push,
+    /// Delete (`delete`).
     Delete,
 }
 
 impl Action {
-    fn scope(self, repository: &str) -> String {
+    /// The token scope for this action on `repository` (`repository:team/app:pull`).
+    pub fn scope(self, repository: &str) -> String {
         match self {
             Action::Pull => format!("repository:{repository}:pull"),
             Action::Push => format!("repository:{repository}:pull,push"),
@@ -174,9 +183,10 @@ struct Inner {
     http: reqwest::Client,
     insecure: Vec<String>,
     credentials: CredentialStore,
-    /// Bearer tokens by (registry, scope).
-    tokens: Mutex<HashMap<(String, String), CachedToken>>,
-    /// Registries that asked for Basic auth: credentials are sent up front afterwards.
+    response_timeout: Option<Duration>,
+    /// Bearer tokens by (endpoint, scope).
+    tokens: TokenCache,
+    /// Endpoints (base URLs) that asked for Basic auth: credentials are sent up front afterwards.
     basic: Mutex<HashSet<String>>,
     /// Registries whose missing-credentials helper warning was already logged.
     warned: Mutex<HashSet<String>>,
@@ -228,7 +238,8 @@ impl Client {
                 http,
                 insecure: config.insecure_registries,
                 credentials: config.credentials,
-                tokens: Mutex::new(HashMap::new()),
+                response_timeout: config.response_timeout,
+                tokens: TokenCache::default(),
                 basic: Mutex::new(HashSet::new()),
                 warned: Mutex::new(HashSet::new()),
             }),
@@ -548,7 +559,7 @@ impl Client {
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
             .body(body);
-        if let Some(auth) = self.cached_auth(image, Action::Push) {
+        if let Some(auth) = self.cached_auth(&self.target(image), Action::Push) {
             req = req.header(AUTHORIZATION, auth);
         }
         let resp = req.send().await.map_err(|e| transport("PUT", &url, e))?;
@@ -818,8 +829,16 @@ impl Client {
         }
     }
 
-    /// Sends a request with whatever authorization is cached; on 401 answers the challenge
-    /// (Basic with stored credentials, or a Bearer token from the realm) and retries once.
+    /// Where requests about `image` go.
+    fn target(&self, image: &ImageRef) -> Target {
+        Target {
+            registry: image.registry().to_owned(),
+            base: self.base_url(image),
+            repository: image.repository().to_owned(),
+        }
+    }
+
+    /// [`Client::send_to`] for the image's registry.
     async fn send(
         &self,
         image: &ImageRef,
@@ -829,7 +848,55 @@ impl Client {
         headers: HeaderMap,
         payload: Payload,
     ) -> Result<reqwest::Response> {
-        let auth = self.cached_auth(image, action);
+        self.send_to(&self.target(image), action, method, url, headers, payload)
+            .await
+    }
+
+    /// Sends `method` to `<base>/v2/<repository>/<path>` of a registry reached at an explicit
+    /// URL (a pull-through cache's upstream, a mirror), authenticating as the registry asks, and
+    /// returns the response as soon as its headers are in, whatever its status: the body is
+    /// left to stream.
+    ///
+    /// Authentication is the client's own: a cached token for (endpoint, scope) or Basic
+    /// credentials for a registry that asked for Basic are sent up front; a 401 is answered once
+    /// (a fresh token from the challenge's realm, or Basic) and the request retried. Credentials
+    /// are looked up by [`Endpoint::registry`]; tokens are only ever sent to the endpoint they
+    /// were obtained for.
+    pub async fn request(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        action: Action,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response> {
+        let target = Target {
+            registry: endpoint.registry.clone(),
+            base: endpoint.base.clone(),
+            repository: repository.to_owned(),
+        };
+        let s = format!("{}/v2/{repository}/{path}", endpoint.base);
+        let url = Url::parse(&s).map_err(|e| Error::InvalidReference {
+            reference: format!("{}/{repository}", endpoint.registry),
+            reason: format!("cannot form URL {s}: {e}"),
+        })?;
+        self.send_to(&target, action, method, url, headers, Payload::None)
+            .await
+    }
+
+    /// Sends a request with whatever authorization is cached; on 401 answers the challenge
+    /// (Basic with stored credentials, or a Bearer token from the realm) and retries once.
+    async fn send_to(
+        &self,
+        target: &Target,
+        action: Action,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        payload: Payload,
+    ) -> Result<reqwest::Response> {
+        let auth = self.cached_auth(target, action);
         let resp = self
             .send_raw(
                 method.clone(),
@@ -849,7 +916,7 @@ impl Client {
             .filter_map(|v| v.to_str().ok())
             .flat_map(parse_challenges)
             .collect();
-        let Some(auth) = self.answer(image, action, &challenges, &url).await? else {
+        let Some(auth) = self.answer(target, action, &challenges, &url).await? else {
             return Ok(resp);
         };
         self.send_raw(method, url, &headers, &payload, Some(&auth))
@@ -877,36 +944,43 @@ impl Client {
             Payload::None => req,
             Payload::Bytes(b) => req.header(CONTENT_LENGTH, b.len()).body(b.clone()),
         };
-        req.send().await.map_err(|e| transport(&m, &url, e))
+        self.timed(&m, &url, req.send()).await
+    }
+
+    /// Waits for a response's headers, no longer than [`ClientConfig::response_timeout`].
+    async fn timed(
+        &self,
+        method: &str,
+        url: &Url,
+        send: impl Future<Output = reqwest::Result<reqwest::Response>>,
+    ) -> Result<reqwest::Response> {
+        let sent = match self.inner.response_timeout {
+            Some(limit) => tokio::time::timeout(limit, send)
+                .await
+                .map_err(|_| Error::Timeout {
+                    method: method.to_owned(),
+                    url: url.to_string(),
+                })?,
+            None => send.await,
+        };
+        sent.map_err(|e| transport(method, url, e))
     }
 
     /// The `Authorization` value to send before any challenge: a cached, unexpired token for
-    /// this scope, or Basic credentials for a registry that asked for Basic before.
-    fn cached_auth(&self, image: &ImageRef, action: Action) -> Option<String> {
-        let key = (
-            image.registry().to_owned(),
-            action.scope(image.repository()),
-        );
-        {
-            let mut tokens = self.inner.tokens.lock().expect("token cache poisoned");
-            match tokens.get(&key) {
-                Some(t) if t.expires > Instant::now() => {
-                    return Some(format!("Bearer {}", t.token));
-                }
-                Some(_) => {
-                    tokens.remove(&key);
-                }
-                None => {}
-            }
+    /// this endpoint and scope, or Basic credentials for an endpoint that asked for Basic before.
+    fn cached_auth(&self, target: &Target, action: Action) -> Option<String> {
+        let scope = action.scope(&target.repository);
+        if let Some(token) = self.inner.tokens.get(&target.base, &scope) {
+            return Some(format!("Bearer {token}"));
         }
         if self
             .inner
             .basic
             .lock()
-            .expect("basic set poisoned")
-            .contains(image.registry())
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&target.base)
         {
-            return self.creds(image.registry()).map(|c| c.header_value());
+            return self.creds(&target.registry).map(|c| c.header_value());
         }
         None
     }
@@ -919,7 +993,7 @@ impl Client {
                 .inner
                 .warned
                 .lock()
-                .expect("warned set poisoned")
+                .unwrap_or_else(|e| e.into_inner())
                 .insert(registry.to_owned())
         {
             tracing::warn!(
@@ -937,18 +1011,19 @@ impl Client {
     /// is nothing better to send (the 401 then goes back to the caller as an error).
     async fn answer(
         &self,
-        image: &ImageRef,
+        target: &Target,
         action: Action,
         challenges: &[Challenge],
         url: &Url,
     ) -> Result<Option<String>> {
-        let registry = image.registry();
+        let registry = target.registry.as_str();
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let realm = bearer.param("realm").ok_or_else(|| Error::Auth {
                 registry: registry.to_owned(),
+                status: None,
                 reason: "Bearer challenge without a realm".into(),
             })?;
-            let ours = action.scope(image.repository());
+            let ours = action.scope(&target.repository);
             let mut scopes = vec![ours.clone()];
             if let Some(s) = bearer.param("scope")
                 && !s.is_empty()
@@ -957,20 +1032,11 @@ impl Client {
                 scopes.push(s.to_owned());
             }
             let (token, ttl) = self
-                .fetch_token(registry, realm, bearer.param("service"), &scopes)
+                .fetch_token(target, realm, bearer.param("service"), &scopes)
                 .await?;
-            let expires = Instant::now() + ttl;
             self.inner
                 .tokens
-                .lock()
-                .expect("token cache poisoned")
-                .insert(
-                    (registry.to_owned(), ours),
-                    CachedToken {
-                        token: token.clone(),
-                        expires,
-                    },
-                );
+                .insert(&target.base, &ours, token.clone(), ttl);
             return Ok(Some(format!("Bearer {token}")));
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
@@ -981,8 +1047,8 @@ impl Client {
                 .inner
                 .basic
                 .lock()
-                .expect("basic set poisoned")
-                .insert(registry.to_owned());
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(target.base.clone());
             if !newly {
                 // We already sent these credentials and they were refused.
                 return Ok(None);
@@ -993,10 +1059,14 @@ impl Client {
         Ok(None)
     }
 
-    /// GETs a Bearer token from the realm (with Basic credentials when there are some).
+    /// GETs a Bearer token from the realm, with Basic credentials when there are some and the
+    /// realm may see them: over HTTPS, or over plain HTTP only when the registry itself is
+    /// reached over plain HTTP (a loopback or configured-insecure registry, whose Basic
+    /// credentials cross that network in the clear anyway). Otherwise the token is asked for
+    /// anonymously. Returns the token and how long it may be used.
     async fn fetch_token(
         &self,
-        registry: &str,
+        target: &Target,
         realm: &str,
         service: Option<&str>,
         scopes: &[String],
@@ -1010,20 +1080,21 @@ impl Client {
             #[serde(default)]
             expires_in: Option<u64>,
         }
-        let auth_err = |reason: String| Error::Auth {
+        let registry = target.registry.as_str();
+        let auth_err = |status: Option<u16>, reason: String| Error::Auth {
             registry: registry.to_owned(),
+            status,
             reason,
         };
         let mut url =
-            Url::parse(realm).map_err(|e| auth_err(format!("bad realm {realm:?}: {e}")))?;
-        if url.scheme() == "http" && !is_loopback(url.host_str().unwrap_or("")) {
-            let insecure_registry = self.scheme(registry) == "http";
-            if !insecure_registry {
-                return Err(auth_err(format!(
-                    "token realm {realm} is plain HTTP; refusing to send credentials over it"
-                )));
-            }
+            Url::parse(realm).map_err(|e| auth_err(None, format!("bad realm {realm:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(auth_err(
+                None,
+                format!("token realm {realm} is not HTTP(S)"),
+            ));
         }
+        let plain_realm = url.scheme() == "http" && !target.base.starts_with("http://");
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -1034,27 +1105,148 @@ impl Client {
             }
         }
         let mut req = self.inner.http.get(url.clone());
-        if let Some(c) = self.creds(registry) {
-            req = req.header(AUTHORIZATION, c.header_value());
+        match self.creds(registry) {
+            Some(_) if plain_realm => tracing::warn!(
+                registry,
+                realm,
+                "the registry's token service is plain HTTP: asking for an anonymous token \
+                 instead of sending credentials over it"
+            ),
+            Some(c) => req = req.header(AUTHORIZATION, c.header_value()),
+            None => {}
         }
-        let resp = req.send().await.map_err(|e| transport("GET", &url, e))?;
+        let resp = self.timed("GET", &url, req.send()).await?;
         if !resp.status().is_success() {
             let status = resp.status();
             let err = registry_error("GET", &url, resp).await;
-            return Err(auth_err(format!("token request answered {status}: {err}")));
+            return Err(auth_err(
+                Some(status.as_u16()),
+                format!("token request answered {status}: {err}"),
+            ));
         }
         let body = read_limited(resp, 1 << 20, "token response").await?;
         let t: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| auth_err(format!("token response is not JSON: {e}")))?;
+            .map_err(|e| auth_err(None, format!("token response is not JSON: {e}")))?;
         let token = t
             .token
             .filter(|t| !t.is_empty())
             .or(t.access_token.filter(|t| !t.is_empty()))
-            .ok_or_else(|| auth_err("token response has no token".into()))?;
-        // Tokens live at least 60 s by spec; refresh a little before expiry.
-        let secs = t.expires_in.unwrap_or(60).max(1);
-        let ttl = Duration::from_secs(if secs > 30 { secs - 10 } else { secs / 2 + 1 });
-        Ok((token, ttl))
+            .ok_or_else(|| auth_err(None, "token response has no token".into()))?;
+        Ok((token, token_lifetime(t.expires_in)))
+    }
+}
+
+/// How long a token is used: its `expires_in` (60 seconds when absent, the spec's default;
+/// at most a day), less a margin so that it is renewed before the registry refuses it.
+fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    let secs = expires_in.unwrap_or(60).clamp(1, 24 * 3600);
+    Duration::from_secs(if secs > 30 { secs - 10 } else { secs / 2 + 1 })
+}
+
+/// Where a request goes: the registry's name (credentials are found by it), the URL its API is
+/// served at (tokens are kept for it), and the repository.
+struct Target {
+    registry: String,
+    base: String,
+    repository: String,
+}
+
+/// A registry reached at an explicit URL, for [`Client::request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    registry: String,
+    base: String,
+}
+
+impl Endpoint {
+    /// The registry `registry` (its name, by which credentials are looked up: `docker.io`,
+    /// `ghcr.io`, `host:port`) served at `base_url` (`https://registry-1.docker.io`,
+    /// `http://10.0.0.5:5000`; a path prefix is kept, a trailing `/` dropped).
+    pub fn new(registry: &str, base_url: &str) -> Result<Self> {
+        let base = base_url.trim_end_matches('/');
+        let bad = |reason: String| Error::InvalidReference {
+            reference: base_url.to_owned(),
+            reason,
+        };
+        let url = Url::parse(base).map_err(|e| bad(format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(bad("the registry URL must be http(s)://host[:port]".into()));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("the registry URL must not have a query".into()));
+        }
+        Ok(Endpoint {
+            registry: normalize_registry(registry),
+            base: base.to_owned(),
+        })
+    }
+
+    /// The registry's name, normalised (`docker.io` for any Docker Hub alias).
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The URL its API is served at, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+}
+
+/// Tokens kept by one client; past it, expired ones are dropped, then the soonest to expire.
+const MAX_TOKENS: usize = 1024;
+
+/// Bearer tokens by (endpoint base URL, scope), each until its lifetime ends. Bounded by
+/// [`MAX_TOKENS`].
+#[derive(Default)]
+struct TokenCache {
+    tokens: Mutex<HashMap<(String, String), CachedToken>>,
+}
+
+impl TokenCache {
+    /// The unexpired token for `scope` at `base`, if one is cached.
+    fn get(&self, base: &str, scope: &str) -> Option<String> {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (base.to_owned(), scope.to_owned());
+        match tokens.get(&key) {
+            Some(t) if t.expires > Instant::now() => Some(t.token.clone()),
+            Some(_) => {
+                tokens.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps `token` for `scope` at `base` for `ttl`.
+    fn insert(&self, base: &str, scope: &str, token: String, ttl: Duration) {
+        let now = Instant::now();
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (base.to_owned(), scope.to_owned());
+        if tokens.len() >= MAX_TOKENS && !tokens.contains_key(&key) {
+            tokens.retain(|_, t| t.expires > now);
+            while tokens.len() >= MAX_TOKENS {
+                let Some(soonest) = tokens
+                    .iter()
+                    .min_by_key(|(_, t)| t.expires)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                tokens.remove(&soonest);
+            }
+        }
+        tokens.insert(
+            key,
+            CachedToken {
+                token,
+                expires: now + ttl,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -1223,6 +1415,62 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("link", r#"</x>; rel="prev""#.parse().unwrap());
         assert!(next_link(&base, &h).is_none());
+    }
+
+    #[test]
+    fn token_cache_expires_and_stays_bounded() {
+        let c = TokenCache::default();
+        let base = "https://r.example";
+        c.insert(
+            base,
+            "repository:a:pull",
+            "t1".into(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(c.get(base, "repository:a:pull").as_deref(), Some("t1"));
+        assert_eq!(c.get(base, "repository:a:pull,push"), None, "per scope");
+        assert_eq!(
+            c.get("https://other.example", "repository:a:pull"),
+            None,
+            "per endpoint"
+        );
+        c.insert(base, "repository:b:pull", "t2".into(), Duration::ZERO);
+        assert_eq!(c.get(base, "repository:b:pull"), None, "expired");
+        assert_eq!(c.len(), 1, "an expired token is dropped when looked up");
+        for i in 0..MAX_TOKENS + 10 {
+            let ttl = Duration::from_secs(100 + i as u64);
+            c.insert(base, &format!("repository:r{i}:pull"), format!("x{i}"), ttl);
+        }
+        assert_eq!(c.len(), MAX_TOKENS);
+        assert_eq!(
+            c.get(base, "repository:a:pull"),
+            None,
+            "soonest to expire went first"
+        );
+        let last = format!("repository:r{}:pull", MAX_TOKENS + 9);
+        assert!(c.get(base, &last).is_some());
+    }
+
+    #[test]
+    fn token_lifetimes() {
+        assert_eq!(token_lifetime(None), Duration::from_secs(50));
+        assert_eq!(token_lifetime(Some(300)), Duration::from_secs(290));
+        assert_eq!(token_lifetime(Some(2)), Duration::from_secs(2));
+        assert_eq!(token_lifetime(Some(0)), Duration::from_secs(1));
+        assert_eq!(
+            token_lifetime(Some(u64::MAX)),
+            Duration::from_secs(24 * 3600 - 10)
+        );
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::new("index.docker.io", "https://registry-1.docker.io/").unwrap();
+        assert_eq!(e.registry(), "docker.io");
+        assert_eq!(e.base_url(), "https://registry-1.docker.io");
+        assert!(Endpoint::new("x", "ftp://x").is_err());
+        assert!(Endpoint::new("x", "not a url").is_err());
+        assert!(Endpoint::new("x", "http://x/?q=1").is_err());
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// No response headers within [`crate::ClientConfig::response_timeout`].
+    #[error("{method} {url}: no response in time")]
+    Timeout {
+        /// HTTP method.
+        method: String,
+        /// Request URL.
+        url: String,
+    },
     /// The registry answered with an error status.
     #[error("{method} {url}: HTTP {status}{}", fmt_code(code.as_ref(), message))]
     Registry {
@@ -54,6 +62,8 @@ pub enum Error {
     Auth {
         /// The registry host.
         registry: String,
+        /// The token service's HTTP status, when it answered with an error.
+        status: Option<u16>,
         /// What went wrong.
         reason: String,
     },

@@ -12,8 +12,8 @@
 //!   registries and [`ClientConfig::insecure_registries`], HTTPS (rustls, system roots) otherwise.
 //!   Authentication is automatic: anonymous first, then on a 401 either Basic with stored
 //!   credentials or the Bearer token flow (`WWW-Authenticate` realm/service/scope, Basic
-//!   credentials to the realm when known); tokens are cached per (registry, scope) until they
-//!   expire.
+//!   credentials to the realm when known, and over plain HTTP only when the registry itself is
+//!   plain HTTP); tokens are cached per (registry, scope) until they expire.
 //! - [`CredentialStore::from_env`] reads `$REGISTRY_AUTH_FILE`, `$DOCKER_CONFIG/config.json` (else
 //!   `~/.docker/config.json`) and the containers `auth.json` files (`auths.<host>.auth` =
 //!   base64 `user:password`); credential helpers are not run (a warning names the helper).
@@ -26,6 +26,11 @@
 //!   returns the digest and whether the registry processed the `subject`);
 //!   [`Client::list_tags`] (follows `Link` pagination); [`Client::referrers`] (`Ok(None)` when
 //!   the registry has no referrers API); [`Client::delete_manifest`].
+//! - [`Client::request`] is the lower level under them, for a registry reached at an explicit URL
+//!   ([`Endpoint`]: a pull-through cache's upstream, a mirror): one authenticated request about a
+//!   repository ([`Action`] names the token scope), the response returned with its body left to
+//!   stream. Tokens are kept per (endpoint, scope), at most 1,024, until shortly before their
+//!   `expires_in` runs out; a 401 to a cached token fetches a fresh one and retries once.
 //! - Errors are [`Error`]: registry failures carry the HTTP status and the spec's
 //!   [`ErrorCode`] (`MANIFEST_UNKNOWN`, `DENIED`, ...); digest mismatches, size limits,
 //!   authentication and transport failures are their own variants.
@@ -46,13 +51,13 @@ mod error;
 
 pub use auth::{BasicCredentials, Challenge, CredentialStore, parse_challenges};
 pub use client::{
-    Client, ClientConfig, FetchedManifest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, PushedBlob,
-    PushedManifest, Resolved,
+    Action, Client, ClientConfig, Endpoint, FetchedManifest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES,
+    PushedBlob, PushedManifest, Resolved,
 };
 pub use error::{Error, ErrorCode, Result};
 /// Image references are `oci`'s, the one parser of Wharf (Docker Hub aliasing included).
 pub use oci::image_ref::{
-    DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API, ImageRef, ImageRefError, api_host, host_without_port,
-    is_loopback, normalize_registry,
+    DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_GGCR, ImageRef, ImageRefError, api_host,
+    host_without_port, is_loopback, normalize_registry,
 };
 pub use oci::{Descriptor, Digest};

@@ -8,7 +8,11 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use client::{BasicCredentials, Client, ClientConfig, CredentialStore, ErrorCode, ImageRef};
+use std::time::Duration;
+
+use client::{
+    Action, BasicCredentials, Client, ClientConfig, CredentialStore, Endpoint, ErrorCode, ImageRef,
+};
 
 const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
 
@@ -384,4 +388,111 @@ async fn digest_mismatch_and_size_limit_are_caught() {
     let mut sink = Vec::new();
     let err = c.get_blob_to(&image, &want, &mut sink).await.unwrap_err();
     assert!(matches!(err, client::Error::DigestMismatch { .. }), "{err}");
+}
+
+/// The token cache behind [`Client::request`] (what the pull-through cache uses for its
+/// upstreams): a token is reused for the same endpoint and scope, fetched again once its
+/// `expires_in` has passed, and fetched again (with one retry of the request) when the registry
+/// refuses it before then.
+#[tokio::test]
+async fn request_reuses_tokens_and_refetches_after_expiry_or_401() {
+    let issued: Arc<Mutex<u32>> = Arc::default();
+    let revoked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let addr_cell: Arc<Mutex<String>> = Arc::default();
+    let (n, rv, l, a) = (
+        issued.clone(),
+        revoked.clone(),
+        log.clone(),
+        addr_cell.clone(),
+    );
+    let addr = serve(move |req| {
+        if req.path.starts_with("/token") {
+            let authed = req.headers.get("authorization").map(String::as_str)
+                == Some(&format!("Basic {}", b64("carol:pw")));
+            let mut n = n.lock().unwrap();
+            *n += 1;
+            l.lock().unwrap().push(format!(
+                "token {} authed={authed}",
+                query_params(&req.path)
+                    .iter()
+                    .find(|(k, _)| k == "scope")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            ));
+            let body = format!(r#"{{"token":"tok{n}","expires_in":1}}"#);
+            return reply(200, &[], body.as_bytes());
+        }
+        let got = req
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        l.lock().unwrap().push(format!("{} {got}", req.path));
+        let valid = got
+            .strip_prefix("Bearer tok")
+            .is_some_and(|t| !rv.lock().unwrap().contains(&format!("tok{t}")));
+        if !valid {
+            let realm = format!("http://{}/token", a.lock().unwrap());
+            let challenge = format!(r#"Bearer realm="{realm}",service="svc""#);
+            return reply(401, &[("WWW-Authenticate", &challenge)], b"");
+        }
+        reply(200, &[], b"blob")
+    });
+    *addr_cell.lock().unwrap() = addr.clone();
+    // The registry's name is not its address: credentials are found by the name.
+    let mut creds = CredentialStore::new();
+    creds.insert("upstream.test", BasicCredentials::new("carol", "pw"));
+    let c = Client::new(ClientConfig::default().with_credentials(creds)).unwrap();
+    let endpoint = Endpoint::new("upstream.test", &format!("http://{addr}/")).unwrap();
+    let get = || {
+        c.request(
+            &endpoint,
+            "lib/app",
+            Action::Pull,
+            reqwest::Method::GET,
+            "blobs/sha256:x",
+            reqwest::header::HeaderMap::new(),
+        )
+    };
+    let tokens = || *issued.lock().unwrap();
+
+    for _ in 0..3 {
+        let r = get().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(&r.bytes().await.unwrap()[..], b"blob");
+    }
+    assert_eq!(
+        tokens(),
+        1,
+        "one token for three requests: {:#?}",
+        log.lock().unwrap()
+    );
+    assert_eq!(
+        log.lock().unwrap()[1],
+        "token repository:lib/app:pull authed=true"
+    );
+
+    // expires_in 1 s: the cached token is not sent after that.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(tokens(), 2, "{:#?}", log.lock().unwrap());
+
+    // The registry refuses a token that has not expired yet: one fresh token, one retry.
+    revoked.lock().unwrap().push("tok2".into());
+    log.lock().unwrap().clear();
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(tokens(), 3);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "/v2/lib/app/blobs/sha256:x Bearer tok2",
+            "token repository:lib/app:pull authed=true",
+            "/v2/lib/app/blobs/sha256:x Bearer tok3",
+        ],
+    );
+    // And the fresh one is cached.
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(tokens(), 3);
 }

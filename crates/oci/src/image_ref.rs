@@ -28,6 +28,10 @@ pub const DOCKER_HUB: &str = "docker.io";
 /// The host that actually serves Docker Hub's Distribution API.
 pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
+/// Docker Hub's registry as go-containerregistry (and so cosign) spells it in references it
+/// writes, such as a signature's `docker-reference`.
+pub const DOCKER_HUB_GGCR: &str = "index.docker.io";
+
 /// The tag that container runtimes pull when a reference names neither tag nor digest.
 pub const DEFAULT_TAG: &str = "latest";
 
@@ -253,6 +257,23 @@ impl ImageRef {
     /// the registry itself otherwise.
     pub fn api_host(&self) -> &str {
         api_host(&self.registry)
+    }
+
+    /// The registry as go-containerregistry (cosign, crane) spells it: [`DOCKER_HUB_GGCR`] for
+    /// Docker Hub, the registry itself otherwise.
+    pub fn ggcr_registry(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            DOCKER_HUB_GGCR
+        } else {
+            &self.registry
+        }
+    }
+
+    /// `registry/repository` in go-containerregistry's spelling (see [`ImageRef::ggcr_registry`]):
+    /// the `docker-reference` cosign writes into a signature's payload
+    /// (`index.docker.io/library/busybox`).
+    pub fn ggcr_name(&self) -> String {
+        format!("{}/{}", self.ggcr_registry(), self.repository)
     }
 
     /// The fully qualified form, `registry/repository[:tag][@digest]`, with `:latest` when there
@@ -655,6 +676,13 @@ mod tests {
         let x = ImageRef::new("index.docker.io", "alpine").unwrap();
         assert_eq!(x.to_string(), "docker.io/library/alpine");
         assert_eq!(x, r("alpine"), "equality ignores the spelling");
+        assert_eq!(x.ggcr_name(), "index.docker.io/library/alpine");
+        assert_eq!(
+            r("registry-1.docker.io/a/b:1").ggcr_registry(),
+            "index.docker.io"
+        );
+        assert_eq!(r("ghcr.io/o/r:v1").ggcr_name(), "ghcr.io/o/r");
+        assert_eq!(r("localhost:5000/app").ggcr_name(), "localhost:5000/app");
     }
 
     #[test]

@@ -22,17 +22,6 @@ pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesi
 /// `critical.type` of a cosign image signature.
 pub const COSIGN_SIGNATURE_TYPE: &str = "cosign container image signature";
 
-/// The `docker-reference` cosign writes for a repository: `registry/repository`, where Docker
-/// Hub's registry is spelled `index.docker.io` (go-containerregistry's canonical name).
-pub fn cosign_docker_reference(registry: &str, repository: &str) -> String {
-    let registry = if registry == "docker.io" {
-        "index.docker.io"
-    } else {
-        registry
-    };
-    format!("{registry}/{repository}")
-}
-
 /// Builds the payload cosign signs for `digest` in `docker_reference`, with optional string
 /// annotations (`cosign sign -a key=value`).
 pub fn build(
@@ -237,10 +226,6 @@ mod tests {
         );
         let parsed = SimpleSigning::parse(p.as_bytes()).unwrap();
         assert_eq!(parsed.optional["a<b"], "x&y\n\"q\"");
-        assert_eq!(
-            cosign_docker_reference("docker.io", "library/x"),
-            "index.docker.io/library/x"
-        );
     }
 
     #[test]

@@ -108,9 +108,9 @@ impl Verdict {
 }
 
 /// Signs an image digest as `cosign sign --key` does: the simple-signing payload for
-/// `docker_reference` (see [`payload::cosign_docker_reference`]) and `digest`, with `annotations`,
-/// and its base64 signature, ready for [`crate::manifest::tag_signature_image`] or
-/// [`crate::manifest::referrer_signature_image`].
+/// `docker_reference` (what [`oci::ImageRef::ggcr_name`] gives: Docker Hub is spelled
+/// `index.docker.io`) and `digest`, with `annotations`, and its base64 signature, ready for
+/// [`crate::manifest::tag_signature_image`] or [`crate::manifest::referrer_signature_image`].
 pub fn sign_image(
     key: &PrivateKey,
     docker_reference: &str,

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use clap::Args;
 use client::{Client, ClientConfig, CredentialStore, ImageRef};
 use trust::manifest::{self, SIG_ARTIFACT_TYPE, SignatureImage};
-use trust::payload::cosign_docker_reference;
 
 use crate::key;
 
@@ -82,7 +81,7 @@ async fn sign(args: SignArgs, key: trust::PrivateKey) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {image}"))?;
     let digest = resolved.digest.clone();
     let annotations: BTreeMap<String, String> = args.annotations.into_iter().collect();
-    let docker_reference = cosign_docker_reference(image.registry(), image.repository());
+    let docker_reference = image.ggcr_name();
     let layer = trust::sign_image(&key, &docker_reference, &digest, &annotations);
     let repo = image.repo_only();
 

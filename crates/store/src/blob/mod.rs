@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
-use oci::Digest;
+use oci::{Algorithm, Digest};
 
 use crate::Result;
 
@@ -109,6 +109,11 @@ pub trait BlobStore: Send + Sync + 'static {
         exact_len: Option<u64>,
         body: BlobStream,
     ) -> Result<UploadState>;
+    /// The digest (in `algorithm`) of the parts an upload holds so far. Lets a caller know the
+    /// bytes are right before it pays for the commit's durability (the pull-through cache
+    /// releases a blob's last byte then); the commit verifies again from the same hash state,
+    /// without reading the bytes a second time.
+    async fn upload_digest(&self, id: &str, algorithm: Algorithm) -> Result<Digest>;
     /// Verifies the parts, in order, against `expected` and publishes them as that blob.
     /// Returns its size.
     async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64>;

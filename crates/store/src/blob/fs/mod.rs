@@ -409,6 +409,30 @@ impl BlobStore for FsBlobStore {
         Err(failure)
     }
 
+    async fn upload_digest(&self, id: &str, algorithm: Algorithm) -> Result<Digest> {
+        check_upload_id(id)?;
+        let slot = self.slot(id);
+        let mut guard = slot.lock().await;
+        let (size, h) = match guard.take() {
+            Some((size, h)) if h.algorithm() == algorithm => (size, h),
+            // Not in memory (a restart) or another algorithm: hash the file once and keep the
+            // state for the commit.
+            _ => {
+                let path = self.upload_path(id);
+                tokio::task::spawn_blocking(move || hash_file(&path, algorithm))
+                    .await
+                    .map_err(|e| StoreError::Io(io::Error::other(e)))?
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::NotFound => StoreError::UploadUnknown,
+                        _ => StoreError::Io(e),
+                    })?
+            }
+        };
+        let digest = h.clone().finish();
+        *guard = Some((size, h));
+        Ok(digest)
+    }
+
     async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64> {
         check_upload_id(id)?;
         let slot = self.slot(id);
