@@ -214,8 +214,11 @@ fn management_api_conforms_to_its_openapi_document() {
             &examples,
             "--seed",
             &seed,
+            // One worker: with two, CPython 3.11's `ast.parse` (hypothesis describes its filter
+            // lambdas with it) crashed once in the tool itself ("AST constructor recursion
+            // depth mismatch"), a runtime error of schemathesis, not a finding about the server.
             "--workers",
-            "2",
+            "1",
             "--phases",
             "examples,coverage,fuzzing,stateful",
             "--request-timeout",
