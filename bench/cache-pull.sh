@@ -13,6 +13,8 @@
 #   pull_cold       whole first GET through the cache, MB/s (the cache fills while it streams)
 #   pull_warm       whole GET through the cache once cached, MB/s
 #   pull_local      whole GET of the same bytes from a local (pushed) repository of Wharf, MB/s
+#   cpu_*           CPU seconds (user + system) of one whole GET: the upstream's for a direct
+#                   pull; the upstream's and Wharf's for a cold pull through the cache
 #   concurrent      CONCURRENT clients GET one uncached blob at once: upstream transfers counted
 #                   from Distribution's access log (1 is the goal), and the slowest client's time
 # Needs curl, python3, docker-registry (scripts/install-test-deps.sh installs them). Loopback only.
@@ -41,6 +43,7 @@ http:
   addr: 127.0.0.1:$UP
 EOF
 docker-registry serve "$WORK/up.yml" > "$WORK/up.log" 2>&1 &
+UPID=$!
 wait_up "http://127.0.0.1:$UP/v2/"
 
 WP=$(port)
@@ -50,6 +53,7 @@ host = "upstream.test"
 url = "http://127.0.0.1:$UP"
 EOF
 "$BIN" serve --listen "127.0.0.1:$WP" --data-dir "$WORK/wharf" --config "$WORK/wharf.toml" > "$WORK/wharf.log" 2>&1 &
+WPID=$!
 wait_up "http://127.0.0.1:$WP/readyz"
 UPURL="http://127.0.0.1:$UP"
 WURL="http://127.0.0.1:$WP"
@@ -65,6 +69,9 @@ push() { # URL REPO FILE DIGEST
 # time_starttransfer and speed of one GET, as "TTFB_S MBPS".
 get() { curl -sf -o /dev/null -w '%{time_starttransfer} %{speed_download}\n' "$1" | awk '{printf "%.4f %.1f\n", $1, $2/1e6}'; }
 
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
 best() { sort -g | head -1; }
 bestr() { sort -gr | head -1; }
 declare -A R
@@ -72,8 +79,14 @@ for round in $(seq "$ROUNDS"); do
   head -c $((MIB * 1024 * 1024)) /dev/urandom > "$WORK/blob"
   D=sha256:$(sha256sum "$WORK/blob" | cut -d' ' -f1)
   push "$UPURL" bench/app "$WORK/blob" "$D"
+  u0=$(cpu "$UPID")
   read -r t1 s1 < <(get "$UPURL/v2/bench/app/blobs/$D")
+  u1=$(cpu "$UPID"); w1=$(cpu "$WPID")
   read -r t2 s2 < <(get "$WURL/v2/upstream.test/bench/app/blobs/$D")
+  u2=$(cpu "$UPID"); w2=$(cpu "$WPID")
+  R[cpu_upstream_direct]+="$(echo "scale=2; ($u1 - $u0) / $TICK" | bc) "
+  R[cpu_cold_upstream]+="$(echo "scale=2; ($u2 - $u1) / $TICK" | bc) "
+  R[cpu_cold_wharf]+="$(echo "scale=2; ($w2 - $w1) / $TICK" | bc) "
   read -r _ s3 < <(get "$WURL/v2/upstream.test/bench/app/blobs/$D")
   # The same bytes pushed to Wharf itself: a local repository (the blob is stored once).
   curl -sf -X POST "$WURL/v2/local/app/blobs/uploads/?mount=$D&from=upstream.test/bench/app" -o /dev/null
@@ -103,6 +116,10 @@ printf '%-22s %10.1f ms\n' ttfb_upstream "$(echo "$t_up * 1000" | bc)"
 printf '%-22s %10.1f ms  (+%.1f ms)\n' ttfb_cold "$(echo "$t_cold * 1000" | bc)" "$(echo "($t_cold - $t_up) * 1000" | bc)"
 for k in pull_upstream pull_cold pull_warm pull_local; do
   printf '%-22s %10.1f MB/s\n' "$k" "$(tr ' ' '\n' <<<"${R[$k]}" | grep . | bestr)"
+done
+# CPU seconds of one whole GET (the last round's): what a cold pull costs beyond a direct one.
+for k in cpu_upstream_direct cpu_cold_upstream cpu_cold_wharf; do
+  printf '%-22s %10s s\n' "$k" "$(tr ' ' '\n' <<<"${R[$k]}" | grep . | tail -1)"
 done
 printf '%-22s %12s\n' concurrent_transfers "$(tr ' ' '\n' <<<"${R[concurrent_transfers]}" | grep . | sort -g | tail -1) (max over rounds)"
 printf '%-22s %10.2f s\n' concurrent_seconds "$(tr ' ' '\n' <<<"${R[concurrent_seconds]}" | grep . | best)"
