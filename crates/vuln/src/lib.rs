@@ -22,6 +22,7 @@ pub mod apk;
 pub mod cargo;
 pub mod dpkg;
 pub mod ecosystem;
+pub mod finding;
 pub mod golang;
 pub mod maven;
 pub mod npm;
@@ -31,4 +32,5 @@ pub mod rpm;
 pub mod semver;
 
 pub use ecosystem::{Ecosystem, Parsed, VersionError, compare, validate};
+pub use finding::{Cvss, Finding, Severity, SeverityError};
 pub use range::{Affected, Event, MatchError, Range, RangeError, RangeKind};
