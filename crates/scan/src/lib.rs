@@ -11,6 +11,7 @@
 pub mod analyze;
 pub mod findings;
 pub mod inventory;
+pub mod layer;
 
 pub use findings::ImageFinding;
 pub use inventory::{FileFinding, ImageInventory, LayerInventory, OsRelease, Package, PackageKind};

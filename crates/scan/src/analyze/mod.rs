@@ -68,3 +68,19 @@ pub trait Analyzer: Send + Sync {
         content: &mut dyn Read,
     ) -> Result<Option<Found>, AnalyzeError>;
 }
+
+pub mod apk;
+pub mod dpkg;
+pub mod os_release;
+pub mod rpm;
+
+/// The analysers of the OS package databases and the OS release: os-release, dpkg, apk and
+/// rpm (SQLite), in that order.
+pub fn os_analyzers() -> Vec<Box<dyn Analyzer>> {
+    vec![
+        Box::new(os_release::OsReleaseAnalyzer),
+        Box::new(dpkg::DpkgAnalyzer),
+        Box::new(apk::ApkAnalyzer),
+        Box::new(rpm::RpmAnalyzer),
+    ]
+}
