@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Builds the real OS images the scanner's tests read (crates/scan/tests/os_*.rs), offline from
+# the Debian mirror apt uses, as OCI image layouts:
+#
+#   OUTDIR/debian-oci        `debootstrap --variant=minbase bookworm`, one gzip layer (umoci),
+#                            tag `latest`; also OUTDIR/debian-rootfs, the root filesystem itself
+#   OUTDIR/debian-zstd-oci   the same image with its layer recompressed to zstd (skopeo)
+#   OUTDIR/debian-whiteout-oci  the base + a layer whiting out /var/lib/dpkg/status
+#   OUTDIR/debian-statusd-oci   the base + a layer adding distroless-style
+#                               /var/lib/dpkg/status.d/{libc6,zlib1g} files
+#   OUTDIR/debian-opaque-oci    statusd + a layer making /var/lib/dpkg opaque, with a new
+#                               `status` listing only base-files and libc6
+#                            (extra layers by umoci insert; all tagged `latest`)
+#   OUTDIR/rpm-oci           a root filesystem with three rpms built here with rpmbuild
+#                            (scripts/scan-fixtures/*.spec) and installed with Debian's rpm into
+#                            its SQLite rpmdb (/var/lib/rpm/rpmdb.sqlite), one gzip layer
+#
+# Usage: scripts/scan-fixtures.sh OUTDIR
+# Idempotent: each fixture is rebuilt only when its stamp (below) differs from the one it was
+# built with; concurrent runs on one OUTDIR wait for each other (flock). Needs root (debootstrap)
+# and the tools scripts/install-test-deps.sh installs: debootstrap, umoci, skopeo, rpm,
+# dpkg-query. DEBIAN_MIRROR overrides the mirror (default: the first one in apt's sources).
+#
+# Alpine: no rootfs is built. Debian bookworm packages neither apk-tools nor apk-tools-static,
+# and the Alpine CDN is not reachable from this machine, so there is no real apk database to
+# install packages with.
+set -euo pipefail
+
+STAMP=4
+OUT=${1:?usage: scan-fixtures.sh OUTDIR}
+HERE=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+exec 9>"$OUT/.lock"
+flock 9
+
+fresh() { [ "$(cat "$OUT/$1.stamp" 2>/dev/null)" = "$STAMP" ]; }
+done_() { echo "$STAMP" >"$OUT/$1.stamp"; }
+log() { echo "scan-fixtures: $*" >&2; }
+
+mirror() {
+  if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+  local m
+  m=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -1 || true)
+  [ -n "$m" ] || m=$(grep -hsE '^deb ' /etc/apt/sources.list | awk '{print $2}' | head -1 || true)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+# (a) Debian bookworm minbase.
+if ! fresh debian; then
+  log "debootstrap --variant=minbase bookworm (about a minute)"
+  rm -rf "$OUT/debian-rootfs" "$OUT/debian-oci" "$OUT/debian-rootfs.tmp"
+  debootstrap --variant=minbase bookworm "$OUT/debian-rootfs.tmp" "$(mirror)" >"$OUT/debootstrap.log" 2>&1 \
+    || { tail -20 "$OUT/debootstrap.log" >&2; exit 1; }
+  # apt's downloaded .debs are not part of the image (debootstrap leaves them in the cache).
+  rm -f "$OUT/debian-rootfs.tmp"/var/cache/apt/archives/*.deb
+  mv "$OUT/debian-rootfs.tmp" "$OUT/debian-rootfs"
+  umoci init --layout "$OUT/debian-oci"
+  umoci new --image "$OUT/debian-oci:latest"
+  umoci insert --image "$OUT/debian-oci:latest" "$OUT/debian-rootfs" /
+  umoci gc --layout "$OUT/debian-oci"
+  done_ debian
+  rm -f "$OUT"/debian-zstd.stamp "$OUT"/debian-wh.stamp
+fi
+
+# The same image, zstd-compressed.
+if ! fresh debian-zstd; then
+  log "recompressing the Debian layer with zstd"
+  rm -rf "$OUT/debian-zstd-oci"
+  skopeo copy -q --dest-compress-format zstd "oci:$OUT/debian-oci:latest" "oci:$OUT/debian-zstd-oci:latest"
+  done_ debian-zstd
+fi
+
+# Whiteouts, distroless status.d files, an opaque directory: the base image plus layers, each
+# variant its own layout (syft reads one image per layout), sharing the base's blob files.
+variant() { # FROM TO: a copy of layout FROM (blobs hard-linked: umoci never rewrites one)
+  rm -rf "$OUT/$2"
+  mkdir -p "$OUT/$2"
+  cp -al "$OUT/$1/blobs" "$OUT/$2/blobs"
+  cp "$OUT/$1/index.json" "$OUT/$1/oci-layout" "$OUT/$2/"
+}
+if ! fresh debian-wh; then
+  log "layering whiteouts and an opaque directory"
+  T="$OUT/wh.tmp"
+  rm -rf "$T"
+  mkdir -p "$T/status.d" "$T/dpkg"
+  DB="$OUT/debian-rootfs/var/lib/dpkg"
+  variant debian-oci debian-whiteout-oci
+  umoci insert --image "$OUT/debian-whiteout-oci:latest" --whiteout /var/lib/dpkg/status
+  variant debian-oci debian-statusd-oci
+  for p in libc6 zlib1g; do dpkg-query --admindir="$DB" -s "$p" >"$T/status.d/$p"; done
+  umoci insert --image "$OUT/debian-statusd-oci:latest" "$T/status.d" /var/lib/dpkg/status.d
+  variant debian-statusd-oci debian-opaque-oci
+  { dpkg-query --admindir="$DB" -s base-files; echo; dpkg-query --admindir="$DB" -s libc6; } >"$T/dpkg/status"
+  umoci insert --image "$OUT/debian-opaque-oci:latest" --opaque "$T/dpkg" /var/lib/dpkg
+  rm -rf "$T"
+  done_ debian-wh
+fi
+
+# (c) rpm: packages built here, installed into a SQLite rpmdb.
+if ! fresh rpm; then
+  [ "$(rpm --eval '%_db_backend')" = sqlite ] || { log "rpm's database backend is not sqlite"; exit 1; }
+  log "building and installing rpms"
+  T="$OUT/rpm.tmp"
+  rm -rf "$T" "$OUT/rpm-oci" "$OUT/rpm-rootfs"
+  mkdir -p "$T"
+  for spec in "$HERE"/scan-fixtures/*.spec; do
+    rpmbuild --quiet --define "_topdir $T/top" --define "_build_id_links none" -bb "$spec" >"$T/build.log" 2>&1 \
+      || { cat "$T/build.log" >&2; exit 1; }
+  done
+  R="$OUT/rpm-rootfs"
+  mkdir -p "$R"
+  rpm --root "$R" --dbpath /var/lib/rpm --initdb
+  rpm --root "$R" --dbpath /var/lib/rpm -i --nodeps --ignoreos --ignorearch "$T"/top/RPMS/*/*.rpm 2>/dev/null
+  umoci init --layout "$OUT/rpm-oci"
+  umoci new --image "$OUT/rpm-oci:latest"
+  umoci insert --image "$OUT/rpm-oci:latest" "$R" /
+  rm -rf "$T"
+  done_ rpm
+fi
+log "ok: $OUT"
