@@ -54,7 +54,7 @@ impl IgnoreRule {
 
     /// Whether the rule covers `finding` in `image` (expiry not considered).
     pub fn covers(&self, finding: &Finding, image: &str) -> bool {
-        let id_ok = finding.id == self.id || finding.aliases.iter().any(|a| *a == self.id);
+        let id_ok = finding.id == self.id || finding.aliases.contains(&self.id);
         if !id_ok {
             return false;
         }

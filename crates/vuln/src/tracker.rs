@@ -122,16 +122,15 @@ fn add_cve(out: &mut BTreeMap<String, Advisory>, pkg: &str, id: String, cve: Raw
         let fixed = rel.fixed_version.as_deref().filter(|v| !v.is_empty());
         let mut events = vec![EventSpec::Introduced("0".into())];
         let mut fixed_list = Vec::new();
-        match rel.status.as_str() {
-            "resolved" => match fixed {
+        // open, undetermined (and any future state): affected, no fix known.
+        if rel.status == "resolved" {
+            match fixed {
                 Some("0") | None => continue,
                 Some(v) => {
                     events.push(EventSpec::Fixed(v.to_string()));
                     fixed_list.push(v.to_string());
                 }
-            },
-            // open, undetermined (and any future state): affected, no fix known.
-            _ => {}
+            }
         }
         entries.push(AffectedPackage {
             ecosystem: format!("Debian:{number}"),
