@@ -54,16 +54,30 @@ impl IgnoreRule {
 
     /// Whether the rule covers `finding` in `image` (expiry not considered).
     pub fn covers(&self, finding: &Finding, image: &str) -> bool {
+        self.covers_installed(finding, None, image)
+    }
+
+    /// [`IgnoreRule::covers`], where `package` may also name the installed package
+    /// (`libc6`, when the finding names its source package `glibc`).
+    pub fn covers_installed(
+        &self,
+        finding: &Finding,
+        installed: Option<&str>,
+        image: &str,
+    ) -> bool {
         let id_ok = finding.id == self.id || finding.aliases.contains(&self.id);
         if !id_ok {
             return false;
         }
         if let Some(p) = &self.package {
-            let same = if finding.ecosystem == "PyPI" {
-                crate::matcher::pep503(p) == crate::matcher::pep503(&finding.package)
-            } else {
-                *p == finding.package
+            let is = |name: &str| {
+                if finding.ecosystem == "PyPI" {
+                    crate::matcher::pep503(p) == crate::matcher::pep503(name)
+                } else {
+                    p == name
+                }
             };
+            let same = is(&finding.package) || installed.is_some_and(is);
             if !same {
                 return false;
             }
@@ -199,6 +213,21 @@ impl IgnoreRules {
         self.rules
             .iter()
             .find(|r| !r.is_expired(today) && r.covers(finding, image))
+            .map(|r| r.reason.as_str())
+    }
+
+    /// [`IgnoreRules::suppresses`] for a finding in an installed package whose name may
+    /// differ from the advisory's (a binary package of the finding's source package).
+    pub fn suppresses_installed(
+        &self,
+        finding: &Finding,
+        installed: &str,
+        image: &str,
+        today: &str,
+    ) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| !r.is_expired(today) && r.covers_installed(finding, Some(installed), image))
             .map(|r| r.reason.as_str())
     }
 
