@@ -155,7 +155,8 @@ impl VulnDb {
         if !resp.status().is_success() {
             return Err(http_err(url, format!("HTTP status {}", resp.status())));
         }
-        if resp.content_length().is_some_and(|n| n > config.max_bytes) {
+        let announced = resp.content_length();
+        if announced.is_some_and(|n| n > config.max_bytes) {
             return Err(http_err(url, "larger than the configured maximum"));
         }
         let dir = self.dir.clone();
@@ -176,7 +177,7 @@ impl VulnDb {
                 .map_err(|e| DbError::io(tmp.path(), e))?;
         }
         tmp.flush().map_err(|e| DbError::io(tmp.path(), e))?;
-        if let Some(len) = resp.content_length()
+        if let Some(len) = announced
             && len != total
         {
             return Err(http_err(url, format!("got {total} of {len} bytes")));
