@@ -4,11 +4,14 @@
 //! - [`inventory`]: package inventories per layer (kept by layer digest, so a shared base
 //!   layer is analysed once) and per image (layers combined with their whiteouts);
 //! - [`analyze`]: the analysers that read package databases and metadata files out of a layer;
+//! - [`db`]: the vulnerability database (feeds imported and downloaded, stored in redb) and
+//!   the join of an image inventory with its index;
 //! - [`findings`]: an image's findings, each with the installed package it was found in.
 //!
 //! Version orderings, advisory ranges and findings are pure logic in the `vuln` crate.
 
 pub mod analyze;
+pub mod db;
 pub mod findings;
 pub mod inventory;
 pub mod layer;

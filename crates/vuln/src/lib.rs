@@ -15,22 +15,39 @@
 //! - [`Range`] and [`Affected`]: OSV's `introduced` / `fixed` / `last_affected` / `limit`
 //!   ranges and explicit `versions` lists, evaluated as the OSV schema specifies.
 //!
+//! - Advisories: the normalised model ([`advisory`]) and its readers: OSV JSON
+//!   ([`advisory::parse_osv`]), the Debian security tracker's JSON ([`tracker`]), Alpine's
+//!   secdb ([`secdb`]); CVSS v3 base scores ([`cvss`]).
+//! - Matching: [`Index`] ([`matcher`]) turns (ecosystem, package, version) into
+//!   [`Finding`]s; [`IgnoreRules`] ([`ignore`]) suppresses accepted ones.
+//!
 //! Comparisons are allocation-free (parsing borrows from the input) except Maven's, whose
 //! parse builds its nested item lists.
 
+pub mod advisory;
 pub mod apk;
 pub mod cargo;
+pub mod cvss;
 pub mod dpkg;
 pub mod ecosystem;
 pub mod finding;
 pub mod golang;
+pub mod ignore;
+pub mod matcher;
 pub mod maven;
 pub mod npm;
 pub mod pep440;
 pub mod range;
 pub mod rpm;
+pub mod secdb;
 pub mod semver;
+pub mod tracker;
 
+pub use advisory::{Advisory, AffectedPackage, ParseError, parse_osv};
 pub use ecosystem::{Ecosystem, Parsed, VersionError, compare, validate};
 pub use finding::{Cvss, Finding, Severity, SeverityError};
+pub use ignore::{IgnoreError, IgnoreRule, IgnoreRules};
+pub use matcher::{Index, IndexStats};
 pub use range::{Affected, Event, MatchError, Range, RangeError, RangeKind};
+pub use secdb::parse_secdb;
+pub use tracker::parse_tracker;
