@@ -10,10 +10,12 @@
 # OUTDIR/npm           npm install --prefix: node_modules + package.json + package-lock.json (v3)
 # OUTDIR/npm-lock-v1   the same packages' lockfile in npm's v1 format (--lockfile-version 1)
 # OUTDIR/npm-lock-v2   ... and in v2 (both v1 packages and v3 packages sections)
+# OUTDIR/yarn          the yarn.lock yarn 1 (the npm package, installed in OUTDIR/yarn-tool)
+#                      writes for the same tree (`yarn import` reads node_modules)
 set -euo pipefail
 
 OUT="${1:?usage: scan-fixtures-lang.sh OUTDIR}"
-STAMP="$OUT/.done-3"
+STAMP="$OUT/.done-4"
 [ -e "$STAMP" ] && exit 0
 mkdir -p "$OUT"
 
@@ -21,7 +23,7 @@ PYTHON_PKGS=(requests==2.19.0 urllib3==1.24.1 Django==3.2.0 Jinja2==2.10 Flask==
   Werkzeug==0.15.0 idna==2.7 certifi==2018.4.16 PyJWT==1.5.0 sqlparse==0.4.1)
 NPM_PKGS=(lodash@4.17.15 minimist@1.2.0 express@4.16.0 @babel/code-frame@7.0.0)
 
-rm -rf "$OUT/python" "$OUT/npm" "$OUT/npm-lock-v1" "$OUT/npm-lock-v2"
+rm -rf "$OUT/python" "$OUT/npm" "$OUT/npm-lock-v1" "$OUT/npm-lock-v2" "$OUT/yarn" "$OUT/yarn-tool"
 PIP=(python3 -m pip)
 [ -x /usr/bin/python3 ] && PIP=(/usr/bin/python3 -m pip)
 "${PIP[@]}" install -q --disable-pip-version-check --no-input --no-deps --only-binary=:all: \
@@ -35,4 +37,9 @@ for v in 1 2; do
   cp "$OUT/npm/package.json" "$OUT/npm/package-lock.json" "$OUT/npm-lock-v$v/"
   "${NPM[@]}" install --prefix "$OUT/npm-lock-v$v" --package-lock-only --lockfile-version "$v" </dev/null
 done
+"${NPM[@]}" install --prefix "$OUT/yarn-tool" yarn@1.22.22 </dev/null
+cp -r "$OUT/npm" "$OUT/yarn"
+rm "$OUT/yarn/package-lock.json"
+(cd "$OUT/yarn" && "$OUT/yarn-tool/node_modules/.bin/yarn" import --non-interactive --silent </dev/null)
+rm -rf "$OUT/yarn/node_modules"
 touch "$STAMP"
