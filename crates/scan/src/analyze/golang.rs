@@ -207,20 +207,20 @@ pub fn read_build_info(
                 let rest = win.split_off(i + HEADER);
                 let mut chained = rest.as_slice().chain(content);
                 let go_version = read_string(&mut chained, MAX_VERSION, path, "version")?;
-                let mut modinfo = read_string(&mut chained, MAX_MODINFO, path, "modinfo")?;
+                let go_version = String::from_utf8_lossy(&go_version).into_owned();
+                let modinfo = read_string(&mut chained, MAX_MODINFO, path, "modinfo")?;
                 if !go_version.starts_with("go") && !go_version.starts_with("devel") {
                     return Err(AnalyzeError::Malformed {
                         path: path.to_string(),
                         reason: format!("Go build info with an odd version {go_version:?}"),
                     });
                 }
-                // Strip the 16-byte sentinels, as debug/buildinfo does.
-                if modinfo.len() >= 33 && modinfo.as_bytes()[modinfo.len() - 17] == b'\n' {
-                    modinfo = String::from_utf8_lossy(&modinfo.as_bytes()[16..modinfo.len() - 16])
-                        .into_owned();
+                // Strip the 16-byte sentinels (binary, not UTF-8), as debug/buildinfo does.
+                let modinfo = if modinfo.len() >= 33 && modinfo[modinfo.len() - 17] == b'\n' {
+                    String::from_utf8_lossy(&modinfo[16..modinfo.len() - 16]).into_owned()
                 } else {
-                    modinfo.clear();
-                }
+                    String::new()
+                };
                 tracing::trace!(%path, offset = base + i as u64, "Go build info found");
                 return Ok(Some(BuildInfo {
                     go_version,
@@ -262,7 +262,12 @@ fn fill(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usi
 }
 
 /// A Go varint (unsigned LEB128) length, then that many bytes, at most `cap`.
-fn read_string(r: &mut dyn Read, cap: u64, path: &str, what: &str) -> Result<String, AnalyzeError> {
+fn read_string(
+    r: &mut dyn Read,
+    cap: u64,
+    path: &str,
+    what: &str,
+) -> Result<Vec<u8>, AnalyzeError> {
     let malformed = |reason: String| AnalyzeError::Malformed {
         path: path.to_string(),
         reason,
@@ -294,7 +299,7 @@ fn read_string(r: &mut dyn Read, cap: u64, path: &str, what: &str) -> Result<Str
     if bytes.len() as u64 != len {
         return Err(malformed(format!("Go build info truncated in the {what}")));
     }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(bytes)
 }
 
 #[cfg(test)]
