@@ -5,8 +5,9 @@
 //! `version`. When an archive holds none, its `META-INF/MANIFEST.MF` is the fallback:
 //! `Bundle-SymbolicName` (OSGi) or else `Implementation-Title`, qualified by
 //! `Implementation-Vendor-Id` as the group when the manifest gives one
-//! (`org.example:thing`), at `Bundle-Version` or `Implementation-Version`; an archive with
-//! neither a name nor a version there is reported with nothing.
+//! (`org.example:thing`), at `Implementation-Version` (the build's own version) or else
+//! `Bundle-Version` (OSGi's normalised `1.0.0`); an archive with neither a name nor a version
+//! there is reported with nothing (the file name is not trusted as a version).
 //!
 //! Archives nested one level deep (`BOOT-INF/lib/x.jar` in a Spring Boot jar,
 //! `WEB-INF/lib/x.jar` in a war, the modules of an ear; any entry ending in `.jar`/`.war`) are
@@ -305,7 +306,7 @@ fn manifest_package(text: &str, path: &str) -> Option<Package> {
         (None, Some(t), None) => t.to_string(),
         _ => return None,
     };
-    let version = get("Bundle-Version").or(get("Implementation-Version"))?;
+    let version = get("Implementation-Version").or(get("Bundle-Version"))?;
     Some(lang_package(
         PackageKind::Maven,
         &name,
