@@ -74,7 +74,7 @@ fn go_version_m(bin: &Path) -> Set {
     let mut set = Set::new();
     set.insert(("stdlib".into(), stdlib_version(go).unwrap()));
     let mut pending: Option<(String, String)> = None;
-    let mut flush = |p: Option<(String, String)>, set: &mut Set| {
+    let flush = |p: Option<(String, String)>, set: &mut Set| {
         if let Some((n, v)) = p
             && v != "(devel)"
             && !v.is_empty()

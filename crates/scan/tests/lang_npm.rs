@@ -122,8 +122,7 @@ fn the_same_packages_as_syft_and_trivy() {
     for v in ["npm-lock-v1", "npm-lock-v2"] {
         let d = fixtures().join(v);
         compare(&format!("trivy fs {v}"), &lock, &trivy("fs", &d, "/"), &[]);
-        let exceptions: &[(&str, &dyn Fn(&(String, String), bool) -> bool)] = if v == "npm-lock-v1"
-        {
+        let exceptions: &[lang_common::Exception<'_>] = if v == "npm-lock-v1" {
             &[(
                 "syft reads only a v1 lockfile's top-level entries",
                 &nested_in_v1,

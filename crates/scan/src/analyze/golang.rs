@@ -5,15 +5,15 @@
 //! (inside `.go.buildinfo`, near the start of the data segment), then a pointer-size byte and
 //! a flags byte, padded to 32 bytes. With flag `0x2` (Go 1.18+), two varint-length-prefixed
 //! strings follow inline: the toolchain version (`go1.21.3`) and the module information,
-//! framed by two 16-byte sentinels, one tab-separated line per record:
+//! framed by two 16-byte sentinels, one tab-separated line per record (tabs shown as ` → `):
 //!
 //! ```text
-//! path	example.com/cmd/app
-//! mod	example.com/app	v1.2.0	h1:…
-//! dep	golang.org/x/net	v0.17.0	h1:…
-//! dep	github.com/a/b	v1.0.0
-//! =>	github.com/fork/b	v1.0.1	h1:…
-//! build	-compiler=gc
+//! path → example.com/cmd/app
+//! mod → example.com/app → v1.2.0 → h1:…
+//! dep → golang.org/x/net → v0.17.0 → h1:…
+//! dep → github.com/a/b → v1.0.0
+//! => → github.com/fork/b → v1.0.1 → h1:…
+//! build → -compiler=gc
 //! ```
 //!
 //! Reported: `stdlib` at the toolchain's version in OSV's spelling (`go1.21.3` → `1.21.3`,

@@ -307,7 +307,7 @@ mod tests {
                 .is_none()
         );
         // An ELF header whose section table points past the end.
-        let mut h = vec![0u8; 64];
+        let mut h = [0u8; 64];
         h[..4].copy_from_slice(b"\x7fELF");
         h[4] = 2;
         h[5] = 1;

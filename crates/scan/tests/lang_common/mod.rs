@@ -210,13 +210,17 @@ pub fn trivy(mode: &str, dir: &Path, group_sep: &str) -> BTreeSet<(String, Strin
         .collect()
 }
 
+/// A named exception to a comparison: its explanation, and which differences it explains
+/// (the item, and whether only we have it).
+pub type Exception<'a> = (&'a str, &'a dyn Fn(&(String, String), bool) -> bool);
+
 /// Compares our set with a reference tool's: every difference must be a named exception
 /// (a predicate with its explanation) or the test fails listing the unexplained ones.
 pub fn compare(
     tool: &str,
     ours: &BTreeSet<(String, String)>,
     theirs: &BTreeSet<(String, String)>,
-    exceptions: &[(&str, &dyn Fn(&(String, String), bool) -> bool)],
+    exceptions: &[Exception<'_>],
 ) {
     let mut unexplained = vec![];
     for (item, only_ours) in ours
