@@ -15,13 +15,14 @@
 set -euo pipefail
 
 OUT="${1:?usage: scan-fixtures-lang.sh OUTDIR}"
-STAMP="$OUT/.done-4"
+STAMP="$OUT/.done-5"
 [ -e "$STAMP" ] && exit 0
 mkdir -p "$OUT"
 
 PYTHON_PKGS=(requests==2.19.0 urllib3==1.24.1 Django==3.2.0 Jinja2==2.10 Flask==0.12.2
   Werkzeug==0.15.0 idna==2.7 certifi==2018.4.16 PyJWT==1.5.0 sqlparse==0.4.1)
 NPM_PKGS=(lodash@4.17.15 minimist@1.2.0 express@4.16.0 @babel/code-frame@7.0.0)
+NPM_DEV_PKG=semver@5.7.0
 
 rm -rf "$OUT/python" "$OUT/npm" "$OUT/npm-lock-v1" "$OUT/npm-lock-v2" "$OUT/yarn" "$OUT/yarn-tool"
 PIP=(python3 -m pip)
@@ -32,6 +33,8 @@ PIP=(python3 -m pip)
 
 NPM=(npm --no-audit --no-fund --loglevel=error)
 "${NPM[@]}" install --save-exact --prefix "$OUT/npm" "${NPM_PKGS[@]}" </dev/null
+# A development dependency: installed in node_modules, marked `dev` in the lockfile.
+"${NPM[@]}" install --save-exact --save-dev --prefix "$OUT/npm" "$NPM_DEV_PKG" </dev/null
 for v in 1 2; do
   mkdir -p "$OUT/npm-lock-v$v"
   cp "$OUT/npm/package.json" "$OUT/npm/package-lock.json" "$OUT/npm-lock-v$v/"

@@ -96,12 +96,14 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Where builds and fixtures for these tests go: the cargo target directory.
+/// Where builds and fixtures for these tests go: the cargo target directory this test runs
+/// from (`<target>/debug/deps/lang_x-…`; cargo does not pass CARGO_TARGET_DIR to tests).
 pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => workspace().join("target"),
-    }
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| workspace().join("target"))
 }
 
 /// The real fixtures (pip and npm installs), made once by scripts/scan-fixtures-lang.sh.
