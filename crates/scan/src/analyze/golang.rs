@@ -186,58 +186,75 @@ pub fn read_build_info(
     if !win.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    // `win[0]` is at file offset `base`; `base` stays a multiple of ALIGN.
+    // `win[0]` is at file offset `base`; `base` stays a multiple of ALIGN, so an aligned index
+    // in `win` is an aligned file offset.
+    let finder = memchr::memmem::Finder::new(MAGIC);
     let mut base: u64 = 0;
-    let mut scan_from = 0usize; // aligned index in `win` where the search resumes
     loop {
         let eof = fill(content, &mut win, SCAN_WINDOW).map_err(io)? < SCAN_WINDOW;
-        let mut i = scan_from;
-        while i + HEADER <= win.len() {
-            if win[i] == 0xff && win[i..i + MAGIC.len()] == MAGIC[..] {
-                let flags = win[i + 15];
-                if flags & 0x2 == 0 {
-                    return Err(AnalyzeError::Malformed {
-                        path: path.to_string(),
-                        reason: "Go build info in the pre-1.18 pointer format (not supported)"
-                            .into(),
-                    });
-                }
-                // The inline strings follow the header: hand the rest of the window and the
-                // rest of the stream to the string reader.
-                let rest = win.split_off(i + HEADER);
-                let mut chained = rest.as_slice().chain(content);
-                let go_version = read_string(&mut chained, MAX_VERSION, path, "version")?;
-                let go_version = String::from_utf8_lossy(&go_version).into_owned();
-                let modinfo = read_string(&mut chained, MAX_MODINFO, path, "modinfo")?;
-                if !go_version.starts_with("go") && !go_version.starts_with("devel") {
-                    return Err(AnalyzeError::Malformed {
-                        path: path.to_string(),
-                        reason: format!("Go build info with an odd version {go_version:?}"),
-                    });
-                }
-                // Strip the 16-byte sentinels (binary, not UTF-8), as debug/buildinfo does.
-                let modinfo = if modinfo.len() >= 33 && modinfo[modinfo.len() - 17] == b'\n' {
-                    String::from_utf8_lossy(&modinfo[16..modinfo.len() - 16]).into_owned()
-                } else {
-                    String::new()
-                };
-                tracing::trace!(%path, offset = base + i as u64, "Go build info found");
-                return Ok(Some(BuildInfo {
-                    go_version,
-                    modinfo,
-                }));
+        let mut from = 0usize;
+        // Where the next window starts: the unsearched tail (a magic whose header is not all
+        // here yet, or the last bytes that may begin one).
+        let keep_from = loop {
+            let Some(rel) = finder.find(&win[from..]) else {
+                break win.len().saturating_sub(HEADER) / ALIGN * ALIGN;
+            };
+            let pos = from + rel;
+            if !pos.is_multiple_of(ALIGN) {
+                from = pos + 1; // the magic's bytes elsewhere (a string in the program)
+                continue;
             }
-            i += ALIGN;
-        }
+            if pos + HEADER > win.len() {
+                break pos;
+            }
+            return read_block(path, &mut win, pos, content, base);
+        };
         if eof {
             return Ok(None);
         }
-        // Keep the unsearched tail (less than a header), dropping whole aligned blocks.
-        let keep_from = i.min(win.len()) / ALIGN * ALIGN;
         win.drain(..keep_from);
         base += keep_from as u64;
-        scan_from = i - keep_from;
     }
+}
+
+/// Reads the block whose header is at `win[pos..]` (the strings follow in the window and,
+/// past its end, in the stream).
+fn read_block(
+    path: &str,
+    win: &mut Vec<u8>,
+    pos: usize,
+    content: &mut dyn Read,
+    base: u64,
+) -> Result<Option<BuildInfo>, AnalyzeError> {
+    let flags = win[pos + 15];
+    if flags & 0x2 == 0 {
+        return Err(AnalyzeError::Malformed {
+            path: path.to_string(),
+            reason: "Go build info in the pre-1.18 pointer format (not supported)".into(),
+        });
+    }
+    let rest = win.split_off(pos + HEADER);
+    let mut chained = rest.as_slice().chain(content);
+    let go_version = read_string(&mut chained, MAX_VERSION, path, "version")?;
+    let go_version = String::from_utf8_lossy(&go_version).into_owned();
+    let modinfo = read_string(&mut chained, MAX_MODINFO, path, "modinfo")?;
+    if !go_version.starts_with("go") && !go_version.starts_with("devel") {
+        return Err(AnalyzeError::Malformed {
+            path: path.to_string(),
+            reason: format!("Go build info with an odd version {go_version:?}"),
+        });
+    }
+    // Strip the 16-byte sentinels (binary, not UTF-8), as debug/buildinfo does.
+    let modinfo = if modinfo.len() >= 33 && modinfo[modinfo.len() - 17] == b'\n' {
+        String::from_utf8_lossy(&modinfo[16..modinfo.len() - 16]).into_owned()
+    } else {
+        String::new()
+    };
+    tracing::trace!(%path, offset = base + pos as u64, "Go build info found");
+    Ok(Some(BuildInfo {
+        go_version,
+        modinfo,
+    }))
 }
 
 /// Reads into `buf` until it holds `want` bytes or the stream ends; returns the length.

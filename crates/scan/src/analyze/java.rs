@@ -29,8 +29,11 @@ use crate::inventory::{Package, PackageKind};
 
 /// Archives up to this size are held in memory while read; larger ones go to a temporary file.
 pub const MEMORY_SPOOL: u64 = 16 << 20;
-/// The largest archive (outer or nested) read.
+/// The largest archive read.
 pub const MAX_ARCHIVE: u64 = 1 << 30;
+/// The most bytes of nested archives read out of one archive (a zip bomb's nested entries
+/// stop there, with a warning).
+pub const MAX_NESTED_TOTAL: u64 = 1 << 30;
 /// The largest `pom.properties` or `MANIFEST.MF` read.
 const MAX_METADATA: u64 = 1 << 20;
 
@@ -209,6 +212,7 @@ fn read_archive<R: Read + Seek>(
     if !outer {
         return Ok(());
     }
+    let mut budget = MAX_NESTED_TOTAL;
     for name in &names {
         if name.ends_with('/') || !is_archive_name(name) {
             continue;
@@ -219,13 +223,18 @@ fn read_archive<R: Read + Seek>(
                 .by_name(name)
                 .map_err(|e| malformed(format!("{name}: {e}")))?;
             let size = entry.size();
-            let spooled = spool(&nested_path, &mut entry, size, MEMORY_SPOOL, MAX_ARCHIVE)?;
+            let spooled = spool(&nested_path, &mut entry, size, MEMORY_SPOOL, budget)?;
             drop(entry);
+            budget -= size.min(budget);
             read_archive(&nested_path, spooled, false, out)
         })();
         if let Err(e) = result {
             // One bad nested archive does not hide the others.
             tracing::warn!(error = %e, "nested archive skipped");
+        }
+        if budget == 0 {
+            tracing::warn!(%path, limit = MAX_NESTED_TOTAL, "nested archives past the limit skipped");
+            break;
         }
     }
     Ok(())
