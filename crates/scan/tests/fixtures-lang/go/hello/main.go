@@ -1,0 +1,6 @@
+// A program that uses the standard library only.
+package main
+
+import "fmt"
+
+func main() { fmt.Println("hello") }
