@@ -11,6 +11,9 @@
 pub mod analyze;
 pub mod findings;
 pub mod inventory;
+pub mod report;
+pub mod sbom;
+pub mod source;
 
 pub use findings::ImageFinding;
 pub use inventory::{FileFinding, ImageInventory, LayerInventory, OsRelease, Package, PackageKind};
