@@ -28,7 +28,7 @@ fn options() -> SbomOptions {
     SbomOptions {
         timestamp: Some("2026-12-07T12:00:00Z".into()),
         uuid: Some(uuid::Uuid::from_u128(
-            0x1234_5678_9abc_4def_8123_456789abcdef,
+            0x1234_5678_9abc_4def_8123_4567_89ab_cdef,
         )),
         tool: None,
     }
