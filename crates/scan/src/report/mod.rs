@@ -186,7 +186,7 @@ impl Summary {
 }
 
 /// The findings in report order: most severe first, then advisory id, package name, version,
-/// path.
+/// path, layer, unsuppressed before suppressed.
 pub fn ordered(findings: &[ImageFinding]) -> Vec<&ImageFinding> {
     let mut v: Vec<&ImageFinding> = findings.iter().collect();
     v.sort_by(|a, b| {
@@ -197,6 +197,8 @@ pub fn ordered(findings: &[ImageFinding]) -> Vec<&ImageFinding> {
             .then_with(|| a.installed.name.cmp(&b.installed.name))
             .then_with(|| a.installed.version.cmp(&b.installed.version))
             .then_with(|| a.installed.path.cmp(&b.installed.path))
+            .then_with(|| a.installed.layer.cmp(&b.installed.layer))
+            .then_with(|| a.suppressed.cmp(&b.suppressed))
     });
     v
 }

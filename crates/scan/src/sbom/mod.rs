@@ -172,7 +172,8 @@ pub fn bom_refs(inventory: &ImageInventory) -> Vec<String> {
         .collect()
 }
 
-/// The bom-ref of `pkg` in `inventory` (the first package equal to it), or the bom-ref it
+/// The bom-ref of `pkg` in `inventory` (the first package equal to it: findings for two
+/// equal packages, which one file listed twice, both point at the first), or the bom-ref it
 /// would have when the inventory does not hold it.
 pub fn bom_ref_of(inventory: &ImageInventory, refs: &[String], pkg: &Package) -> String {
     inventory
