@@ -644,3 +644,131 @@ async fn a_registry_source_reads_what_skopeo_pushed() {
         .unwrap_err();
     assert!(e.to_string().contains("digest"), "{e}");
 }
+
+/// Writes `manifest.json` into `dir` and tars the directory (entries named `./...`, as GNU tar
+/// writes them).
+fn tar_dir(dir: &Path, manifest: serde_json::Value, out: &Path) {
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(out)
+        .arg("-C")
+        .arg(dir)
+        .arg("."));
+}
+
+#[test]
+fn docker_save_layouts_old_and_new() {
+    let f = fixture();
+    let oci = open(&format!("oci:{}:v1", f.layout.display())).unwrap();
+    let om = oci.meta();
+    let work = f.root.join("docker-save");
+    let _ = fs::remove_dir_all(&work);
+
+    // `docker save` before 25: `<id>/layer.tar` (uncompressed, the id no digest), one of
+    // them reached through a symbolic link; digests come from the config's diff_ids.
+    let old = work.join("old");
+    fs::create_dir_all(&old).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&f.docker_archive)
+        .arg("-C")
+        .arg(&old));
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(old.join("manifest.json")).unwrap()).unwrap();
+    let mut layers = Vec::new();
+    for (i, l) in m[0]["Layers"].as_array().unwrap().iter().enumerate() {
+        let id = format!("{:064x}", i + 0xabc);
+        fs::create_dir_all(old.join(&id)).unwrap();
+        fs::rename(
+            old.join(l.as_str().unwrap()),
+            old.join(&id).join("layer.tar"),
+        )
+        .unwrap();
+        layers.push(format!("{id}/layer.tar"));
+    }
+    // The second layer listed through a link directory, as old `docker save` did for
+    // layers shared between images.
+    fs::create_dir_all(old.join("link")).unwrap();
+    std::os::unix::fs::symlink(format!("../{}", layers[1]), old.join("link/layer.tar")).unwrap();
+    layers[1] = "link/layer.tar".into();
+    let mut m2 = m.clone();
+    m2[0]["Layers"] = serde_json::json!(layers);
+    let old_tar = work.join("old.tar");
+    tar_dir(&old, m2, &old_tar);
+    let img = open(&format!("docker-archive:{}", old_tar.display())).unwrap();
+    let digests: Vec<Digest> = img.meta().layers.iter().map(|l| l.digest.clone()).collect();
+    assert_eq!(digests, om.config.diff_ids);
+    read_layers(&img);
+
+    // The same, but the link points at the wrong layer: its diff_id does not match.
+    let wrong = work.join("wrong");
+    fs::rename(&old, &wrong).unwrap();
+    fs::remove_file(wrong.join("link/layer.tar")).unwrap();
+    let first = layers[0].clone();
+    std::os::unix::fs::symlink(format!("../{first}"), wrong.join("link/layer.tar")).unwrap();
+    let wrong_tar = work.join("wrong.tar");
+    let mut m3 = m.clone();
+    m3[0]["Layers"] = serde_json::json!(layers);
+    tar_dir(&wrong, m3, &wrong_tar);
+    let img = open(&format!("docker-archive:{}", wrong_tar.display())).unwrap();
+    let l = img.meta().layers[1].clone();
+    let e = std::io::copy(
+        &mut img.open_blob(&l.descriptor()).unwrap(),
+        &mut std::io::sink(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("mismatch") || e.to_string().contains("expected"),
+        "{e}"
+    );
+
+    // `docker save` 25+: an OCI layout whose manifest.json points into blobs/sha256 (gzip
+    // layers, named by digest); also readable as an oci-archive. A config and a layer under
+    // names that carry no digest are hashed.
+    let new = work.join("new");
+    copy_dir(&f.layout, &new);
+    let blob = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    fs::create_dir_all(new.join("odd")).unwrap();
+    fs::copy(
+        new.join(blob(&om.layers[1].digest)),
+        new.join("odd/two.tgz"),
+    )
+    .unwrap();
+    let new_tar = work.join("new.tar");
+    tar_dir(
+        &new,
+        serde_json::json!([{
+            "Config": blob(&om.config_descriptor.digest),
+            "RepoTags": ["scan/busybox:v1"],
+            "Layers": [blob(&om.layers[0].digest), "odd/two.tgz"],
+        }]),
+        &new_tar,
+    );
+    for s in [
+        format!("docker-archive:{}", new_tar.display()),
+        format!(
+            "docker-archive:{}:docker.io/scan/busybox:v1",
+            new_tar.display()
+        ),
+    ] {
+        let img = open(&s).unwrap();
+        let m = img.meta();
+        assert_eq!(m.config_bytes, om.config_bytes);
+        assert_eq!(m.layers.len(), 2);
+        for (a, b) in m.layers.iter().zip(&om.layers) {
+            assert_eq!((&a.digest, a.size), (&b.digest, b.size), "{s}");
+            assert_eq!(
+                a.media_type,
+                "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            );
+        }
+        read_layers(&img);
+    }
+    let as_oci = open(&format!("oci-archive:{}:v1", new_tar.display())).unwrap();
+    assert_eq!(as_oci.meta().manifest_digest, om.manifest_digest);
+}
