@@ -246,6 +246,19 @@ fn an_oci_layout_written_by_skopeo_resolves_and_streams_verified_layers() {
             .len();
         assert_eq!(n, on_disk);
     }
+    // What an SBOM says about it.
+    let src = SourceRef::parse(&format!("oci:{}:v1", f.layout.display())).unwrap();
+    let info = scan::sbom::ImageInfo::from_source(&src, meta);
+    assert_eq!(info.name, format!("oci:{}:v1", f.layout.display()));
+    assert_eq!(info.manifest_digest, Some(meta.manifest_digest.to_string()));
+    assert_eq!(info.created, meta.config.created);
+    assert_eq!(
+        info.purl().unwrap(),
+        format!(
+            "pkg:oci/layout@sha256%3A{}?arch=amd64",
+            meta.manifest_digest.hex()
+        )
+    );
     // The config is a blob like any other.
     let mut cfg = Vec::new();
     img.open_blob(&meta.config_descriptor)
@@ -569,6 +582,9 @@ async fn a_registry_source_reads_what_skopeo_pushed() {
         assert_eq!(img.meta().manifest_digest, local.meta().manifest_digest);
         assert_eq!(img.meta().config_bytes, local.meta().config_bytes);
         assert_eq!(img.image().digest(), Some(&local.meta().manifest_digest));
+        let info = scan::sbom::ImageInfo::from_source(&src, img.meta());
+        assert_eq!(info.name, format!("{}/scan/busybox:v1", reg.addr));
+        assert_eq!(info.repository, Some(format!("{}/scan/busybox", reg.addr)));
         // Async stream of each layer, hashed here too.
         for l in &img.meta().layers {
             let mut r = img.open_blob(&l.descriptor());

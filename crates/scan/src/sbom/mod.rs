@@ -55,6 +55,17 @@ impl ImageInfo {
         }
     }
 
+    /// The image's information from the source it was opened from: the name as the user wrote
+    /// it (a registry reference in its canonical form), the repository for registry sources.
+    pub fn from_source(source: &crate::source::SourceRef, meta: &ImageMeta) -> ImageInfo {
+        match source {
+            crate::source::SourceRef::Registry(r) => {
+                ImageInfo::from_meta(&r.canonical(), Some(&r.name()), meta)
+            }
+            local => ImageInfo::from_meta(&local.to_string(), None, meta),
+        }
+    }
+
     /// The image's purl (`pkg:oci/app@sha256%3A...?arch=amd64&repository_url=...`), when the
     /// manifest digest is known.
     pub fn purl(&self) -> Option<String> {
