@@ -512,6 +512,11 @@ impl Drop for Registry {
 }
 
 fn start_registry(dir: &Path) -> Registry {
+    start_registry_with(dir, "")
+}
+
+/// [`start_registry`] with extra configuration (an `auth:` section).
+fn start_registry_with(dir: &Path, extra: &str) -> Registry {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -520,7 +525,7 @@ fn start_registry(dir: &Path) -> Registry {
     let addr = format!("127.0.0.1:{port}");
     let cfg = format!(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-         http:\n  addr: {addr}\n  secret: scan-test\n",
+         http:\n  addr: {addr}\n  secret: scan-test\n{extra}",
         dir.join("storage").display()
     );
     fs::create_dir_all(dir).unwrap();
@@ -787,4 +792,82 @@ fn docker_save_layouts_old_and_new() {
     }
     let as_oci = open(&format!("oci-archive:{}:v1", new_tar.display())).unwrap();
     assert_eq!(as_oci.meta().manifest_digest, om.manifest_digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_wants_credentials_and_docker_media_types() {
+    let f = fixture();
+    let dir = f.root.join("registry-auth");
+    fs::create_dir_all(&dir).unwrap();
+    let htpasswd = run(Command::new("htpasswd").args(["-Bbn", "scanner", "s3cret-pass"]));
+    fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+    let reg = start_registry_with(
+        &dir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: scan-test\n    path: {}\n",
+            dir.join("htpasswd").display()
+        ),
+    );
+    // Docker media types (v2s2, and a Docker manifest list for the index).
+    let dest = format!("docker://{}/scan/busybox:multi-v2", reg.addr);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "scanner:s3cret-pass",
+        &format!("oci:{}:multi", f.multi.display()),
+        &dest,
+    ]);
+    let SourceRef::Registry(r) = SourceRef::parse(&dest).unwrap() else {
+        panic!()
+    };
+    // Without credentials: an authentication error, typed.
+    let anon = client::Client::new(client::ClientConfig::default()).unwrap();
+    match RegistryImage::open(anon, &r, &OpenOptions::default()).await {
+        Err(SourceError::Registry(e)) => assert_eq!(e.status(), Some(401), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // With them, as the CLI passes them (a credential store in the client's configuration).
+    let mut creds = client::CredentialStore::new();
+    creds.insert(
+        &reg.addr,
+        client::BasicCredentials::new("scanner", "s3cret-pass"),
+    );
+    let client =
+        client::Client::new(client::ClientConfig::default().with_credentials(creds)).unwrap();
+    let arm = RegistryImage::open(
+        client.clone(),
+        &r,
+        &OpenOptions {
+            platform: Some(Platform::parse("linux/arm64").unwrap()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(arm.meta().config.architecture, "arm64");
+    assert_eq!(
+        arm.meta().manifest_media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let index = arm.meta().index_digest.clone().unwrap();
+    let list = client.get_manifest(&r.with_digest(index)).await.unwrap();
+    assert_eq!(
+        list.media_type,
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    for l in &arm.meta().layers {
+        assert_eq!(
+            l.media_type,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        let mut r = arm.open_blob(&l.descriptor());
+        let mut buf = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(Digest::sha256(&buf), l.digest);
+    }
 }
