@@ -592,7 +592,7 @@ async fn a_registry_source_reads_what_skopeo_pushed() {
         assert_eq!(info.repository, Some(format!("{}/scan/busybox", reg.addr)));
         // Async stream of each layer, hashed here too.
         for l in &img.meta().layers {
-            let mut r = img.open_blob(&l.descriptor());
+            let mut r = img.open_blob(&l.descriptor()).unwrap();
             let mut buf = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut r, &mut buf)
                 .await
@@ -619,6 +619,24 @@ async fn a_registry_source_reads_what_skopeo_pushed() {
         let want: Vec<u64> = local.meta().layers.iter().map(|l| l.size).collect();
         assert_eq!(sizes, want);
     }
+
+    // Outside any runtime, opening a registry blob is an error, not a panic.
+    let SourceRef::Registry(r1) = SourceRef::parse(&dest("v1")).unwrap() else {
+        panic!()
+    };
+    let img = RegistryImage::open(client.clone(), &r1, &OpenOptions::default())
+        .await
+        .unwrap();
+    let d = img.meta().layers[0].descriptor();
+    let outside = std::thread::spawn(move || {
+        (
+            matches!(img.open_blob(&d), Err(SourceError::NoRuntime(_))),
+            matches!(img.open_blob_blocking(&d), Err(SourceError::NoRuntime(_))),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(outside, (true, true));
 
     // The multi-platform index, default and arm64.
     let SourceRef::Registry(r) = SourceRef::parse(&dest("multi")).unwrap() else {
@@ -658,7 +676,7 @@ async fn a_registry_source_reads_what_skopeo_pushed() {
         .join(l.digest.hex())
         .join("data");
     flip_byte(&data, l.size / 2);
-    let mut r = amd.open_blob(&l.descriptor());
+    let mut r = amd.open_blob(&l.descriptor()).unwrap();
     let mut buf = Vec::new();
     let e = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut buf)
         .await
@@ -863,7 +881,7 @@ async fn a_registry_that_wants_credentials_and_docker_media_types() {
             l.media_type,
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         );
-        let mut r = arm.open_blob(&l.descriptor());
+        let mut r = arm.open_blob(&l.descriptor()).unwrap();
         let mut buf = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut r, &mut buf)
             .await

@@ -145,6 +145,7 @@ impl LocalImage {
             SourceRef::DockerArchive { path, tag } => {
                 let index = TarIndex::open(path)?;
                 let (meta, names) = super::docker_archive::resolve(&index, tag.as_deref())?;
+                check_platform(&meta, options)?;
                 Ok(LocalImage {
                     meta,
                     store: Store::Tar { index, names },

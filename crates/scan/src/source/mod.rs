@@ -114,6 +114,9 @@ pub enum SourceError {
         /// The platforms the index lists.
         available: String,
     },
+    /// A registry blob was opened outside a tokio runtime.
+    #[error("reading from a registry needs a tokio runtime: {0}")]
+    NoRuntime(String),
     /// The registry client failed (transport, authentication, registry error, its own digest
     /// checks).
     #[error("registry: {0}")]
@@ -797,7 +800,7 @@ impl Image {
     pub fn open_blob_blocking(&self, d: &Descriptor) -> Result<Box<dyn Read + Send>> {
         match self {
             Image::Local(i) => Ok(Box::new(i.open_blob(d)?)),
-            Image::Registry(i) => Ok(Box::new(i.open_blob_blocking(d))),
+            Image::Registry(i) => Ok(Box::new(i.open_blob_blocking(d)?)),
         }
     }
 }

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use client::Client;
 use oci::{Descriptor, ImageRef, ManifestKind};
 use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
+use tokio::runtime::Handle;
 use tokio_util::io::SyncIoBridge;
 
 use super::{
@@ -97,16 +98,18 @@ impl RegistryImage {
     }
 
     /// Starts streaming a blob: a task fetches it into a bounded pipe; the returned reader
-    /// yields its bytes and fails at the end if the digest does not match. Must be called
-    /// within a tokio runtime.
-    pub fn open_blob(&self, d: &Descriptor) -> RegistryBlob {
+    /// yields its bytes and fails at the end if the digest does not match. Needs a tokio
+    /// runtime (the current one, or the one a `spawn_blocking` thread belongs to):
+    /// [`SourceError::NoRuntime`] otherwise.
+    pub fn open_blob(&self, d: &Descriptor) -> Result<RegistryBlob> {
+        let handle = Handle::try_current().map_err(|e| SourceError::NoRuntime(e.to_string()))?;
         let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
         let outcome: Arc<Mutex<Option<client::Result<u64>>>> = Arc::new(Mutex::new(None));
         let slot = outcome.clone();
         let client = self.client.clone();
         let image = self.image.clone();
         let digest = d.digest.clone();
-        tokio::spawn(async move {
+        handle.spawn(async move {
             let r = client.get_blob_to(&image, &digest, &mut writer).await;
             if let Ok(mut s) = slot.lock() {
                 *s = Some(r);
@@ -114,21 +117,21 @@ impl RegistryImage {
             // The pipe closes only now, after the verdict is in the slot.
             drop(writer);
         });
-        RegistryBlob {
+        Ok(RegistryBlob {
             reader,
             outcome,
             expected_size: (d.size >= 0).then_some(d.size as u64),
             read: 0,
             done: false,
-        }
+        })
     }
 
     /// [`RegistryImage::open_blob`] as a blocking `std::io::Read`, for a layer walker on a
-    /// blocking thread (`tokio::task::spawn_blocking`). Must be called from a thread that
-    /// can see a runtime handle (a `spawn_blocking` thread can); never read it on a runtime
-    /// worker thread.
-    pub fn open_blob_blocking(&self, d: &Descriptor) -> SyncIoBridge<RegistryBlob> {
-        SyncIoBridge::new(self.open_blob(d))
+    /// blocking thread (`tokio::task::spawn_blocking`, whose threads see their runtime).
+    /// Never read it on a runtime worker thread (it blocks the thread).
+    pub fn open_blob_blocking(&self, d: &Descriptor) -> Result<SyncIoBridge<RegistryBlob>> {
+        let handle = Handle::try_current().map_err(|e| SourceError::NoRuntime(e.to_string()))?;
+        Ok(SyncIoBridge::new_with_handle(self.open_blob(d)?, handle))
     }
 }
 
