@@ -889,3 +889,68 @@ async fn a_registry_that_wants_credentials_and_docker_media_types() {
         assert_eq!(Digest::sha256(&buf), l.digest);
     }
 }
+
+/// Flips bytes in tar headers and the small files after them (index.json, manifests,
+/// configs, manifest.json) of both archives, many times over: every open and read must end in
+/// a result, never a panic.
+#[test]
+fn mutated_archives_never_panic() {
+    let f = fixture();
+    let work = f.root.join("mutations");
+    fs::create_dir_all(&work).unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut outcomes = [0usize; 2];
+    for (k, (archive, transport)) in [
+        (&f.oci_archive, "oci-archive"),
+        (&f.docker_archive, "docker-archive"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bytes = fs::read(archive).unwrap();
+        // Tar headers: 512-byte blocks with "ustar" at 257.
+        let headers: Vec<usize> = (0..bytes.len() / 512)
+            .map(|b| b * 512)
+            .filter(|&o| bytes.get(o + 257..o + 262) == Some(b"ustar"))
+            .collect();
+        assert!(headers.len() >= 4);
+        for i in 0..150 {
+            let mut m = bytes.clone();
+            for _ in 0..1 + next() % 4 {
+                let h = headers[(next() % headers.len() as u64) as usize];
+                let at = (h + (next() % 1536) as usize).min(m.len() - 1);
+                m[at] = (next() & 0xff) as u8;
+            }
+            let p = work.join(format!("{transport}-{i}.tar"));
+            fs::write(&p, &m).unwrap();
+            let s = format!("{transport}:{}", p.display());
+            let result = std::panic::catch_unwind(|| match open(&s) {
+                Ok(img) => {
+                    for l in &img.meta().layers {
+                        if let Ok(mut r) = img.open_blob(&l.descriptor()) {
+                            let _ = std::io::copy(&mut r, &mut std::io::sink());
+                        }
+                    }
+                    true
+                }
+                Err(_) => false,
+            });
+            match result {
+                Ok(true) => outcomes[k] += 1,
+                Ok(false) => {}
+                Err(_) => panic!("{s} panicked"),
+            }
+            fs::remove_file(&p).unwrap();
+        }
+    }
+    println!(
+        "opened despite mutation: oci-archive {}, docker-archive {} of 150",
+        outcomes[0], outcomes[1]
+    );
+}
