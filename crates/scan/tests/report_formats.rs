@@ -430,13 +430,18 @@ fn cyclonedx_with_vulnerabilities_validates_and_points_at_components() {
     let dir = tempfile::tempdir().unwrap();
     let inv = inventory();
     let f = findings(&inv);
+    let warnings: Vec<String> = WARNINGS.iter().map(|s| s.to_string()).collect();
     let input = ReportInput {
         image: &image(),
         inventory: &inv,
         findings: &f,
-        warnings: &[],
+        warnings: &warnings,
     };
     let bom = cyclonedx_vex(&input, &options());
+    assert_eq!(
+        bom["metadata"]["properties"][0]["value"],
+        "database is 9 days old"
+    );
     let file = dir.path().join("vex.cdx.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&bom).unwrap()).unwrap();
     let (ok, msg) = validate_cyclonedx(&file);

@@ -38,7 +38,8 @@ fn method(vector: &str) -> &'static str {
 /// advisory's OSV page as `source`, `ratings` (the severity, with the CVSS vector, score and
 /// method when the advisory has one), `description` (its summary), `recommendation` (the
 /// fixed version), `affects` (the component's bom-ref, the installed version `affected`) and
-/// properties `wharf:fixed-version`, `wharf:ecosystem`, `wharf:matched-package`.
+/// properties `wharf:fixed-version`, `wharf:ecosystem`, `wharf:matched-package`. The
+/// report's warnings (a stale database) are `metadata.properties` named `wharf:warning`.
 ///
 /// Suppressed findings carry an `analysis`: an ignore rule accepts a finding, it proves
 /// nothing about it, so the state is not `not_affected` or `false_positive` (claims the
@@ -118,6 +119,15 @@ pub fn cyclonedx_vex(input: &ReportInput<'_>, options: &SbomOptions) -> Value {
         components.extend(extra);
     }
     bom["vulnerabilities"] = Value::Array(vulns);
+    if !input.warnings.is_empty() {
+        bom["metadata"]["properties"] = Value::Array(
+            input
+                .warnings
+                .iter()
+                .map(|w| json!({"name": "wharf:warning", "value": w}))
+                .collect(),
+        );
+    }
     bom
 }
 
