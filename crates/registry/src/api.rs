@@ -428,6 +428,13 @@ async fn get_manifest(reg: &Registry, name: &str, r: Reference, head: bool) -> A
             return Err(ApiError::new(Code::Denied, why));
         }
     }
+    if !head {
+        for gate in &reg.inner.gates {
+            if let Err(why) = gate.check_pull(name, &m.digest).await {
+                return Err(ApiError::new(Code::Denied, why));
+            }
+        }
+    }
     // Last-pull tracking (in memory, flushed in batches): HEAD counts too (pulls.rs).
     reg.service().note_pull(name, &m.digest);
     let digest = m.digest.to_string();
@@ -530,6 +537,9 @@ async fn put_manifest(
         .put_manifest(name, record, tags.clone())
         .await?;
     tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
+    for c in &reg.inner.capabilities {
+        c.pushed(name, &digest, m.media_type.as_str());
+    }
     reg.audit(caller, "push", name, digest.to_string(), tags.join(","))
         .await;
     let mut resp = StatusCode::CREATED.into_response();

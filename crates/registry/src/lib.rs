@@ -49,6 +49,8 @@ struct Inner {
     /// A decorator of the plain source (the pull-through cache), when a capability adds one.
     source: Option<Arc<dyn ContentSource>>,
     capabilities: Vec<Arc<dyn Capability>>,
+    /// The capabilities that may refuse pulls (asked on every manifest GET).
+    gates: Vec<Arc<dyn Capability>>,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
 }
@@ -62,6 +64,29 @@ pub trait Capability: Send + Sync + 'static {
 
     /// Registers its metrics, served on `/metrics` with the registry's.
     fn register_metrics(&self, prom: &mut prometheus_client::registry::Registry);
+
+    /// Hears of each manifest pushed, once it is stored and before the client is answered
+    /// (scanning queues it). Must return at once: hand the work to a bounded queue.
+    fn pushed(&self, repo: &str, digest: &oci::Digest, media_type: &str) {
+        let _ = (repo, digest, media_type);
+    }
+
+    /// Whether this capability may refuse pulls; only those that say so are asked
+    /// [`Capability::check_pull`], so the others cost a manifest GET nothing.
+    fn gates_pulls(&self) -> bool {
+        false
+    }
+
+    /// Why a GET of manifest `digest` of `repo` is refused, when it is (a `DENIED` error
+    /// carries the reason); HEAD is never refused, as with the signed-pull rule.
+    fn check_pull<'a>(
+        &'a self,
+        repo: &'a str,
+        digest: &'a oci::Digest,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        let _ = (repo, digest);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Collects the HTTP layer's optional parts around a [`Service`]; see [`Registry::builder`].
@@ -99,6 +124,12 @@ impl RegistryBuilder {
                 plain: self.service.store_source(),
                 service: self.service,
                 source: self.source,
+                gates: self
+                    .capabilities
+                    .iter()
+                    .filter(|c| c.gates_pulls())
+                    .cloned()
+                    .collect(),
                 capabilities: self.capabilities,
                 metrics,
                 ready: AtomicBool::new(true),

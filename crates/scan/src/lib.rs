@@ -6,17 +6,22 @@
 //! - [`analyze`]: the analysers that read package databases and metadata files out of a layer;
 //! - [`db`]: the vulnerability database (feeds imported and downloaded, stored in redb) and
 //!   the join of an image inventory with its index;
+//! - [`results`]: what scanning keeps (layer inventories, per-manifest records);
+//! - [`capability`]: scanning in the registry (scan on push, findings API, pull rules);
 //! - [`findings`]: an image's findings, each with the installed package it was found in.
 //!
 //! Version orderings, advisory ranges and findings are pure logic in the `vuln` crate.
 
 pub mod analyze;
+pub mod capability;
 pub mod db;
 pub mod findings;
 pub mod inventory;
 pub mod layer;
 pub mod report;
+pub mod results;
 pub mod sbom;
+pub mod scanner;
 pub mod source;
 
 pub use findings::ImageFinding;

@@ -36,6 +36,9 @@ pub struct Config {
     pub retention_schedule: RetentionScheduleConfig,
     /// The Prometheus metrics listener.
     pub metrics: MetricsConfig,
+    /// Vulnerability scanning: scan on push, findings API, pull rules (docs/scanning.md).
+    /// Off unless the section is present.
+    pub scan: Option<scan::capability::ScanConfig>,
 }
 
 /// `[metrics]`: Prometheus `/metrics` is served on a listener of its own (metrics name every

@@ -13,6 +13,7 @@ mod key;
 mod keys;
 mod pin;
 mod retention;
+mod scan;
 mod serve;
 mod sign;
 mod verify;
@@ -78,6 +79,14 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Reclaim unreferenced blobs and expired uploads (see docs/gc.md).
     Gc(gc::GcArgs),
+    /// Scans an image for vulnerabilities: exit 0 clean, 1 findings at or above --fail-on,
+    /// 2 errors.
+    Scan(scan::ScanArgs),
+    /// Writes an image's SBOM (CycloneDX 1.6 or SPDX 2.3 JSON) to stdout.
+    Sbom(scan::SbomArgs),
+    /// The vulnerability database: import, update, status.
+    #[command(subcommand)]
+    Vulndb(scan::VulndbCmd),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +110,9 @@ fn main() -> anyhow::Result<()> {
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Scan(args) => std::process::exit(scan::scan(args)),
+        Command::Sbom(args) => std::process::exit(scan::sbom(args)),
+        Command::Vulndb(c) => scan::vulndb(c),
     }
 }
 

@@ -159,6 +159,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     } else {
         reg = reg.capability(Arc::new(cache::http::NoCache));
     }
+    // Vulnerability scanning, when `[scan]` is configured (docs/scanning.md).
+    match &cfg.scan {
+        Some(sc) => {
+            reg = reg.capability(crate::scan::capability(sc, svc.clone(), data)?);
+        }
+        None => reg = reg.capability(Arc::new(scan::capability::NoScan)),
+    }
     let reg = reg.build();
 
     let gc_options = cfg.gc.options()?;

@@ -123,3 +123,10 @@ pub(crate) fn lang_package(
         layer: String::new(),
     }
 }
+
+/// Every analyser: the OS databases and os-release first, then the language ecosystems.
+pub fn all_analyzers() -> Vec<Box<dyn Analyzer>> {
+    let mut all = os_analyzers();
+    all.extend(language_analyzers());
+    all
+}

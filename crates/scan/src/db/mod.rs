@@ -169,7 +169,8 @@ impl std::fmt::Debug for VulnDb {
     }
 }
 
-pub(crate) fn now_secs() -> u64 {
+/// The current time in Unix seconds.
+pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
