@@ -226,3 +226,26 @@ fn yarn_berry_lockfile() {
         ],
     );
 }
+
+#[test]
+fn the_global_node_modules_of_npm_itself() {
+    // npm's own tree (`npm root -g`: npm and the ~150 packages it bundles): a large real
+    // node_modules, with nested package.json files that are not packages.
+    let out = std::process::Command::new("npm")
+        .args(["root", "-g"])
+        .output()
+        .expect("npm");
+    let root = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let w = lang_common::walk_at(&root, "/usr/lib/node_modules", &NpmAnalyzer);
+    assert!(w.errors.is_empty(), "{:?}", w.errors);
+    let ours = w.set(same);
+    assert!(ours.len() > 100, "{}", ours.len());
+    assert!(ours.iter().any(|(n, _)| n == "npm"));
+    compare(
+        "syft",
+        &ours,
+        &syft(&root, "npm", Some("javascript-package-cataloger")),
+        &[],
+    );
+    compare("trivy rootfs", &ours, &trivy("rootfs", &root, "/"), &[]);
+}
