@@ -94,7 +94,7 @@ fn runtime_dependencies_of_an_auditable_binary() {
         fs::read_to_string(workspace().join("crates/scan/tests/fixtures-lang/rust/app/Cargo.lock"))
             .unwrap();
     for (n, v) in [
-        ("itoa", "1.0.15"),
+        ("itoa", "1.0.19"),
         ("memchr", "2.8.3"),
         ("autocfg", "1.5.1"),
     ] {
@@ -120,7 +120,7 @@ fn runtime_dependencies_of_an_auditable_binary() {
     assert!(kinds.contains(&("autocfg".into(), "crates.io".into(), "build".into())));
     assert!(kinds.contains(&("auditable-fixture".into(), "local".into(), "runtime".into())));
     assert_eq!(kinds.len(), 4);
-    let want: BTreeSet<(String, String)> = [("itoa", "1.0.15"), ("memchr", "2.8.3")]
+    let want: BTreeSet<(String, String)> = [("itoa", "1.0.19"), ("memchr", "2.8.3")]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
