@@ -106,6 +106,8 @@ if ! cargo install --list --root "$CA_ROOT" 2>/dev/null | grep -qx "cargo-audita
   CARGO_TARGET_DIR="$CA_BUILD" cargo install -q --locked --root "$CA_ROOT" --version "$CARGO_AUDITABLE_VERSION" cargo-auditable </dev/null
   rm -rf "$CA_BUILD"
 fi
+# The crates the cargo-auditable test's fixture is built from (the test builds offline).
+cargo fetch -q --locked --manifest-path "$(dirname "$0")/../crates/scan/tests/fixtures-lang/rust/app/Cargo.toml" </dev/null
 for tool in go objcopy npm; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done

@@ -166,3 +166,86 @@ fn the_same_packages_as_syft_and_trivy() {
         )],
     );
 }
+
+#[test]
+fn yarn_berry_lockfile() {
+    let d = fixtures().join("yarn-berry");
+    let text = std::fs::read_to_string(d.join("yarn.lock")).unwrap();
+    assert!(text.contains("__metadata:") && text.contains("@workspace:."));
+    let w = walk(&d, &NpmAnalyzer);
+    assert!(w.errors.is_empty(), "{:?}", w.errors);
+    let set = w.set(same);
+    for (n, v) in [
+        ("lodash", "4.17.15"),
+        ("minimist", "1.2.0"),
+        ("express", "4.16.0"),
+        ("@babel/code-frame", "7.0.0"),
+        ("semver", "5.7.0"),
+    ] {
+        assert!(set.contains(&(n.into(), v.into())), "{n}@{v}");
+    }
+    // The project itself (`…@workspace:.`, version 0.0.0-use.local) is not a package.
+    assert!(!set.iter().any(|(_, v)| v.contains("use.local")), "{set:?}");
+    let entries = text
+        .lines()
+        .filter(|l| l.starts_with("  version: "))
+        .count();
+    // Every entry but the metadata's and the workspace's.
+    assert_eq!(set.len(), entries - 2, "{set:?}");
+    // trivy drops the development dependency, known from the package.json beside the
+    // lockfile (syft keeps it, as we do).
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("package.json")).unwrap()).unwrap();
+    let dev_deps: Set = manifest["devDependencies"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let dev = |item: &(String, String), only_ours: bool| only_ours && dev_deps.contains(item);
+    let exceptions: &[lang_common::Exception<'_>] = &[(
+        "a development dependency, which yarn.lock does not mark",
+        &dev,
+    )];
+    compare(
+        "trivy fs yarn.lock (berry)",
+        &set,
+        &trivy("fs", &d, "/"),
+        exceptions,
+    );
+    // syft lists the project's own workspace entry (`…@workspace:.`, `0.0.0-use.local`).
+    let workspace =
+        |item: &(String, String), only_ours: bool| !only_ours && item.1.ends_with("-use.local");
+    compare(
+        "syft yarn.lock (berry)",
+        &set,
+        &syft(&d, "npm", Some("javascript-lock-cataloger")),
+        &[
+            exceptions[0],
+            ("the project itself, a workspace, not a package", &workspace),
+        ],
+    );
+}
+
+#[test]
+fn the_global_node_modules_of_npm_itself() {
+    // npm's own tree (`npm root -g`: npm and the ~150 packages it bundles): a large real
+    // node_modules, with nested package.json files that are not packages.
+    let out = std::process::Command::new("npm")
+        .args(["root", "-g"])
+        .output()
+        .expect("npm");
+    let root = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let w = lang_common::walk_at(&root, "/usr/lib/node_modules", &NpmAnalyzer);
+    assert!(w.errors.is_empty(), "{:?}", w.errors);
+    let ours = w.set(same);
+    assert!(ours.len() > 100, "{}", ours.len());
+    assert!(ours.iter().any(|(n, _)| n == "npm"));
+    compare(
+        "syft",
+        &ours,
+        &syft(&root, "npm", Some("javascript-package-cataloger")),
+        &[],
+    );
+    compare("trivy rootfs", &ours, &trivy("rootfs", &root, "/"), &[]);
+}

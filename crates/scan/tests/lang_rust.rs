@@ -94,7 +94,7 @@ fn runtime_dependencies_of_an_auditable_binary() {
         fs::read_to_string(workspace().join("crates/scan/tests/fixtures-lang/rust/app/Cargo.lock"))
             .unwrap();
     for (n, v) in [
-        ("itoa", "1.0.15"),
+        ("itoa", "1.0.19"),
         ("memchr", "2.8.3"),
         ("autocfg", "1.5.1"),
     ] {
@@ -103,7 +103,24 @@ fn runtime_dependencies_of_an_auditable_binary() {
             "{n}"
         );
     }
-    let want: BTreeSet<(String, String)> = [("itoa", "1.0.15"), ("memchr", "2.8.3")]
+    // The section itself lists all four: the root (local) and autocfg (kind build) too.
+    let json = section_json(bin);
+    let kinds: BTreeSet<(String, String, String)> = json["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["source"].as_str().unwrap().to_string(),
+                p["kind"].as_str().unwrap_or("runtime").to_string(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("autocfg".into(), "crates.io".into(), "build".into())));
+    assert!(kinds.contains(&("auditable-fixture".into(), "local".into(), "runtime".into())));
+    assert_eq!(kinds.len(), 4);
+    let want: BTreeSet<(String, String)> = [("itoa", "1.0.19"), ("memchr", "2.8.3")]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
@@ -119,26 +136,39 @@ fn the_same_crates_as_syft() {
     fs::copy(bin, dir.join("app")).unwrap();
     let ours = walk(&dir, &RustBinaryAnalyzer).set(|n| n.to_string());
     let theirs = syft(&dir, "rust-crate", Some("cargo-auditable-binary-cataloger"));
-    // syft reports every package in the section, the root (a local crate) and build
-    // dependencies included; we report only runtime, non-local ones (see rustbin.rs).
+    // syft reports the root package (a local crate) too; we report only non-local ones
+    // (see rustbin.rs). Both leave out the build dependency.
     let root = |item: &(String, String), only_ours: bool| {
         !only_ours && item.0 == "auditable-fixture" && item.1 == "0.1.0"
-    };
-    let build_dep = |item: &(String, String), only_ours: bool| {
-        !only_ours && item.0 == "autocfg" && item.1 == "1.5.1"
     };
     compare(
         "syft",
         &ours,
         &theirs,
-        &[
-            (
-                "the binary's own crate (source local) is not reported",
-                &root,
-            ),
-            ("build dependencies are not in the binary", &build_dep),
-        ],
+        &[(
+            "the binary's own crate (source local) is not reported",
+            &root,
+        )],
     );
+}
+
+/// The section as cargo-auditable wrote it, read with objcopy and flate2.
+fn section_json(bin: &Path) -> serde_json::Value {
+    use std::io::Read;
+    let dump = target_dir().join("lang-rust/dep-v0.bin");
+    let st = Command::new("objcopy")
+        .arg("--dump-section")
+        .arg(format!(".dep-v0={}", dump.display()))
+        .arg(bin)
+        .arg(target_dir().join("lang-rust/discard"))
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(st.success());
+    let mut json = Vec::new();
+    flate2::read::ZlibDecoder::new(fs::File::open(&dump).unwrap())
+        .read_to_end(&mut json)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
 }
 
 #[test]
@@ -167,4 +197,58 @@ fn without_the_section_or_with_a_broken_one() {
     fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     fs::set_permissions(&cut, fs::Permissions::from_mode(0o755)).unwrap();
     assert!(matches!(analyze(&cut), Err(AnalyzeError::Malformed { .. })));
+}
+
+#[test]
+fn damaged_auditable_binaries_are_errors_or_nothing_never_panics() {
+    let (bin, _) = binaries();
+    let bytes = fs::read(bin).unwrap();
+    // Where the section's bytes are (objcopy dumps them; found again in the file).
+    let dump = target_dir().join("lang-rust/dep-v0-damaged.bin");
+    let st = Command::new("objcopy")
+        .arg("--dump-section")
+        .arg(format!(".dep-v0={}", dump.display()))
+        .arg(bin)
+        .arg(target_dir().join("lang-rust/discard-damaged"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let section = fs::read(&dump).unwrap();
+    let at = bytes
+        .windows(section.len())
+        .position(|w| w == section.as_slice())
+        .unwrap();
+    let n = bytes.len();
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = |m: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % m as u64) as usize
+    };
+    let (mut ok, mut bad) = (0, 0);
+    for round in 0..120 {
+        let mut b = bytes.clone();
+        for _ in 0..1 + rnd(6) {
+            // The section, the section header table and names (the file's end), the header.
+            let i = match rnd(3) {
+                0 => at + rnd(section.len()),
+                1 => n - 1 - rnd(8192),
+                _ => rnd(64),
+            };
+            b[i] = rnd(256) as u8;
+        }
+        let info = FileInfo {
+            path: "/usr/local/bin/app",
+            size: b.len() as u64,
+            mode: 0o755,
+        };
+        match RustBinaryAnalyzer.analyze(&info, &mut b.as_slice()) {
+            Ok(_) => ok += 1,
+            Err(AnalyzeError::Malformed { .. }) => bad += 1,
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+    eprintln!("120 damaged binaries: {ok} read, {bad} malformed");
+    assert!(bad > 0);
 }

@@ -34,8 +34,14 @@ impl Walked {
     }
 }
 
-/// Walks `root` (symlinks not followed) and offers each regular file to `analyzer`.
+/// Walks `root` (symlinks not followed) and offers each regular file to `analyzer`, as if
+/// `root` were the image's `/`.
 pub fn walk(root: &Path, analyzer: &dyn Analyzer) -> Walked {
+    walk_at(root, "", analyzer)
+}
+
+/// [`walk`], with `root` mounted at `at` in the image (`/usr/lib/node_modules`).
+pub fn walk_at(root: &Path, at: &str, analyzer: &dyn Analyzer) -> Walked {
     let mut out = Walked {
         findings: vec![],
         errors: vec![],
@@ -60,7 +66,7 @@ pub fn walk(root: &Path, analyzer: &dyn Analyzer) -> Walked {
     files.sort();
     for p in files {
         let meta = fs::metadata(&p).unwrap();
-        let rel = format!("/{}", p.strip_prefix(root).unwrap().to_str().unwrap());
+        let rel = format!("{at}/{}", p.strip_prefix(root).unwrap().to_str().unwrap());
         let info = FileInfo {
             path: &rel,
             size: meta.len(),
