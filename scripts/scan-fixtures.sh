@@ -10,7 +10,7 @@
 #                               /var/lib/dpkg/status.d/{libc6,zlib1g} files
 #   OUTDIR/debian-opaque-oci    statusd + a layer making /var/lib/dpkg opaque, with a new
 #                               `status` listing only base-files and libc6
-#                            (extra layers by umoci insert; all tagged `latest`)
+#                            (all tagged `latest`)
 #   OUTDIR/rpm-oci           a root filesystem with three rpms built here with rpmbuild
 #                            (scripts/scan-fixtures/*.spec) and installed with Debian's rpm into
 #                            its SQLite rpmdb (/var/lib/rpm/rpmdb.sqlite), one gzip layer
@@ -26,13 +26,23 @@
 # install packages with.
 set -euo pipefail
 
-STAMP=4
+STAMP=5
 OUT=${1:?usage: scan-fixtures.sh OUTDIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 exec 9>"$OUT/.lock"
 flock 9
+
+# Adds directory $2's content as a new top layer of image $1 (LAYOUT:TAG). The tar is written by
+# GNU tar and gzipped by `umoci raw add-layer`: umoci 0.4.7's own `insert` writes layers whose
+# tar stream is cut short (the last file's data and the end blocks go missing).
+add_layer() {
+  local tarfile="$OUT/layer.tmp.tar"
+  (cd "$2" && tar --sort=name --numeric-owner --owner=0 --group=0 -cf "$tarfile" -- $(ls -A | LC_ALL=C sort))
+  umoci raw add-layer --image "$1" "$tarfile"
+  rm -f "$tarfile"
+}
 
 fresh() { [ "$(cat "$OUT/$1.stamp" 2>/dev/null)" = "$STAMP" ]; }
 done_() { echo "$STAMP" >"$OUT/$1.stamp"; }
@@ -57,7 +67,7 @@ if ! fresh debian; then
   mv "$OUT/debian-rootfs.tmp" "$OUT/debian-rootfs"
   umoci init --layout "$OUT/debian-oci"
   umoci new --image "$OUT/debian-oci:latest"
-  umoci insert --image "$OUT/debian-oci:latest" "$OUT/debian-rootfs" /
+  add_layer "$OUT/debian-oci:latest" "$OUT/debian-rootfs"
   umoci gc --layout "$OUT/debian-oci"
   done_ debian
   rm -f "$OUT"/debian-zstd.stamp "$OUT"/debian-wh.stamp
@@ -83,16 +93,19 @@ if ! fresh debian-wh; then
   log "layering whiteouts and an opaque directory"
   T="$OUT/wh.tmp"
   rm -rf "$T"
-  mkdir -p "$T/status.d" "$T/dpkg"
+  mkdir -p "$T"
   DB="$OUT/debian-rootfs/var/lib/dpkg"
   variant debian-oci debian-whiteout-oci
-  umoci insert --image "$OUT/debian-whiteout-oci:latest" --whiteout /var/lib/dpkg/status
+  mkdir -p "$T/wh/var/lib/dpkg" && : >"$T/wh/var/lib/dpkg/.wh.status"
+  add_layer "$OUT/debian-whiteout-oci:latest" "$T/wh"
   variant debian-oci debian-statusd-oci
-  for p in libc6 zlib1g; do dpkg-query --admindir="$DB" -s "$p" >"$T/status.d/$p"; done
-  umoci insert --image "$OUT/debian-statusd-oci:latest" "$T/status.d" /var/lib/dpkg/status.d
+  mkdir -p "$T/sd/var/lib/dpkg/status.d"
+  for p in libc6 zlib1g; do dpkg-query --admindir="$DB" -s "$p" >"$T/sd/var/lib/dpkg/status.d/$p"; done
+  add_layer "$OUT/debian-statusd-oci:latest" "$T/sd"
   variant debian-statusd-oci debian-opaque-oci
-  { dpkg-query --admindir="$DB" -s base-files; echo; dpkg-query --admindir="$DB" -s libc6; } >"$T/dpkg/status"
-  umoci insert --image "$OUT/debian-opaque-oci:latest" --opaque "$T/dpkg" /var/lib/dpkg
+  mkdir -p "$T/op/var/lib/dpkg" && : >"$T/op/var/lib/dpkg/.wh..wh..opq"
+  { dpkg-query --admindir="$DB" -s base-files; echo; dpkg-query --admindir="$DB" -s libc6; } >"$T/op/var/lib/dpkg/status"
+  add_layer "$OUT/debian-opaque-oci:latest" "$T/op"
   rm -rf "$T"
   done_ debian-wh
 fi
@@ -114,7 +127,7 @@ if ! fresh rpm; then
   rpm --root "$R" --dbpath /var/lib/rpm -i --nodeps --ignoreos --ignorearch "$T"/top/RPMS/*/*.rpm 2>/dev/null
   umoci init --layout "$OUT/rpm-oci"
   umoci new --image "$OUT/rpm-oci:latest"
-  umoci insert --image "$OUT/rpm-oci:latest" "$R" /
+  add_layer "$OUT/rpm-oci:latest" "$R"
   rm -rf "$T"
   done_ rpm
 fi

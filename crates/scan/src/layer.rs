@@ -227,7 +227,15 @@ fn walk(
         match kind {
             EntryType::Regular | EntryType::Continuous => {}
             EntryType::Link => {
-                link(&mut entry, &path, size, mode, analyzers, &mut files, &mut by_path);
+                link(
+                    &mut entry,
+                    &path,
+                    size,
+                    mode,
+                    analyzers,
+                    &mut files,
+                    &mut by_path,
+                );
                 continue;
             }
             _ => continue,
@@ -334,7 +342,10 @@ fn link(
         for p in &mut copy.packages {
             p.path = path.to_string();
         }
-        by_path.entry(path.to_string()).or_default().push(files.len());
+        by_path
+            .entry(path.to_string())
+            .or_default()
+            .push(files.len());
         files.push(Some(copy));
     }
 }
@@ -407,7 +418,10 @@ mod tests {
 
     #[test]
     fn paths_are_normalised_and_escapes_refused() {
-        assert_eq!(normalize_path("./etc/os-release").unwrap(), "/etc/os-release");
+        assert_eq!(
+            normalize_path("./etc/os-release").unwrap(),
+            "/etc/os-release"
+        );
         assert_eq!(normalize_path("etc//x/").unwrap(), "/etc/x");
         assert_eq!(normalize_path("/a/./b/../c").unwrap(), "/a/c");
         assert_eq!(normalize_path("./").unwrap(), "/");
@@ -430,7 +444,10 @@ mod tests {
             Compression::detect(b"etc/", Some("application/vnd.oci.image.layer.v1.tar+gzip")),
             Compression::None
         );
-        assert_eq!(Compression::detect(b"", Some("x.tar+zstd")), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(b"", Some("x.tar+zstd")),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"", None), Compression::None);
     }
 

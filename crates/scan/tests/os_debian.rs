@@ -7,7 +7,7 @@ mod os_common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use os_common::{differences, fixtures, ours, scan, syft, trivy, PackageList};
+use os_common::{PackageList, check, differences, fixtures, ours, scan, syft, trivy};
 use scan::PackageKind;
 
 /// What dpkg itself says is installed in the root filesystem the image was made from:
@@ -16,7 +16,11 @@ fn dpkg_truth() -> PackageList {
     let admindir = fixtures().join("debian-rootfs/var/lib/dpkg");
     let out = Command::new("dpkg-query")
         .arg(format!("--admindir={}", admindir.display()))
-        .args(["-W", "-f", "${db:Status-Status} ${Package} ${Version} ${source:Package}\n"])
+        .args([
+            "-W",
+            "-f",
+            "${db:Status-Status} ${Package} ${Version} ${source:Package}\n",
+        ])
         .output()
         .expect("dpkg-query");
     assert!(out.status.success());
@@ -51,7 +55,11 @@ fn debian_minbase_packages_and_os() {
     let libc = inv.packages.iter().find(|p| p.name == "libc6").unwrap();
     assert_eq!(libc.source_name.as_deref(), Some("glibc"));
     assert_eq!(libc.match_name(), "glibc");
-    assert!(libc.version.starts_with("2.36-9+deb12u"), "{}", libc.version);
+    assert!(
+        libc.version.starts_with("2.36-9+deb12u"),
+        "{}",
+        libc.version
+    );
     // Source versions that differ from the binary's, as dpkg reports them.
     let with_src_version: Vec<_> = inv
         .packages
@@ -80,21 +88,4 @@ fn debian_minbase_agrees_with_syft_and_trivy() {
     let trivy_exceptions: BTreeMap<&str, &str> = BTreeMap::new();
     let d = differences(&mine, &trivy(&layout));
     check("trivy", &d, &trivy_exceptions);
-}
-
-fn check(tool: &str, diffs: &BTreeMap<String, String>, exceptions: &BTreeMap<&str, &str>) {
-    let unexplained: Vec<_> = diffs
-        .iter()
-        .filter(|(name, _)| !exceptions.contains_key(name.as_str()))
-        .collect();
-    assert!(
-        unexplained.is_empty(),
-        "{tool}: unexplained differences: {unexplained:#?}"
-    );
-    // An exception that no longer happens is stale: say so, so the list stays true.
-    let stale: Vec<_> = exceptions
-        .keys()
-        .filter(|n| !diffs.contains_key(**n))
-        .collect();
-    assert!(stale.is_empty(), "{tool}: stale exceptions {stale:?}");
 }

@@ -307,7 +307,10 @@ mod tests {
             mode: 0,
         };
         assert!(DpkgAnalyzer.analyze(&info, &mut &bytes[..]).is_err());
-        assert_eq!(parse_source("glibc (2.36-9)"), (Some("glibc".into()), Some("2.36-9".into())));
+        assert_eq!(
+            parse_source("glibc (2.36-9)"),
+            (Some("glibc".into()), Some("2.36-9".into()))
+        );
         assert_eq!(parse_source("zlib"), (Some("zlib".into()), None));
     }
 }

@@ -141,7 +141,10 @@ mod tests {
 
     #[test]
     fn quoting_follows_the_shell() {
-        assert_eq!(unquote(r#""Debian GNU/Linux 12 (bookworm)""#), "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(
+            unquote(r#""Debian GNU/Linux 12 (bookworm)""#),
+            "Debian GNU/Linux 12 (bookworm)"
+        );
         assert_eq!(unquote("'a \"b\" \\c'"), "a \"b\" \\c");
         assert_eq!(unquote(r#""say \"hi\" \$x \n""#), "say \"hi\" $x \\n");
         assert_eq!(unquote(r"plain\ word"), "plain word");
@@ -159,7 +162,10 @@ mod tests {
         assert_eq!(os.id, "debian");
         assert_eq!(os.version_id.as_deref(), Some("12"));
         assert_eq!(os.codename.as_deref(), Some("bookworm"));
-        assert_eq!(os.pretty_name.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            os.pretty_name.as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
         assert_eq!(parse("").id, "linux");
         assert_eq!(parse("VERSION_ID=\n").version_id, None);
     }

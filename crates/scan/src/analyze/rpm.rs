@@ -68,8 +68,8 @@ impl Analyzer for RpmAnalyzer {
             .prefix("wharf-rpmdb-")
             .tempfile()
             .map_err(|e| malformed(format!("creating a temporary file: {e}")))?;
-        let copied = std::io::copy(&mut content.take(MAX_DB_SIZE + 1), tmp.as_file_mut())
-            .map_err(io)?;
+        let copied =
+            std::io::copy(&mut content.take(MAX_DB_SIZE + 1), tmp.as_file_mut()).map_err(io)?;
         if copied > MAX_DB_SIZE {
             return Err(malformed("larger than 256 MiB".to_string()));
         }
@@ -87,7 +87,9 @@ fn read_db(db: &std::path::Path, path: &str) -> Result<Vec<Package>, String> {
     let uri = format!("file:{}?immutable=1", db.display());
     let conn = Connection::open_with_flags(
         uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| format!("opening the SQLite database: {e}"))?;
     let mut stmt = conn
@@ -292,7 +294,11 @@ mod tests {
             (TAG_EPOCH, TYPE_INT32, 1u32.to_be_bytes().to_vec()),
             (TAG_ARCH, TYPE_STRING, s("x86_64")),
             (TAG_LICENSE, TYPE_STRING, s("ASL 2.0")),
-            (TAG_SOURCERPM, TYPE_STRING, s("openssl-3.0.7-27.el9.src.rpm")),
+            (
+                TAG_SOURCERPM,
+                TYPE_STRING,
+                s("openssl-3.0.7-27.el9.src.rpm"),
+            ),
         ]);
         let p = parse_header(&b).unwrap().into_package("/x").unwrap();
         assert_eq!(p.name, "openssl-libs");

@@ -63,8 +63,10 @@ fn blob(layout: &Path, digest: &str) -> PathBuf {
 }
 
 fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_reader(BufReader::new(File::open(path).expect(path.to_str().unwrap())))
-        .expect("JSON")
+    serde_json::from_reader(BufReader::new(
+        File::open(path).unwrap_or_else(|e| panic!("{path:?}: {e}")),
+    ))
+    .expect("JSON")
 }
 
 /// The layers of the manifest tagged `tag` in an OCI layout, lowest first.
@@ -137,7 +139,10 @@ fn peers_venv() -> PathBuf {
 /// syft's binary.
 pub fn syft_bin() -> PathBuf {
     let p = peers_venv().join("bin/syft");
-    assert!(p.exists(), "{p:?} missing: run scripts/install-test-deps.sh");
+    assert!(
+        p.exists(),
+        "{p:?} missing: run scripts/install-test-deps.sh"
+    );
     p
 }
 
@@ -211,8 +216,19 @@ pub fn trivy(layout: &Path) -> PackageList {
     let cache = tempfile::tempdir().unwrap();
     let input = format!("{}:latest", layout.display());
     let out = run(Command::new(trivy_bin())
-        .args(["image", "--input", &input, "--format", "cyclonedx", "--quiet"])
-        .args(["--skip-db-update", "--skip-java-db-update", "--offline-scan"])
+        .args([
+            "image",
+            "--input",
+            &input,
+            "--format",
+            "cyclonedx",
+            "--quiet",
+        ])
+        .args([
+            "--skip-db-update",
+            "--skip-java-db-update",
+            "--offline-scan",
+        ])
         .arg("--cache-dir")
         .arg(cache.path()));
     let doc: serde_json::Value = serde_json::from_slice(&out).expect("trivy JSON");
@@ -258,4 +274,23 @@ pub fn differences(ours: &PackageList, theirs: &PackageList) -> BTreeMap<String,
         }
     }
     out
+}
+
+/// Fails on any difference not in `exceptions` (name -> why), and on an exception that no
+/// longer happens (so the list stays true).
+pub fn check(tool: &str, diffs: &BTreeMap<String, String>, exceptions: &BTreeMap<&str, &str>) {
+    let unexplained: Vec<_> = diffs
+        .iter()
+        .filter(|(name, _)| !exceptions.contains_key(name.as_str()))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "{tool}: unexplained differences: {unexplained:#?}"
+    );
+    // An exception that no longer happens is stale: say so, so the list stays true.
+    let stale: Vec<_> = exceptions
+        .keys()
+        .filter(|n| !diffs.contains_key(**n))
+        .collect();
+    assert!(stale.is_empty(), "{tool}: stale exceptions {stale:?}");
 }
