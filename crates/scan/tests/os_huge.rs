@@ -149,3 +149,26 @@ fn huge_files_pass_with_flat_memory() {
         after - before
     );
 }
+
+/// A GNU long-name entry of 100 MB (a real tar header, generated data): the tar reader would
+/// read it whole into memory; the walker stops it at 4 MiB with an error.
+#[test]
+fn a_huge_gnu_long_name_is_refused_not_read_into_memory() {
+    let mut h = tar::Header::new_gnu();
+    h.as_mut_bytes()[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    let size: u64 = 100 << 20;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let stream = Cursor::new(h.as_bytes().to_vec())
+        .chain(io::repeat(b'a').take(size))
+        .chain(Cursor::new(header("etc/os-release", 0)))
+        .chain(Cursor::new(vec![0u8; 1024]));
+    let err = analyze_layer("sha256:longname", None, stream, &os_analyzers()).unwrap_err();
+    assert!(
+        matches!(&err, scan::layer::LayerError::Read { .. })
+            && err.to_string().contains("tar headers"),
+        "{err}"
+    );
+}

@@ -268,6 +268,7 @@ fn the_last_entry_at_a_path_wins_and_hard_links_share_findings() {
     );
     // Whiteouts at the root and below.
     raw_entry(&mut t, ".wh.opt", tar::EntryType::Regular, "", b"");
+    raw_entry(&mut t, ".wh..wh.plnk", tar::EntryType::Directory, "", b"");
     raw_entry(
         &mut t,
         "usr/share/.wh..wh..opq",
