@@ -156,6 +156,12 @@ fn truncated_and_corrupt_gzip_layers_are_errors() {
     let err =
         analyze_layer("sha256:junk", None, &[0x42u8; 4096][..], &os_analyzers()).expect_err("junk");
     assert!(matches!(err, LayerError::Read { .. }), "{err}");
+    // A truncated zstd layer.
+    let l = layers(&fixtures().join("debian-zstd-oci"), "latest");
+    let zstd = std::fs::read(&l[0].path).unwrap();
+    let err = analyze_layer(&l[0].digest, None, &zstd[..zstd.len() / 2], &os_analyzers())
+        .expect_err("a truncated zstd layer must fail");
+    assert!(matches!(err, LayerError::Read { .. }), "{err}");
     // An empty layer is an empty inventory.
     let inv = analyze_layer("sha256:empty", None, &b""[..], &os_analyzers()).unwrap();
     assert!(inv.files.is_empty());
