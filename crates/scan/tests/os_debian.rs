@@ -89,3 +89,63 @@ fn debian_minbase_agrees_with_syft_and_trivy() {
     let d = differences(&mine, &trivy(&layout));
     check("trivy", &d, &trivy_exceptions);
 }
+
+/// Percent-decodes a purl, so that two purls compare on what they say rather than on which
+/// characters each tool escapes (ours escapes an epoch's `:`, syft leaves it).
+fn decode(purl: &str) -> String {
+    let b = purl.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&purl[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Every package's purl (with the image's OS) says what syft's says: type, vendor, name,
+/// version, arch, distro and upstream source with its version.
+#[test]
+fn debian_purls_agree_with_syft() {
+    let layout = fixtures().join("debian-oci");
+    let inv = scan(&layout);
+    let out = Command::new(os_common::syft_bin())
+        .arg(format!("oci-dir:{}", layout.display()))
+        .args(["-o", "syft-json", "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("syft");
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs: BTreeMap<String, String> = doc["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "deb")
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                decode(a["purl"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    let mine: BTreeMap<String, String> = inv
+        .packages
+        .iter()
+        .map(|p| (p.name.clone(), decode(&p.purl(inv.os.as_ref()))))
+        .collect();
+    assert_eq!(mine.len(), theirs.len());
+    let diffs: Vec<_> = mine
+        .iter()
+        .filter(|(n, p)| theirs.get(*n) != Some(*p))
+        .map(|(n, p)| format!("{n}: ours {p}, syft {:?}", theirs.get(n)))
+        .collect();
+    assert!(diffs.is_empty(), "{diffs:#?}");
+}
