@@ -397,3 +397,59 @@ fn a_file_two_analysers_want_is_read_once_for_both() {
     assert_eq!(inv.files.len(), 1);
     assert_eq!(inv.files[0].path, "/etc/os-release");
 }
+
+/// A layer holding a real os-release, dpkg status and rpmdb (from the fixtures) and an apk
+/// database, with bytes of the uncompressed tar flipped at random (a fixed seed) 300 times:
+/// every run ends in an inventory or a typed error, never a panic.
+#[test]
+fn mutated_layers_never_panic() {
+    let debian = fixtures().join("debian-rootfs");
+    let rpm = fixtures().join("rpm-rootfs");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add(
+        "etc/os-release",
+        &std::fs::read(debian.join("usr/lib/os-release")).unwrap(),
+    );
+    let status = std::fs::read(debian.join("var/lib/dpkg/status")).unwrap();
+    add("var/lib/dpkg/status", &status[..status.len().min(64 << 10)]);
+    add(
+        "lib/apk/db/installed",
+        b"P:musl\nV:1.2.5-r0\nA:x86_64\nL:MIT\no:musl\n\nP:busybox\nV:1.36.1-r29\no:busybox\n",
+    );
+    add(
+        "var/lib/rpm/rpmdb.sqlite",
+        &std::fs::read(rpm.join("var/lib/rpm/rpmdb.sqlite")).unwrap(),
+    );
+    let tar = b.into_inner().unwrap();
+    let clean = analyze_layer("sha256:clean", None, &tar[..], &os_analyzers()).unwrap();
+    assert_eq!(clean.files.len(), 4);
+
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..300 {
+        let mut bad = tar.clone();
+        for _ in 0..(1 + next() % 8) {
+            let at = (next() % bad.len() as u64) as usize;
+            bad[at] = next() as u8;
+        }
+        match analyze_layer("sha256:bad", None, &bad[..], &os_analyzers()) {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    eprintln!("{ok} mutated layers read, {failed} refused");
+    assert_eq!(ok + failed, 300);
+}
