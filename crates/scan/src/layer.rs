@@ -18,9 +18,15 @@
 //! wants the link's own path gets a copy of that analyser's finding (with the link's path); any
 //! other hard link is skipped, since the target's bytes were streamed past and are not kept.
 //!
+//! Memory: besides the analysers' own (each caps what it reads), at most [`SHARED_READ_CAP`]
+//! for a shared file and [`MAX_HEADER_BYTES`] of tar headers and extension records (GNU long
+//! names, PAX) between two entries; and the decompressors' windows (gzip 32 KiB; zstd's as the
+//! frame asks, at most 128 MiB by libzstd's default limit, a few MiB for real layers).
+//!
 //! Errors: an analyser's [`AnalyzeError::Malformed`] is logged (`tracing::warn`) and the file
-//! skipped; reading the archive failing (truncated or corrupt compression, a broken tar header)
-//! fails the whole layer with a [`LayerError`].
+//! skipped; reading the archive failing (truncated or corrupt compression, a broken tar header,
+//! oversized extension records) fails the whole layer with a [`LayerError`]; so does an
+//! analyser's [`AnalyzeError::Io`], and a read error an analyser swallowed.
 
 use std::cell::Cell;
 use std::collections::HashMap;
