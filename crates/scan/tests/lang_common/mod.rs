@@ -127,15 +127,15 @@ pub fn fixtures() -> &'static Path {
     })
 }
 
-/// The venv scripts/install-test-deps.sh puts syft and trivy in.
+/// The venv scripts/install-test-deps.sh puts syft and trivy in (shared with the os_* tests).
 pub fn tools_venv() -> PathBuf {
-    match std::env::var_os("WHARF_LANG_TOOLS_VENV") {
+    match std::env::var_os("WHARF_SCAN_PEERS_VENV") {
         Some(d) => PathBuf::from(d),
         None => {
             let cache = std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-            cache.join("wharf-test-deps/lang-tools")
+            cache.join("wharf-test-deps/scan-peers")
         }
     }
 }

@@ -64,7 +64,7 @@ fn blob(layout: &Path, digest: &str) -> PathBuf {
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_reader(BufReader::new(
-        File::open(path).expect(path.to_str().unwrap()),
+        File::open(path).unwrap_or_else(|e| panic!("{path:?}: {e}")),
     ))
     .expect("JSON")
 }
@@ -274,4 +274,23 @@ pub fn differences(ours: &PackageList, theirs: &PackageList) -> BTreeMap<String,
         }
     }
     out
+}
+
+/// Fails on any difference not in `exceptions` (name -> why), and on an exception that no
+/// longer happens (so the list stays true).
+pub fn check(tool: &str, diffs: &BTreeMap<String, String>, exceptions: &BTreeMap<&str, &str>) {
+    let unexplained: Vec<_> = diffs
+        .iter()
+        .filter(|(name, _)| !exceptions.contains_key(name.as_str()))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "{tool}: unexplained differences: {unexplained:#?}"
+    );
+    // An exception that no longer happens is stale: say so, so the list stays true.
+    let stale: Vec<_> = exceptions
+        .keys()
+        .filter(|n| !diffs.contains_key(**n))
+        .collect();
+    assert!(stale.is_empty(), "{tool}: stale exceptions {stale:?}");
 }
