@@ -479,7 +479,15 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
     assert_eq!(r.json()["queued"], true);
     let st = admin_get(&w, "/api/v1/scan/status");
     assert!(st["queue_depth"].is_u64(), "{st}");
-    let audit = admin_get(&w, "/api/v1/audit?action=scan.queue");
+    // Audit events reach storage asynchronously: give them a moment.
+    let start = Instant::now();
+    let audit = loop {
+        let a = admin_get(&w, "/api/v1/audit?action=scan.queue");
+        if a.to_string().contains("dev/debian") || start.elapsed() > Duration::from_secs(10) {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(audit.to_string().contains("dev/debian"), "{audit}");
     // Unknown manifest: 404; anonymous: 401.
     let r = w
