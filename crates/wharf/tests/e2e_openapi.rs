@@ -144,9 +144,10 @@ fn management_api_conforms_to_its_openapi_document() {
     // testing nothing. The limiter itself is tested in e2e_auth.
     let mut s = AuthWharf::new(
         // A pull-through cache whose upstream refuses connections, so /api/v1/cache/* answer
-        // (warming fails cleanly with 502).
+        // (warming fails cleanly with 502); scanning on, so /api/v1/scan/* answer for real.
         "[auth]\nmode = \"on\"\nanonymous_pull = [\"public/*\"]\nmax_failed_logins = 1000000\n\n\
-         [[cache.upstream]]\nhost = \"upstream.invalid\"\nurl = \"http://127.0.0.1:9\"\n",
+         [[cache.upstream]]\nhost = \"upstream.invalid\"\nurl = \"http://127.0.0.1:9\"\n\n\
+         [scan]\n",
     );
     s.must_cli(
         &["user", "add", ADMIN.0, "--admin"],
