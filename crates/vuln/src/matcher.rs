@@ -117,6 +117,8 @@ struct Meta {
     summary: Box<str>,
     /// The alias group (see [`Index::build`]), set when the index is finished.
     group: u32,
+    /// Its id and aliases without the group's primary id, sorted (set with `group`).
+    others: Box<[Box<str>]>,
 }
 
 /// Where an event stands: below everything (`introduced: "0"`), above everything
@@ -523,10 +525,40 @@ impl Index {
             }
             groups.push(g);
         }
-        let group_primary: Vec<Box<str>> = primary
+        // Renumber groups in the order of their primary ids, so that findings collected in
+        // group order come out sorted by id.
+        let mut order: Vec<(&str, u32)> = primary
             .iter()
             .zip(&fallback)
-            .map(|(p, f)| p.unwrap_or(f).into())
+            .enumerate()
+            .map(|(g, (p, f))| (p.unwrap_or(f), g as u32))
+            .collect();
+        order.sort_unstable();
+        let mut renumber = vec![0u32; order.len()];
+        for (new, (_, old)) in order.iter().enumerate() {
+            renumber[*old as usize] = new as u32;
+        }
+        for g in groups.iter_mut() {
+            *g = renumber[*g as usize];
+        }
+        let group_primary: Vec<Box<str>> = order.iter().map(|(p, _)| (*p).into()).collect();
+        // Each advisory's other names, without its group's primary id, sorted: a finding
+        // from one advisory needs no further work.
+        let others: Vec<Box<[Box<str>]>> = self
+            .metas
+            .iter()
+            .zip(&groups)
+            .map(|(m, g)| {
+                let primary = &*group_primary[*g as usize];
+                let mut v: Vec<Box<str>> = std::iter::once(&m.id)
+                    .chain(m.aliases.iter())
+                    .filter(|a| ***a != *primary)
+                    .cloned()
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v.into_boxed_slice()
+            })
             .collect();
         let mut related_groups = HashMap::new();
         for (i, m) in self.metas.iter().enumerate() {
@@ -540,8 +572,9 @@ impl Index {
                 .collect();
             related_groups.insert(i as u32, gs);
         }
-        for (m, g) in self.metas.iter_mut().zip(groups) {
+        for ((m, g), o) in self.metas.iter_mut().zip(groups).zip(others) {
             m.group = g;
+            m.others = o;
         }
         self.group_primary = group_primary;
         self.related_groups = related_groups;
@@ -670,6 +703,7 @@ impl Index {
             debian_related,
             summary: adv.summary.into(),
             group: 0,
+            others: Box::default(),
         });
     }
 
@@ -813,16 +847,22 @@ impl Index {
                 continue;
             }
             let primary: &str = &self.group_primary[g as usize];
-            let mut aliases: Vec<&str> = Vec::new();
-            for (_, e) in members {
-                let m = &self.metas[e.adv as usize];
-                aliases.push(&m.id);
-                aliases.extend(m.aliases.iter().map(|a| &**a));
-            }
-            aliases.extend(extra.iter().filter(|(t, _)| *t == g).map(|(_, id)| *id));
-            aliases.retain(|a| *a != primary);
-            aliases.sort_unstable();
-            aliases.dedup();
+            let mut extras = extra.iter().filter(|(t, _)| *t == g).map(|(_, id)| *id);
+            let aliases: Vec<String> = if members.len() == 1 && !extra.iter().any(|(t, _)| *t == g)
+            {
+                let m = &self.metas[members[0].1.adv as usize];
+                m.others.iter().map(|a| String::from(&**a)).collect()
+            } else {
+                let mut all: Vec<&str> = members
+                    .iter()
+                    .flat_map(|(_, e)| self.metas[e.adv as usize].others.iter().map(|a| &**a))
+                    .collect();
+                all.extend(&mut extras);
+                all.retain(|a| *a != primary);
+                all.sort_unstable();
+                all.dedup();
+                all.into_iter().map(str::to_string).collect()
+            };
             let severity = members
                 .iter()
                 .map(|(_, e)| e.severity)
@@ -833,7 +873,7 @@ impl Index {
                 .filter_map(|(_, e)| e.cvss.as_ref())
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|(v, s)| Cvss {
-                    vector: v.to_string(),
+                    vector: String::from(&**v),
                     score: *s,
                 });
             let fixed = members
@@ -845,13 +885,13 @@ impl Index {
             let summary = metas()
                 .find(|m| *m.id == *primary && !m.summary.is_empty())
                 .or_else(|| metas().find(|m| !m.summary.is_empty()))
-                .map(|m| m.summary.to_string())
+                .map(|m| String::from(&*m.summary))
                 .unwrap_or_default();
             out.push(Finding {
                 id: primary.to_string(),
-                aliases: aliases.into_iter().map(str::to_string).collect(),
+                aliases,
                 ecosystem: ecosystem.to_string(),
-                package: members[0].1.name.to_string(),
+                package: String::from(&*members[0].1.name),
                 version: version.to_string(),
                 fixed,
                 severity,
@@ -859,7 +899,8 @@ impl Index {
                 summary,
             });
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
+        // Groups are numbered in primary-id order: `out` is sorted by id already.
+        debug_assert!(out.windows(2).all(|w| w[0].id <= w[1].id));
         out
     }
 }
