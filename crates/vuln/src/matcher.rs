@@ -272,11 +272,11 @@ impl Entry {
     }
 
     /// The lowest fixed version above the installed one.
-    fn fixed_above(&self, eco_pos: Position) -> Option<&str> {
+    fn fixed_above(&self, eco_pos: Position) -> Option<(u32, &str)> {
         self.fixed
             .iter()
             .find(|(r, _)| eco_pos.against(Bound::Rank(*r)) == Ordering::Less)
-            .map(|(_, f)| &**f)
+            .map(|(r, f)| (*r, &**f))
     }
 }
 
@@ -424,7 +424,7 @@ pub struct Index {
     group_primary: Vec<Box<str>>,
     /// Per Debian advisory (by meta index): the groups of the CVEs it relates to
     /// (`u32::MAX` for a CVE no advisory in the index names).
-    related_groups: HashMap<u32, Vec<u32>>,
+    related_groups: Vec<Box<[u32]>>,
     stats: IndexStats,
 }
 
@@ -560,18 +560,16 @@ impl Index {
                 v.into_boxed_slice()
             })
             .collect();
-        let mut related_groups = HashMap::new();
-        for (i, m) in self.metas.iter().enumerate() {
-            if m.debian_related.is_empty() {
-                continue;
-            }
-            let gs = m
-                .debian_related
-                .iter()
-                .map(|cve| owner.get(&**cve).map_or(u32::MAX, |&j| groups[j as usize]))
-                .collect();
-            related_groups.insert(i as u32, gs);
-        }
+        let related_groups: Vec<Box<[u32]>> = self
+            .metas
+            .iter()
+            .map(|m| {
+                m.debian_related
+                    .iter()
+                    .map(|cve| owner.get(&**cve).map_or(u32::MAX, |&j| groups[j as usize]))
+                    .collect()
+            })
+            .collect();
         for ((m, g), o) in self.metas.iter_mut().zip(groups).zip(others) {
             m.group = g;
             m.others = o;
@@ -768,7 +766,7 @@ impl Index {
             return Ok(Vec::new());
         }
         hits.sort_by_key(|(g, _)| *g);
-        Ok(self.findings(ecosystem, version, eco, eco_pos, &hits))
+        Ok(self.findings(ecosystem, version, eco_pos, &hits))
     }
 
     /// The ids of the advisories (before grouping and folding) with an entry that affects
@@ -813,7 +811,6 @@ impl Index {
         &self,
         ecosystem: &str,
         version: &str,
-        eco: Ecosystem,
         eco_pos: Position,
         hits: &[(u32, &Entry)],
     ) -> Vec<Finding> {
@@ -822,9 +819,10 @@ impl Index {
         let mut extra: Vec<(u32, &str)> = Vec::new();
         let mut dropped: Vec<u32> = Vec::new();
         for (g, e) in hits {
-            let Some(related) = self.related_groups.get(&e.adv) else {
+            let related = &self.related_groups[e.adv as usize];
+            if related.is_empty() {
                 continue;
-            };
+            }
             if self.group_primary[*g as usize].starts_with("CVE-") {
                 continue;
             }
@@ -879,8 +877,8 @@ impl Index {
             let fixed = members
                 .iter()
                 .filter_map(|(_, e)| e.fixed_above(eco_pos))
-                .min_by(|a, b| cmp_in(eco, a, b))
-                .map(str::to_string);
+                .min_by_key(|(rank, _)| *rank)
+                .map(|(_, f)| String::from(f));
             let metas = || members.iter().map(|(_, e)| &self.metas[e.adv as usize]);
             let summary = metas()
                 .find(|m| *m.id == *primary && !m.summary.is_empty())
