@@ -2,7 +2,7 @@
 //! "under 10 s"). Run with an optimised profile:
 //!
 //! ```text
-//! cargo run -p wharf-scan --profile ci --example db_match_10k [-- IMAGES] [--all-old]
+//! cargo run -p wharf-scan --profile ci --example db_match_10k [-- IMAGES] [--all-old | --all-current]
 //! ```
 //!
 //! How the images are built (deterministic, seeded), each by `ImageInventory::combine` of
@@ -13,7 +13,8 @@
 //!   version taken from the advisories' own `Debian:12` lists of affected versions (base k
 //!   the k-th oldest known, or the newest listed), so every such package has findings; bases
 //!   10-19 are current (the TSV's bookworm 12.15 / security versions). `--all-old` makes all
-//!   20 old (the worst case: every package of every Debian image vulnerable);
+//!   20 old (the worst case: every package of every Debian image vulnerable), `--all-current`
+//!   all 20 current;
 //! - 4 Alpine base layers (v3.18-v3.21), 100 `main` packages each, each at one of its own
 //!   secdb fix versions;
 //! - a pool of 300 language layers, each 5-40 packages drawn from the PyPI, npm, Go and
@@ -124,6 +125,7 @@ fn cpu_seconds() -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let all_old = args.iter().any(|a| a == "--all-old");
+    let all_current = args.iter().any(|a| a == "--all-current");
     let images: usize = args
         .iter()
         .find(|a| !a.starts_with("--"))
@@ -225,7 +227,9 @@ fn main() {
             // Old bases: a version the advisories list as affected; current bases: the
             // bookworm point-release or security version of the TSV.
             let src_version = match sorted_deb.get(src) {
-                Some(v) if !v.is_empty() && (all_old || k < 10) => v[k.min(v.len() - 1)].as_str(),
+                Some(v) if !v.is_empty() && !all_current && (all_old || k < 10) => {
+                    v[k.min(v.len() - 1)].as_str()
+                }
                 _ => cur,
             };
             packages.push(pkg(

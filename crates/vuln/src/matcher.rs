@@ -207,6 +207,75 @@ struct Bucket {
     entries: Vec<Entry>,
 }
 
+/// The highest version an entry can affect, so that a bucket's entries sorted by it can be
+/// cut off where the installed version is above every remaining one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cap {
+    /// Only versions below this rank (its last event is a `fixed`).
+    Below(u32),
+    /// Versions up to this rank (its last event is a `last_affected`).
+    UpTo(u32),
+    /// No bound (an open range, a `SEMVER` range, or explicitly listed versions).
+    Unbounded,
+}
+
+impl Cap {
+    /// Orders caps by how high a version they can affect: by rank, `UpTo(r)` above
+    /// `Below(r)`, `Unbounded` above all.
+    fn key(self) -> (u8, u32, u8) {
+        match self {
+            Cap::Below(r) => (0, r, 0),
+            Cap::UpTo(r) => (0, r, 1),
+            Cap::Unbounded => (1, 0, 0),
+        }
+    }
+
+    fn may_affect(self, pos: Position) -> bool {
+        match self {
+            Cap::Unbounded => true,
+            Cap::Below(r) => pos.against(Bound::Rank(r)) == Ordering::Less,
+            Cap::UpTo(r) => pos.against(Bound::Rank(r)) != Ordering::Greater,
+        }
+    }
+
+    fn of(entry: &Entry) -> Cap {
+        if !entry.listed_raw.is_empty() {
+            return Cap::Unbounded;
+        }
+        let mut cap: Option<Cap> = None;
+        for r in &entry.ranges {
+            if r.semver {
+                return Cap::Unbounded;
+            }
+            // Events are sorted: the range is bounded when its last introduced is followed
+            // by a fixed or last_affected; the last of those is its cap.
+            let mut open = false;
+            let mut last_close = None;
+            for (k, b) in &r.events {
+                match (k, b) {
+                    (Ev::Introduced, _) => open = true,
+                    (Ev::Fixed, Bound::Rank(x)) => {
+                        open = false;
+                        last_close = Some(Cap::Below(*x));
+                    }
+                    (Ev::LastAffected, Bound::Rank(x)) => {
+                        open = false;
+                        last_close = Some(Cap::UpTo(*x));
+                    }
+                    (Ev::Limit, _) => {}
+                    _ => return Cap::Unbounded,
+                }
+            }
+            let c = match (open, last_close) {
+                (false, Some(c)) => c,
+                _ => return Cap::Unbounded,
+            };
+            cap = Some(cap.map_or(c, |x| if c.key() > x.key() { c } else { x }));
+        }
+        cap.unwrap_or(Cap::Unbounded)
+    }
+}
+
 /// An entry before its bucket's ranks exist.
 struct Pending {
     entry: Entry,
@@ -216,6 +285,8 @@ struct Pending {
 struct Entry {
     adv: u32,
     eco: Ecosystem,
+    /// The highest version it can affect (entries are sorted by it, highest first).
+    cap: Cap,
     name: Box<str>,
     ranges: Vec<Ranked>,
     /// Listed versions the ranges do not already cover, that parse, in the ecosystem's
@@ -401,8 +472,10 @@ impl Bucket {
             for (rank, f) in entry.fixed.iter_mut() {
                 *rank = rank_of(&eco_versions, &eco_ranks, f).unwrap_or(0);
             }
+            entry.cap = Cap::of(&entry);
             entries.push(entry);
         }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.cap.key()));
         Bucket {
             eco_versions,
             eco_ranks,
@@ -669,6 +742,7 @@ impl Index {
             let entry = Entry {
                 adv: adv_id,
                 eco,
+                cap: Cap::Unbounded,
                 name: a.name.as_str().into(),
                 ranges: Vec::new(),
                 listed,
@@ -759,6 +833,7 @@ impl Index {
         let mut hits: Vec<(u32, &Entry)> = bucket
             .entries
             .iter()
+            .take_while(|e| e.cap.may_affect(eco_pos))
             .filter(|e| e.affects(eco_pos, semver_pos, &parsed, version))
             .map(|e| (self.metas[e.adv as usize].group, e))
             .collect();
@@ -797,6 +872,7 @@ impl Index {
         let mut ids: Vec<&str> = bucket
             .entries
             .iter()
+            .take_while(|e| e.cap.may_affect(eco_pos))
             .filter(|e| e.affects(eco_pos, semver_pos, &parsed, version))
             .map(|e| &*self.metas[e.adv as usize].id)
             .collect();
