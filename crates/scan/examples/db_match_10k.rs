@@ -22,7 +22,7 @@
 //!   fixed, listed), so some are vulnerable and some not;
 //! - image i = base (i mod 24) + 1 to 3 pooled language layers.
 //!
-//! The database is the whole of `/work/shared/vulndata` imported into a fresh redb file; the
+//! The database is the whole of `shared/vulndata` (beside the repository) imported into a fresh redb file; the
 //! index is loaded from it. Matching is single-threaded.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +33,8 @@ use scan::db::{VulnDb, match_image};
 use scan::{FileFinding, ImageInventory, LayerInventory, OsRelease, Package, PackageKind};
 use vuln::Ecosystem;
 
-const DATA: &str = "/work/shared/vulndata";
+/// `shared/vulndata` beside the repository (see its README).
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vulndata");
 
 /// Package names with the versions advisories name for them.
 type NamesVersions<'a> = Vec<(&'a String, Vec<&'a String>)>;

@@ -1,4 +1,4 @@
-//! The whole of `/work/shared/vulndata` (real advisories, see its README) through the readers
+//! The whole of `shared/vulndata` (beside the repository) (real advisories, see its README) through the readers
 //! and the matcher: every OSV record, every Alpine secdb file, and a Debian tracker JSON
 //! generated from `debian/debian-advisories-summary.tsv` (derived data: the tracker's own JSON
 //! is not in the data set; the TSV is itself derived from the same CVE records, so the
@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 
 use vuln::{Advisory, Index, Severity, parse_osv, parse_secdb, parse_tracker};
 
-const DATA: &str = "/work/shared/vulndata";
+/// `shared/vulndata` beside the repository (see its README).
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vulndata");
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
