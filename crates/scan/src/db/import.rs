@@ -188,8 +188,17 @@ pub(crate) fn read_source(
         }
         FeedKind::DebianTracker => {
             let file = File::open(path).map_err(|e| DbError::io(path, e))?;
-            for adv in vuln::parse_tracker(&origin, BufReader::new(file))? {
-                sink(adv)?;
+            // Streamed: each source package's advisories are stored before the next is read.
+            let mut failed: Option<DbError> = None;
+            vuln::parse_tracker_each(&origin, BufReader::new(file), |adv| {
+                if failed.is_none()
+                    && let Err(e) = sink(adv)
+                {
+                    failed = Some(e);
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
         FeedKind::AlpineSecdb => {
