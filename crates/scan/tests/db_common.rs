@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use scan::db::{FeedStatus, VulnDb};
 
 /// The shared advisory data (see its README).
-pub const DATA: &str = "/work/shared/vulndata";
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vulndata");
 
 /// The OSV directories and their record counts (the README's file counts, except DLA: the
 /// upstream mirror holds DLA-1931-2 twice, under 2019/ and 2020/, so 272 files are 271

@@ -50,4 +50,4 @@ pub use ignore::{IgnoreError, IgnoreRule, IgnoreRules};
 pub use matcher::{Index, IndexStats};
 pub use range::{Affected, Event, MatchError, Range, RangeError, RangeKind};
 pub use secdb::parse_secdb;
-pub use tracker::parse_tracker;
+pub use tracker::{parse_tracker, parse_tracker_each};

@@ -56,7 +56,8 @@ pub enum Event {
 }
 
 impl Event {
-    fn version(&self) -> &str {
+    /// The event's version string (`"0"` and `"*"` included).
+    pub fn version(&self) -> &str {
         match self {
             Event::Introduced(v) | Event::Fixed(v) | Event::LastAffected(v) | Event::Limit(v) => v,
         }
@@ -180,6 +181,11 @@ impl Range {
         &self.events
     }
 
+    /// The range's ordering.
+    pub fn kind(&self) -> RangeKind {
+        self.kind
+    }
+
     fn cmp_versions(&self, a: &str, b: &str) -> Result<Ordering, MatchError> {
         match self.kind {
             RangeKind::Semver => Ok(semver_parse(a)?.cmp(&semver_parse(b)?)),
@@ -208,6 +214,9 @@ impl Range {
             Queried::Eco(v) => v
                 .cmp_same(&Parsed::parse(self.eco, e.version())?)
                 .unwrap_or(Ordering::Equal),
+            Queried::EcoRef(v) => v
+                .cmp_same(&Parsed::parse(self.eco, e.version())?)
+                .unwrap_or(Ordering::Equal),
         })
     }
 
@@ -218,6 +227,22 @@ impl Range {
             RangeKind::Semver => Queried::Semver(semver_parse(version)?),
             _ => Queried::Eco(Parsed::parse(self.eco, version)?),
         };
+        self.affects_queried(version)
+    }
+
+    /// [`Range::affects`] for a version already parsed in the range's ecosystem (`parsed`
+    /// must be `version` parsed with that ecosystem), so that a matcher checking one installed
+    /// version against many ranges parses it once. `SEMVER` ranges still parse `version` as
+    /// SemVer.
+    pub fn affects_parsed(&self, version: &str, parsed: &Parsed<'_>) -> Result<bool, MatchError> {
+        let version = match self.kind {
+            RangeKind::Semver => Queried::Semver(semver_parse(version)?),
+            _ => Queried::EcoRef(parsed),
+        };
+        self.affects_queried(version)
+    }
+
+    fn affects_queried(&self, version: Queried<'_>) -> Result<bool, MatchError> {
         if self.has_limit {
             let mut below_any = false;
             for e in &self.events {
@@ -248,6 +273,8 @@ impl Range {
 enum Queried<'a> {
     Semver(SemVer<'a>),
     Eco(Parsed<'a>),
+    /// Parsed by the caller.
+    EcoRef(&'a Parsed<'a>),
 }
 
 /// One `affected[]` entry's matching part: its ranges and its explicit versions.

@@ -1,7 +1,9 @@
 //! The Debian security tracker's JSON (<https://security-tracker.debian.org/tracker/data/json>):
 //! `{source_package: {CVE-id: {description, releases: {codename: {status, fixed_version,
-//! urgency, ...}}}}}`, read as a stream (one source package at a time) into one [`Advisory`]
-//! per CVE with one [`AffectedPackage`] per (source package, release).
+//! urgency, ...}}}}}`, read as a stream (one source package at a time: the real file is
+//! tens of megabytes) into one [`Advisory`] per (CVE, source package), with one
+//! [`AffectedPackage`] per release. The matcher groups advisories by id, so a CVE that
+//! affects two source packages is still one vulnerability.
 //!
 //! Per release entry:
 //! - the codename becomes `Debian:N` by [`debian_release`]; codenames without a number (`sid`,
@@ -57,17 +59,29 @@ struct RawRelease {
     urgency: Option<String>,
 }
 
-/// Reads a tracker JSON document. `origin` names the file in errors.
+/// Reads a tracker JSON document into advisories, in document order of the source packages
+/// (each package's CVEs sorted). `origin`
+/// names the file in errors.
 pub fn parse_tracker(origin: &str, reader: impl Read) -> Result<Vec<Advisory>, ParseError> {
-    let mut out: BTreeMap<String, Advisory> = BTreeMap::new();
+    let mut out = Vec::new();
+    parse_tracker_each(origin, reader, |a| out.push(a))?;
+    Ok(out)
+}
+
+/// Reads a tracker JSON document, handing each advisory to `each` as soon as its source
+/// package has been read (memory holds one source package at a time).
+pub fn parse_tracker_each(
+    origin: &str,
+    reader: impl Read,
+    mut each: impl FnMut(Advisory),
+) -> Result<(), ParseError> {
     let mut current = String::new();
     let mut de = serde_json::Deserializer::from_reader(reader);
     let seed = Packages {
-        out: &mut out,
+        each: &mut each,
         current: &mut current,
     };
-    let res = seed
-        .deserialize(&mut de)
+    seed.deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|e| {
             let field = if current.is_empty() {
@@ -76,13 +90,11 @@ pub fn parse_tracker(origin: &str, reader: impl Read) -> Result<Vec<Advisory>, P
                 current.clone()
             };
             ParseError::new(origin, field, e.to_string())
-        });
-    res?;
-    Ok(out.into_values().collect())
+        })
 }
 
 struct Packages<'a> {
-    out: &'a mut BTreeMap<String, Advisory>,
+    each: &'a mut dyn FnMut(Advisory),
     current: &'a mut String,
 }
 
@@ -105,7 +117,9 @@ impl<'de> Visitor<'de> for Packages<'_> {
             self.current.clone_from(&pkg);
             let cves: BTreeMap<String, RawCve> = map.next_value()?;
             for (id, cve) in cves {
-                add_cve(self.out, &pkg, id, cve);
+                if let Some(adv) = to_advisory(&pkg, id, cve) {
+                    (self.each)(adv);
+                }
             }
         }
         self.current.clear();
@@ -113,7 +127,7 @@ impl<'de> Visitor<'de> for Packages<'_> {
     }
 }
 
-fn add_cve(out: &mut BTreeMap<String, Advisory>, pkg: &str, id: String, cve: RawCve) {
+fn to_advisory(pkg: &str, id: String, cve: RawCve) -> Option<Advisory> {
     let mut entries = Vec::new();
     for (codename, rel) in &cve.releases {
         let Some(number) = debian_release(codename) else {
@@ -146,9 +160,9 @@ fn add_cve(out: &mut BTreeMap<String, Advisory>, pkg: &str, id: String, cve: Raw
         });
     }
     if entries.is_empty() {
-        return;
+        return None;
     }
-    let adv = out.entry(id.clone()).or_insert_with(|| Advisory {
+    Some(Advisory {
         id,
         aliases: Vec::new(),
         related: Vec::new(),
@@ -158,9 +172,8 @@ fn add_cve(out: &mut BTreeMap<String, Advisory>, pkg: &str, id: String, cve: Raw
         withdrawn: None,
         vectors: Vec::new(),
         rating: None,
-        affected: Vec::new(),
-    });
-    adv.affected.extend(entries);
+        affected: entries,
+    })
 }
 
 #[cfg(test)]
@@ -177,12 +190,13 @@ mod tests {
           "apt":{"CVE-2011-3374":{"releases":{"bookworm":{"status":"open","urgency":"unimportant"}}}}}"#;
         let advs = parse_tracker("t.json", json.as_bytes()).unwrap();
         assert_eq!(advs.len(), 2);
-        let apt = &advs[0];
+        // Source packages in document order: glibc, then apt.
+        let (glibc, apt) = (&advs[0], &advs[1]);
         assert_eq!(apt.id, "CVE-2011-3374");
         assert_eq!(apt.affected[0].ecosystem, "Debian:12");
         assert_eq!(apt.affected[0].rating, Some(Severity::Negligible));
         assert_eq!(apt.affected[0].ranges[0].events.len(), 1);
-        let glibc = &advs[1];
+        assert_eq!(glibc.id, "CVE-2023-4911");
         assert_eq!(
             glibc.affected.len(),
             1,

@@ -1,4 +1,4 @@
-//! The whole of `/work/shared/vulndata` (real advisories, see its README) through the readers
+//! The whole of `shared/vulndata` (beside the repository) (real advisories, see its README) through the readers
 //! and the matcher: every OSV record, every Alpine secdb file, and a Debian tracker JSON
 //! generated from `debian/debian-advisories-summary.tsv` (derived data: the tracker's own JSON
 //! is not in the data set; the TSV is itself derived from the same CVE records, so the
@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 
 use vuln::{Advisory, Index, Severity, parse_osv, parse_secdb, parse_tracker};
 
-const DATA: &str = "/work/shared/vulndata";
+/// `shared/vulndata` beside the repository (see its README).
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vulndata");
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -513,4 +514,91 @@ fn severity_comes_from_vectors_then_ratings() {
     let c = f.iter().find(|f| f.id == "CVE-2019-10744").unwrap();
     assert_eq!(c.severity, Severity::Critical);
     assert_eq!(c.cvss.as_ref().unwrap().score, 9.1);
+}
+
+/// The index's ranked evaluation against the reference evaluator (`vuln::Affected`, the
+/// OSV schema's algorithm on version strings), for every package of the data set, at every
+/// version its advisories name (events, fixes, listed versions; at most 40 per package) and
+/// just above and below the first few.
+#[test]
+fn the_index_agrees_with_the_reference_evaluator() {
+    use std::collections::HashMap;
+    use vuln::{Affected, Ecosystem, Event, Range, RangeKind};
+    let d = data();
+    let mut buckets: HashMap<(String, String), Vec<(&str, Affected)>> = HashMap::new();
+    let mut probes: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+    for a in d.osv.iter().chain(d.alpine.iter()) {
+        if a.withdrawn.is_some() {
+            continue; // never matched
+        }
+        for e in &a.affected {
+            let Some(eco) = Ecosystem::from_osv(&e.ecosystem) else {
+                continue;
+            };
+            let key = (
+                e.ecosystem.clone(),
+                vuln::matcher::normalize_name(&e.ecosystem, &e.name).into_owned(),
+            );
+            let mut ranges = Vec::new();
+            let p = probes.entry(key.clone()).or_default();
+            for r in &e.ranges {
+                let events: Vec<Event> = r.events.iter().map(|x| x.to_event()).collect();
+                for ev in &events {
+                    let v = ev.version();
+                    if v != "0" && !v.contains('*') && vuln::validate(eco, v).is_ok() {
+                        p.insert(v.to_string());
+                    }
+                }
+                if let Ok(range) = Range::new(eco, RangeKind::from_osv(&r.kind).unwrap(), events) {
+                    ranges.push(range);
+                }
+            }
+            p.extend(
+                e.versions
+                    .iter()
+                    .filter(|v| vuln::validate(eco, v).is_ok())
+                    .cloned(),
+            );
+            buckets
+                .entry(key)
+                .or_default()
+                .push((&a.id, Affected::new(eco, ranges, e.versions.clone())));
+        }
+    }
+    let mut checked = 0usize;
+    for ((eco_s, name), entries) in &buckets {
+        let eco = Ecosystem::from_osv(eco_s).unwrap();
+        let mut vs: Vec<String> = probes[&(eco_s.clone(), name.clone())]
+            .iter()
+            .take(40)
+            .cloned()
+            .collect();
+        // Neighbours: a dpkg/apk/PEP 440 version just above ("~" sorts first in dpkg, so
+        // use "+x"/".1" suffixes that each ordering accepts) where valid.
+        for v in vs.clone().iter().take(5) {
+            for suffix in ["+x", ".1", "~", "-r9", "a1"] {
+                let n = format!("{v}{suffix}");
+                if vuln::validate(eco, &n).is_ok() {
+                    vs.push(n);
+                }
+            }
+        }
+        for v in &vs {
+            let expected: BTreeSet<&str> = entries
+                .iter()
+                .filter(|(_, aff)| aff.affects(v).unwrap_or(false))
+                .map(|(id, _)| *id)
+                .collect();
+            let got: BTreeSet<&str> = d
+                .index
+                .affected_ids(eco_s, name, v)
+                .unwrap()
+                .into_iter()
+                .collect();
+            assert_eq!(got, expected, "{eco_s} {name} {v}");
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} (package, version) pairs agree");
+    assert!(checked > 20_000);
 }

@@ -44,27 +44,42 @@ pub(crate) fn detect(path: &Path) -> Result<FeedKind, DbError> {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         return Ok(FeedKind::OsvZip);
     }
-    let text = String::from_utf8_lossy(&head);
-    let trimmed = text.trim_start();
-    if !trimmed.starts_with('{') {
-        return Err(DbError::UnknownFormat {
-            origin: path.display().to_string(),
-        });
+    let unknown = || DbError::UnknownFormat {
+        origin: path.display().to_string(),
+    };
+    let key = first_key(&head).ok_or_else(unknown)?;
+    match key.as_str() {
+        "id" | "schema_version" | "modified" | "published" | "withdrawn" | "aliases"
+        | "related" | "summary" | "details" | "severity" | "affected" | "references"
+        | "credits" | "database_specific" | "upstream" => Ok(FeedKind::OsvJson),
+        "distroversion" | "reponame" | "urlprefix" | "apkurl" | "archs" | "packages" => {
+            Ok(FeedKind::AlpineSecdb)
+        }
+        // The tracker's keys are source package names, each an object of CVE ids.
+        _ if String::from_utf8_lossy(&head).contains("\"releases\"") => Ok(FeedKind::DebianTracker),
+        _ => Err(unknown()),
     }
-    if text.contains("\"distroversion\"") {
-        Ok(FeedKind::AlpineSecdb)
-    } else if text.contains("\"affected\"")
-        || text.contains("\"schema_version\"")
-        || text.contains("\"modified\"")
-    {
-        Ok(FeedKind::OsvJson)
-    } else if text.contains("\"releases\"") {
-        Ok(FeedKind::DebianTracker)
-    } else {
-        Err(DbError::UnknownFormat {
-            origin: path.display().to_string(),
-        })
+}
+
+/// The first key of a JSON object at the start of `head` (after optional whitespace and a
+/// UTF-8 byte order mark).
+fn first_key(head: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(head)
+        .or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]))
+        .ok()?;
+    let rest = text.trim_start_matches('\u{feff}').trim_start();
+    let rest = rest.strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let mut key = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(key),
+            '\\' => key.push(chars.next()?),
+            c => key.push(c),
+        }
     }
+    None
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DbError> {
@@ -188,8 +203,17 @@ pub(crate) fn read_source(
         }
         FeedKind::DebianTracker => {
             let file = File::open(path).map_err(|e| DbError::io(path, e))?;
-            for adv in vuln::parse_tracker(&origin, BufReader::new(file))? {
-                sink(adv)?;
+            // Streamed: each source package's advisories are stored before the next is read.
+            let mut failed: Option<DbError> = None;
+            vuln::parse_tracker_each(&origin, BufReader::new(file), |adv| {
+                if failed.is_none()
+                    && let Err(e) = sink(adv)
+                {
+                    failed = Some(e);
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
         FeedKind::AlpineSecdb => {

@@ -1,7 +1,5 @@
 //! Joining an image inventory with an advisory index.
 
-use std::collections::HashMap;
-
 use vuln::{Finding, IgnoreRules, Index};
 
 use crate::findings::ImageFinding;
@@ -23,17 +21,17 @@ fn language_ecosystem(kind: PackageKind) -> Option<&'static str> {
 /// and source version in the image's own release (`OsRelease::osv_ecosystem`; none when the
 /// release is unknown, or when the package's kind is not the distribution's, such as a dpkg
 /// database in an Alpine image), language packages in their ecosystem. One finding per
-/// (installed package, vulnerability); binary packages built from one source share one
-/// lookup. A version the ecosystem cannot parse is logged and skipped. Sorted by package,
+/// (installed package, vulnerability); binary packages built from one source version share
+/// one lookup. A version the ecosystem cannot parse is logged and skipped. Sorted by package,
 /// then finding id. No finding is suppressed here: see [`apply_ignores`].
 pub fn match_image(index: &Index, inv: &ImageInventory) -> Vec<ImageFinding> {
     let os_eco = inv.os.as_ref().and_then(|o| o.osv_ecosystem());
     let os_ordering = os_eco.as_deref().and_then(vuln::Ecosystem::from_osv);
-    // (kind, name, version) → findings, so that libc6, libc-bin and locales (all glibc
-    // 2.36-9+deb12u4) cost one lookup.
-    let mut memo: HashMap<(PackageKind, &str, &str), Vec<Finding>> = HashMap::new();
-    let mut out = Vec::new();
-    for p in &inv.packages {
+    // (ecosystem, name, version, package index) of every package some advisory names,
+    // sorted so that binary packages of one source version (libc6, libc-bin, locales: all
+    // glibc 2.36-9+deb12u4) are adjacent and cost one lookup.
+    let mut keys: Vec<(&str, &str, &str, usize)> = Vec::new();
+    for (i, p) in inv.packages.iter().enumerate() {
         let eco = if p.kind.is_os() {
             match (&os_eco, os_ordering) {
                 (Some(e), Some(o)) if o == p.kind.ecosystem() => e.as_str(),
@@ -45,21 +43,37 @@ pub fn match_image(index: &Index, inv: &ImageInventory) -> Vec<ImageFinding> {
                 None => continue,
             }
         };
-        let (name, version) = (p.match_name(), p.match_version());
-        if !index.knows(eco, name) {
+        let name = p.match_name();
+        if index.knows(eco, name) {
+            keys.push((eco, name, p.match_version(), i));
+        }
+    }
+    keys.sort_unstable();
+    let mut slots: Vec<Vec<Finding>> = vec![Vec::new(); inv.packages.len()];
+    let mut total = 0;
+    for group in keys.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
+        let (eco, name, version, _) = group[0];
+        let findings = match index.matches(eco, name, version) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(package = name, version, error = %e, "version not matched");
+                continue;
+            }
+        };
+        if findings.is_empty() {
             continue;
         }
-        let findings = memo.entry((p.kind, name, version)).or_insert_with(|| {
-            match index.matches(eco, name, version) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::debug!(package = name, version, error = %e, "version not matched");
-                    Vec::new()
-                }
-            }
-        });
-        out.extend(findings.iter().map(|f| ImageFinding {
-            finding: f.clone(),
+        total += findings.len() * group.len();
+        let (last, rest) = group.split_last().unwrap_or((&group[0], &[]));
+        for k in rest {
+            slots[k.3] = findings.clone();
+        }
+        slots[last.3] = findings;
+    }
+    let mut out = Vec::with_capacity(total);
+    for (p, findings) in inv.packages.iter().zip(slots) {
+        out.extend(findings.into_iter().map(|finding| ImageFinding {
+            finding,
             installed: p.clone(),
             suppressed: None,
         }));

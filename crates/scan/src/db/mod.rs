@@ -3,7 +3,7 @@
 //!
 //! Layout. A `feeds` table maps each feed name to its [`FeedStatus`] (kind, source, import
 //! time, SHA-256 of the content, record count); each feed's advisories live in a table of their
-//! own, `advisories/<feed name>`, keyed by advisory id, each value one advisory as compact JSON
+//! own, `advisories/<feed name>`, keyed by advisory id (and first package), each value one advisory as compact JSON
 //! ([`vuln::Advisory`]). Loading the index is one read transaction scanning those tables.
 //!
 //! Import is atomic per feed: one write transaction deletes the feed's table, fills it again
@@ -176,6 +176,15 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A record's key in its feed's table: its id, and the first package it names (the Debian
+/// tracker has one record per CVE and source package).
+fn record_key(adv: &vuln::Advisory) -> String {
+    match adv.affected.first() {
+        Some(a) => format!("{}\u{0}{}\u{0}{}", adv.id, a.ecosystem, a.name),
+        None => adv.id.clone(),
+    }
+}
+
 fn table_name(feed: &str) -> String {
     format!("{ADVISORY_PREFIX}{feed}")
 }
@@ -238,8 +247,9 @@ impl VulnDb {
                 })?;
                 // Two records with one id in a feed (the shared data's DLA directory holds
                 // DLA-1931-2 twice): the most recently modified one is kept.
+                let key = record_key(&adv);
                 let previous = t
-                    .insert(adv.id.as_str(), bytes.as_slice())
+                    .insert(key.as_str(), bytes.as_slice())
                     .map_err(st)?
                     .map(|old| old.value().to_vec());
                 match previous {
@@ -253,7 +263,7 @@ impl VulnDb {
                                 key: old.id.clone(),
                                 message: e.to_string(),
                             })?;
-                            t.insert(old.id.as_str(), bytes.as_slice()).map_err(st)?;
+                            t.insert(key.as_str(), bytes.as_slice()).map_err(st)?;
                         }
                     }
                 }
