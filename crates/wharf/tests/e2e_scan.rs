@@ -330,7 +330,7 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
     let metrics_port = free_port();
     let cfg = format!(
         "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
-         [scan]\n\n\
+         [scan]\nsbom_referrers = [\"dev/*\"]\n\n\
          [[scan.pull_rule]]\nrepositories = \"prod/*\"\nseverity = \"critical\"\n"
     );
     let mut w = AuthWharf::new(&cfg);
@@ -374,6 +374,67 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         1.0
     );
 
+    // Its SBOM is attached as an OCI 1.1 referrer (CycloneDX), listing every package.
+    let digest = s["digest"].as_str().unwrap().to_string();
+    let auth = basic();
+    let start = Instant::now();
+    let referrers = loop {
+        let r = w
+            .http()
+            .request(
+                "GET",
+                &format!("/v2/dev/debian/referrers/{digest}"),
+                &[("Authorization", &auth)],
+                &[],
+            )
+            .unwrap()
+            .expect(200)
+            .json();
+        if !r["manifests"].as_array().unwrap().is_empty()
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sbom_desc = &referrers["manifests"][0];
+    assert_eq!(
+        sbom_desc["artifactType"], "application/vnd.cyclonedx+json",
+        "{referrers}"
+    );
+    let sbom_manifest = w
+        .http()
+        .request(
+            "GET",
+            &format!(
+                "/v2/dev/debian/manifests/{}",
+                sbom_desc["digest"].as_str().unwrap()
+            ),
+            &[
+                ("Authorization", &auth),
+                ("Accept", "application/vnd.oci.image.manifest.v1+json"),
+            ],
+            &[],
+        )
+        .unwrap()
+        .expect(200)
+        .json();
+    assert_eq!(sbom_manifest["subject"]["digest"], digest.as_str());
+    let blob = sbom_manifest["layers"][0]["digest"].as_str().unwrap();
+    let bom = w
+        .http()
+        .request(
+            "GET",
+            &format!("/v2/dev/debian/blobs/{blob}"),
+            &[("Authorization", &auth)],
+            &[],
+        )
+        .unwrap()
+        .expect(200)
+        .json();
+    assert_eq!(bom["specVersion"], "1.6");
+    assert!(bom["components"].as_array().unwrap().len() > 80);
+
     // The database imported by the CLI while the server runs: the server picks it up and
     // re-matches the stored image, reading no layer again.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
@@ -406,7 +467,8 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         1.0
     );
 
-    // The same image in a repository with a pull rule: its layer is reused, not read again.
+    // The same image in a repository with a pull rule (and no SBOM referrers): its layer is
+    // reused, not read again.
     push("prod/debian:12");
     let (s, _) = wait_done(&w, "prod/debian", "12", Duration::from_secs(60));
     assert_eq!(s["state"], "done", "{s}");
@@ -417,7 +479,6 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
     );
 
     // GET refused with DENIED naming the finding; HEAD allowed; the unruled repository pulls.
-    let auth = basic();
     let accept = "application/vnd.oci.image.manifest.v1+json";
     let r = w
         .http()

@@ -5,6 +5,7 @@
 
 pub mod config;
 mod http;
+mod referrer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +28,7 @@ use crate::inventory::ImageInventory;
 use crate::results::{ImageRecord, ScanResults, ScanState};
 use crate::scanner::{Advisories, LayerRef, Scanner};
 pub use config::{PullRule, ScanConfig, Unscanned};
+pub use referrer::SBOM_ARTIFACT_TYPE;
 
 /// Config media types of container images; other artifacts (signatures, SBOMs, Helm charts)
 /// are not scanned.
@@ -104,6 +106,7 @@ struct Shared {
     generation: std::sync::atomic::AtomicU64,
     config: ScanConfig,
     on_push: Vec<Glob>,
+    sbom_referrers: Vec<Glob>,
     rules: Vec<(Glob, PullRule)>,
     tx: mpsc::Sender<Job>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
@@ -153,6 +156,7 @@ impl ScanCapability {
     pub fn new(service: Arc<Service>, results: ScanResults, config: ScanConfig) -> ScanCapability {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let on_push = config.on_push.iter().map(|p| Glob::new(p)).collect();
+        let sbom_referrers = config.sbom_referrers.iter().map(|p| Glob::new(p)).collect();
         let rules = config
             .pull_rules
             .iter()
@@ -167,6 +171,7 @@ impl ScanCapability {
                 generation: std::sync::atomic::AtomicU64::new(0),
                 config,
                 on_push,
+                sbom_referrers,
                 rules,
                 tx,
                 rx: tokio::sync::Mutex::new(rx),
@@ -379,10 +384,11 @@ impl Shared {
         let results = self.results.clone();
         let shared = self.clone();
         let image = format!("{repo}@{digest}");
-        tokio::task::spawn_blocking(move || {
+        let inventory = tokio::task::spawn_blocking(move || {
             results.put_image(&rec)?;
-            if let Some(inv) = results.inventory(&rec)? {
-                for f in shared.findings(&image, &inv) {
+            let inv = results.inventory(&rec)?;
+            if let Some(inv) = &inv {
+                for f in shared.findings(&image, inv) {
                     if f.suppressed.is_none() {
                         shared
                             .metrics
@@ -394,11 +400,30 @@ impl Shared {
                     }
                 }
             }
-            Ok::<_, crate::results::ResultsError>(())
+            Ok::<_, crate::results::ResultsError>(inv)
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        if let Some(inv) = inventory
+            && self.sbom_referrers.iter().any(|g| g.matches(repo))
+        {
+            // The scan stands whether or not the SBOM could be stored.
+            match referrer::attach(
+                &self.service,
+                repo,
+                digest,
+                &stored.media_type,
+                &stored.body,
+                &m,
+                &inv,
+            )
+            .await
+            {
+                Ok(d) => tracing::info!(repo, %digest, sbom = %d, "SBOM attached as a referrer"),
+                Err(e) => tracing::warn!(repo, %digest, error = %e, "attaching the SBOM failed"),
+            }
+        }
         tracing::info!(repo, %digest, millis = started.elapsed().as_millis() as u64, "scanned");
         Ok(state)
     }
