@@ -215,22 +215,10 @@ impl Package {
     }
 }
 
-/// PEP 503's normalised name: lower case, runs of `-`, `_` and `.` as one `-`.
+/// PEP 503's normalised name (lower case, runs of `-`, `_` and `.` as one `-`): the matcher's
+/// own normalisation, so purls and advisory lookups agree.
 pub fn pep503(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
+    vuln::matcher::pep503(name).into_owned()
 }
 
 /// Percent-encodes what a purl component may not hold as is (the spec keeps

@@ -3,7 +3,7 @@
 //! the analysers and kept. Used by `wharf scan`/`wharf sbom` and by scan-on-push.
 
 use std::io::{self, Read};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use vuln::IgnoreRules;
 
@@ -167,20 +167,7 @@ impl Read for Counting<'_, '_> {
 
 /// Today's date in UTC, `YYYY-MM-DD` (ignore rules expire by date).
 pub fn today() -> String {
-    let days = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    crate::sbom::rfc3339(SystemTime::now())[..10].to_string()
 }
 
 /// The advisories of a vulnerability database, loaded once, with the ignore rules and the
