@@ -176,6 +176,7 @@ pub struct Advisories {
     index: vuln::Index,
     ignore: IgnoreRules,
     warnings: Vec<String>,
+    feeds: Vec<crate::db::FeedStatus>,
 }
 
 impl Advisories {
@@ -213,6 +214,7 @@ impl Advisories {
             index: db.index()?,
             ignore,
             warnings,
+            feeds,
         })
     }
 
@@ -227,6 +229,11 @@ impl Advisories {
     /// Warnings every report carries (an empty or stale database, expired ignore rules).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The feeds loaded (name, source, import time, hash, records).
+    pub fn feeds(&self) -> &[crate::db::FeedStatus] {
+        &self.feeds
     }
 
     /// The matcher's index.

@@ -17,6 +17,9 @@ use scan::scanner::{Advisories, LayerRef, Progress, ScanError, Scanner};
 use scan::source::{Image, OpenOptions, Platform, SourceRef};
 use vuln::{IgnoreRules, Severity};
 
+/// How soon the server tries a failed feed download again.
+const RETRY_UPDATE: Duration = Duration::from_secs(60);
+
 /// A database older than this is reported as stale by the CLI.
 const MAX_DB_AGE: Duration = Duration::from_secs(48 * 3600);
 
@@ -498,6 +501,61 @@ pub fn capability(
         config.clone(),
     ));
     let max_age = Duration::from_secs(config.max_db_age_hours.max(1) * 3600);
+    // While the server's own update holds the database open, the reloader waits for it.
+    let updating = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if config.update_interval_seconds > 0 {
+        let sources: Vec<FeedSource> = if config.feeds.is_empty() {
+            default_sources()
+        } else {
+            config
+                .feeds
+                .iter()
+                .map(|f| FeedSource {
+                    name: f.name.clone(),
+                    url: f.url.clone(),
+                    sha256: f.sha256.clone(),
+                })
+                .collect()
+        };
+        let every = Duration::from_secs(config.update_interval_seconds);
+        let (dir, flag) = (db_dir.clone(), updating.clone());
+        tokio::spawn(async move {
+            loop {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let mut failed = false;
+                match VulnDb::open(&dir) {
+                    Ok(db) => {
+                        for (name, r) in db.update(&sources).await {
+                            match r {
+                                Ok(UpdateOutcome::Imported(st)) => {
+                                    tracing::info!(feed = %name, records = st.records, "vulnerability feed imported")
+                                }
+                                Ok(UpdateOutcome::Unchanged(_)) => {
+                                    tracing::debug!(feed = %name, "vulnerability feed unchanged")
+                                }
+                                Err(e) => {
+                                    failed = true;
+                                    tracing::warn!(feed = %name, error = %e, "vulnerability feed update failed (the previous import is kept)")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        tracing::warn!(error = %e, "opening the vulnerability database to update it")
+                    }
+                }
+                flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                // A failed round is tried again within a minute, not a whole interval later.
+                tokio::time::sleep(if failed {
+                    every.min(RETRY_UPDATE)
+                } else {
+                    every
+                })
+                .await;
+            }
+        });
+    }
     let reloader = cap.clone();
     tokio::spawn(async move {
         let mut seen: Option<std::time::SystemTime> = None;
@@ -509,7 +567,8 @@ pub fn capability(
             // Reloaded when another process imported into it, and hourly (staleness warnings
             // grow with time).
             let due = modified != seen || loaded_at.elapsed() > Duration::from_secs(3600);
-            if modified.is_some() && due {
+            let busy = updating.load(std::sync::atomic::Ordering::SeqCst);
+            if modified.is_some() && due && !busy {
                 let (dir, ignore) = (db_dir.clone(), ignore.clone());
                 let loaded = tokio::task::spawn_blocking(move || {
                     let db = VulnDb::open(&dir)?;
@@ -524,7 +583,10 @@ pub fn capability(
                             "vulnerability database loaded"
                         );
                         reloader.set_advisories(Arc::new(a));
-                        seen = modified;
+                        // Opening the database writes to it: remember the time it has now.
+                        seen = std::fs::metadata(db_dir.join(scan::db::DB_FILE))
+                            .and_then(|m| m.modified())
+                            .ok();
                         loaded_at = std::time::Instant::now();
                     }
                     // Another process holds it (an import in progress): try again next round.
@@ -532,7 +594,7 @@ pub fn capability(
                     Err(e) => tracing::warn!(error = %e, "loading the vulnerability database"),
                 }
             }
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(Duration::from_secs(if busy { 1 } else { 10 })).await;
         }
     });
     cap.spawn_workers();

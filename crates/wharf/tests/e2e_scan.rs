@@ -567,3 +567,79 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         .unwrap();
     assert_eq!(r.status, 401);
 }
+
+/// Kills a child process when dropped.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_server_downloads_its_feeds_and_loads_them() {
+    // The feed: Debian's DSAs as an OSV all.zip (zipped here), served over plain HTTP on
+    // loopback by Python's http.server.
+    let site = tempfile::tempdir().unwrap();
+    let zip = site.path().join("debian-dsa.zip");
+    let dsa = vulndata().join("debian/osv/DSA");
+    run(Command::new("python3").args([
+        "-c",
+        "import sys, zipfile, pathlib\n\
+         src = pathlib.Path(sys.argv[2])\n\
+         with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+         \x20   [z.write(p, p.name) for p in sorted(src.rglob('*.json'))]\n",
+        zip.to_str().unwrap(),
+        dsa.to_str().unwrap(),
+    ]));
+    let port = free_port();
+    let server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(site.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let _server = Reap(server);
+    // Serving before the registry starts (its first download runs at start).
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "http.server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cfg = format!(
+        "[scan]\nupdate_interval_seconds = 3600\n\n\
+         [[scan.feed]]\nname = \"debian-dsa\"\nurl = \"http://127.0.0.1:{port}/debian-dsa.zip\"\n"
+    );
+    let mut w = AuthWharf::new(&cfg);
+    w.must_cli(
+        &["user", "add", ADMIN.0, "--admin"],
+        &format!("{}\n", ADMIN.1),
+    );
+    w.start();
+    let start = Instant::now();
+    let status = loop {
+        let st = admin_get(&w, "/api/v1/scan/status");
+        if !st["feeds"].as_array().unwrap().is_empty() || start.elapsed() > Duration::from_secs(60)
+        {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let feed = &status["feeds"][0];
+    assert_eq!(feed["name"], "debian-dsa", "{status}");
+    assert_eq!(feed["records"], 15, "{status}");
+    assert_eq!(feed["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(status["warnings"].as_array().unwrap().len(), 0, "{status}");
+}

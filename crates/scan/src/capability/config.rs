@@ -29,6 +29,13 @@ pub struct ScanConfig {
     /// Repository patterns whose scanned images get their SBOM attached as an OCI 1.1
     /// referrer (CycloneDX JSON).
     pub sbom_referrers: Vec<String>,
+    /// Seconds between downloads of the vulnerability feeds by the server itself (0: never;
+    /// the database is then kept current by `wharf vulndb update --data-dir` from outside, which
+    /// the server picks up). The first download runs at start.
+    pub update_interval_seconds: u64,
+    /// The feeds the server downloads (default: the public feeds, see `wharf vulndb update`).
+    #[serde(rename = "feed")]
+    pub feeds: Vec<FeedConfig>,
     /// Pull rules: a repository's images with unignored findings at or above a severity are
     /// refused (`DENIED`); HEAD is allowed.
     #[serde(rename = "pull_rule")]
@@ -46,9 +53,24 @@ impl Default for ScanConfig {
             ignore_file: None,
             max_db_age_hours: 48,
             sbom_referrers: Vec::new(),
+            update_interval_seconds: 0,
+            feeds: Vec::new(),
             pull_rules: Vec::new(),
         }
     }
+}
+
+/// One `[[scan.feed]]`: a vulnerability feed the server downloads.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Its name in the database (`osv/Debian`): a new download replaces this feed.
+    pub name: String,
+    /// Where to download it (an OSV all.zip, the Debian tracker JSON, an Alpine secdb file).
+    pub url: String,
+    /// The content's expected SHA-256 (hex), to pin a mirror's file.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// One `[[scan.pull_rule]]`.

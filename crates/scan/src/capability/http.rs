@@ -2,7 +2,7 @@
 //!
 //! - `GET /api/v1/scan/images?repository=R&reference=TAG|DIGEST`: scan state and findings;
 //! - `POST /api/v1/scan/images` `{"repository": R, "reference": TAG|DIGEST}`: (re)scan now;
-//! - `GET /api/v1/scan/status`: the queue and the database's warnings.
+//! - `GET /api/v1/scan/status`: the queue, the loaded feeds and the database's warnings.
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
@@ -48,6 +48,17 @@ struct Queued {
 struct Status {
     queue_depth: usize,
     warnings: Vec<String>,
+    feeds: Vec<FeedView>,
+}
+
+/// One loaded feed.
+#[derive(Debug, Serialize)]
+struct FeedView {
+    name: String,
+    source: String,
+    imported_at: u64,
+    sha256: String,
+    records: u64,
 }
 
 /// Resolves `q` to a manifest digest of the repository, or a 404 saying which part is unknown.
@@ -149,9 +160,22 @@ async fn status(
         .manage()
         .run(&actor, Privilege::Admin, async {
             let warnings = cap.shared.warnings();
+            let feeds = cap
+                .shared
+                .feeds()
+                .into_iter()
+                .map(|f| FeedView {
+                    name: f.name,
+                    source: f.source,
+                    imported_at: f.imported_at,
+                    sha256: f.sha256,
+                    records: f.records,
+                })
+                .collect();
             Ok::<_, ApiError>(Done::read(Status {
                 queue_depth: cap.queue_depth(),
                 warnings,
+                feeds,
             }))
         })
         .await?;

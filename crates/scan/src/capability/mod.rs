@@ -27,7 +27,7 @@ use crate::findings::ImageFinding;
 use crate::inventory::ImageInventory;
 use crate::results::{ImageRecord, ScanResults, ScanState};
 use crate::scanner::{Advisories, LayerRef, Scanner};
-pub use config::{PullRule, ScanConfig, Unscanned};
+pub use config::{FeedConfig, PullRule, ScanConfig, Unscanned};
 pub use referrer::SBOM_ARTIFACT_TYPE;
 
 /// Config media types of container images; other artifacts (signatures, SBOMs, Helm charts)
@@ -473,6 +473,14 @@ impl Shared {
     fn findings(&self, image: &str, inv: &ImageInventory) -> Vec<ImageFinding> {
         let advisories = self.advisories.read().expect("advisories lock").clone();
         advisories.map_or_else(Vec::new, |a| a.findings(image, inv))
+    }
+
+    /// The feeds of the loaded database.
+    fn feeds(&self) -> Vec<crate::db::FeedStatus> {
+        match &*self.advisories.read().expect("advisories lock") {
+            Some(a) => a.feeds().to_vec(),
+            None => Vec::new(),
+        }
     }
 
     /// Warnings every answer carries.
