@@ -143,7 +143,7 @@ static CHECKS: &[Check] = &[
         Baseline,
         [0, 19],
         [],
-        "seccomp not Unconfined (annotations before v1.19, fields after)",
+        "seccomp RuntimeDefault or Localhost when set (annotations before v1.19, fields from v1.19)",
         seccomp_baseline
     ),
     check!(
@@ -543,9 +543,7 @@ fn app_armor(_: u32, pod: &Pod<'_>) -> Option<Finding> {
     let mut forbidden: Vec<String> = Vec::new();
     let mut tgts = Vec::new();
     if let Some(t) = bad_type(pod.spec) {
-        forbidden.push(format!(
-            "pod must not set securityContext.appArmorProfile.type to {t:?}"
-        ));
+        forbidden.push(format!("pod must not set AppArmor profile type to {t:?}"));
         tgts.push(Target::Pod(
             "spec.securityContext.appArmorProfile.type".into(),
         ));
@@ -553,7 +551,7 @@ fn app_armor(_: u32, pod: &Pod<'_>) -> Option<Finding> {
     for (r, c) in &pod.containers {
         if let Some(t) = bad_type(c) {
             forbidden.push(format!(
-                "container {:?} must not set securityContext.appArmorProfile.type to {t:?}",
+                "container {:?} must not set AppArmor profile type to {t:?}",
                 r.name
             ));
             tgts.push(Target::Container(r.clone()));
@@ -687,45 +685,69 @@ const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.al
 
 fn seccomp_baseline(rev: u32, pod: &Pod<'_>) -> Option<Finding> {
     if rev < 19 {
-        // Before the fields: the alpha annotations, `unconfined` forbidden.
-        let mut forbidden = Vec::new();
-        let mut tgts = Vec::new();
-        if let Some(map) = get(pod.meta, &["annotations"]).and_then(Value::as_object) {
-            for (k, v) in map {
-                let relevant = k == SECCOMP_POD_ANNOTATION
-                    || k.starts_with(SECCOMP_CONTAINER_ANNOTATION_PREFIX);
-                if relevant && v.as_str() == Some("unconfined") {
-                    forbidden.push(format!("{k}=\"unconfined\""));
-                    tgts.push(Target::Pod(format!("metadata.annotations[{k:?}]")));
-                }
-            }
-        }
-        forbidden.sort();
-        return (!forbidden.is_empty()).then(|| Finding {
-            reason: "seccompProfile".into(),
-            detail: format!(
-                "forbidden {} {}",
-                pluralize("annotation", "annotations", forbidden.len()),
-                forbidden.join(", ")
-            ),
-            targets: tgts,
-        });
+        return seccomp_annotations(pod);
     }
-    let unconfined = |v: Option<&Value>| {
-        v.and_then(|sc| str_at(sc, &["seccompProfile", "type"])) == Some("Unconfined")
+    // v1.19: the fields; a profile set to anything but RuntimeDefault or Localhost.
+    let valid = |t: &str| matches!(t, "RuntimeDefault" | "Localhost");
+    let mut values = BTreeSet::new();
+    let mut bad_type = |sc: Option<&Value>| match profile_type(sc) {
+        Some(t) if !valid(t) => {
+            values.insert(t.to_owned());
+            true
+        }
+        _ => false,
     };
-    let pod_bad = unconfined(pod.security_context());
-    let bad = bad_containers(pod, |c| unconfined(get(c, &["securityContext"])));
+    let pod_bad = bad_type(pod.security_context());
+    let bad = bad_containers(pod, |c| bad_type(get(c, &["securityContext"])));
     (pod_bad || !bad.is_empty()).then(|| Finding {
         reason: "seccompProfile".into(),
         detail: format!(
-            "{} must not set securityContext.seccompProfile.type to \"Unconfined\"",
-            setters_phrase(pod_bad, &bad)
+            "{} must not set securityContext.seccompProfile.type to {}",
+            setters_phrase(pod_bad, &bad),
+            join_quote(&values)
         ),
         targets: targets(
             pod_bad.then_some("spec.securityContext.seccompProfile.type"),
             &bad,
         ),
+    })
+}
+
+/// Before v1.19: the alpha annotations of the pod and of each container (by name) must be
+/// `runtime/default`, `docker/default` or `localhost/*`.
+fn seccomp_annotations(pod: &Pod<'_>) -> Option<Finding> {
+    let annotations = get(pod.meta, &["annotations"]).and_then(Value::as_object)?;
+    let valid =
+        |v: &str| v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/");
+    let mut forbidden = BTreeSet::new();
+    let keys = std::iter::once(SECCOMP_POD_ANNOTATION.to_owned()).chain(
+        pod.containers
+            .iter()
+            .map(|(r, _)| format!("{SECCOMP_CONTAINER_ANNOTATION_PREFIX}{}", r.name)),
+    );
+    for key in keys {
+        if let Some(v) = annotations.get(&key) {
+            let v = v.as_str().unwrap_or("");
+            if !valid(v) {
+                forbidden.insert((key, v.to_owned()));
+            }
+        }
+    }
+    (!forbidden.is_empty()).then(|| Finding {
+        reason: "seccompProfile".into(),
+        detail: format!(
+            "forbidden {} {}",
+            pluralize("annotation", "annotations", forbidden.len()),
+            forbidden
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        targets: forbidden
+            .iter()
+            .map(|(k, _)| Target::Pod(format!("metadata.annotations[{k:?}]")))
+            .collect(),
     })
 }
 
@@ -950,31 +972,26 @@ fn run_as_non_root(rev: u32, pod: &Pod<'_>) -> Option<Finding> {
             implicit.push(r.clone());
         }
     }
-    if !pod_bad && explicit.is_empty() && implicit.is_empty() {
-        return None;
-    }
-    let mut parts = Vec::new();
     if pod_bad || !explicit.is_empty() {
-        parts.push(format!(
-            "{} must not set securityContext.runAsNonRoot=false",
-            setters_phrase(pod_bad, &explicit)
-        ));
+        return Some(Finding {
+            reason: "runAsNonRoot != true".into(),
+            detail: format!(
+                "{} must not set securityContext.runAsNonRoot=false",
+                setters_phrase(pod_bad, &explicit)
+            ),
+            targets: targets(
+                pod_bad.then_some("spec.securityContext.runAsNonRoot"),
+                &explicit,
+            ),
+        });
     }
-    if !implicit.is_empty() {
-        parts.push(format!(
+    (!implicit.is_empty()).then(|| Finding {
+        reason: "runAsNonRoot != true".into(),
+        detail: format!(
             "pod or {} must set securityContext.runAsNonRoot=true",
             containers_phrase(&implicit)
-        ));
-    }
-    let mut tgts = targets(
-        pod_bad.then_some("spec.securityContext.runAsNonRoot"),
-        &explicit,
-    );
-    tgts.extend(implicit.into_iter().map(Target::Container));
-    Some(Finding {
-        reason: "runAsNonRoot != true".into(),
-        detail: parts.join("; "),
-        targets: tgts,
+        ),
+        targets: targets(None, &implicit),
     })
 }
 
@@ -1018,32 +1035,27 @@ fn seccomp_restricted(rev: u32, pod: &Pod<'_>) -> Option<Finding> {
             None => {}
         }
     }
-    if !pod_bad && explicit.is_empty() && implicit.is_empty() {
-        return None;
-    }
-    let mut parts = Vec::new();
     if pod_bad || !explicit.is_empty() {
-        parts.push(format!(
-            "{} must not set securityContext.seccompProfile.type to {}",
-            setters_phrase(pod_bad, &explicit),
-            join_quote(&values)
-        ));
+        return Some(Finding {
+            reason: "seccompProfile".into(),
+            detail: format!(
+                "{} must not set securityContext.seccompProfile.type to {}",
+                setters_phrase(pod_bad, &explicit),
+                join_quote(&values)
+            ),
+            targets: targets(
+                pod_bad.then_some("spec.securityContext.seccompProfile.type"),
+                &explicit,
+            ),
+        });
     }
-    if !implicit.is_empty() {
-        parts.push(format!(
+    (!implicit.is_empty()).then(|| Finding {
+        reason: "seccompProfile".into(),
+        detail: format!(
             "pod or {} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\"",
             containers_phrase(&implicit)
-        ));
-    }
-    let mut tgts = targets(
-        pod_bad.then_some("spec.securityContext.seccompProfile.type"),
-        &explicit,
-    );
-    tgts.extend(implicit.into_iter().map(Target::Container));
-    Some(Finding {
-        reason: "seccompProfile".into(),
-        detail: parts.join("; "),
-        targets: tgts,
+        ),
+        targets: targets(None, &implicit),
     })
 }
 
