@@ -862,3 +862,13 @@ fn check_list_is_complete_and_ordered() {
     let run_as_user = policy::checks().find(|c| c.id == "runAsUser").unwrap();
     assert_eq!(run_as_user.revision_at(v(22)), None);
 }
+
+#[test]
+fn readme_lists_every_check_with_its_revisions() {
+    let readme = include_str!("../README.md");
+    for c in policy::checks() {
+        let revisions: Vec<String> = c.revisions.iter().map(|r| format!("v1.{r}")).collect();
+        let row = format!("| `{}` | {} | {}", c.id, c.level, revisions.join(", "));
+        assert!(readme.contains(&row), "README lacks: {row}");
+    }
+}
