@@ -401,3 +401,89 @@ fn exemptions() {
         None
     );
 }
+
+/// The objects of a fixture holding a stream of JSON documents (`kubectl create -f` of a
+/// multi-document file prints one per object).
+fn fixture_stream(name: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn shared_example_privileged_pod() {
+    // /work/shared/examples/privileged-pod.yaml as kubectl decodes it.
+    let objects = fixture_stream("example-privileged-pod.json");
+    assert_eq!(objects.len(), 1);
+    let messages: Vec<String> = evaluate_object(Baseline, Version::Latest, &objects[0])
+        .into_iter()
+        .map(|(l, v)| format!("{l}: {v}"))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "Pod/node-debugger: hostNamespaces: host namespaces (hostNetwork=true)",
+            r#"Pod/node-debugger: privileged: privileged (container "shell" must not set securityContext.privileged=true)"#,
+            r#"Pod/node-debugger: capabilities_baseline: non-default capabilities (container "shell" must not include "SYS_ADMIN" in securityContext.capabilities.add)"#,
+            r#"Pod/node-debugger: hostPathVolumes: hostPath volumes (volume "host")"#,
+        ]
+    );
+    assert_eq!(
+        ids(Restricted, Version::Latest, &objects[0]),
+        [
+            "allowPrivilegeEscalation",
+            "capabilities_restricted",
+            "hostNamespaces",
+            "privileged",
+            "restrictedVolumes",
+            "runAsNonRoot",
+            "seccompProfile_restricted"
+        ]
+    );
+}
+
+#[test]
+fn shared_examples_deployments() {
+    let app = fixture_stream("example-my-app-deployment.json");
+    assert_eq!(app.len(), 1);
+    assert!(evaluate_object(Baseline, Version::Latest, &app[0]).is_empty());
+    assert_eq!(
+        ids(Restricted, Version::Latest, &app[0]),
+        DEFAULT_RESTRICTED
+    );
+
+    let drift = fixture_stream("example-drift-and-latest.json");
+    let kinds: Vec<String> = drift
+        .iter()
+        .flat_map(workloads)
+        .map(|w| w.location.to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Deployment/billing",
+            "StatefulSet/ledger",
+            "CronJob/nightly-report"
+        ]
+    );
+    for object in &drift {
+        assert!(evaluate_object(Baseline, Version::Latest, object).is_empty());
+        assert_eq!(ids(Restricted, Version::Latest, object), DEFAULT_RESTRICTED);
+    }
+    // The init container and the sidecar are named.
+    let billing = evaluate_object(Restricted, Version::Latest, &drift[0]);
+    assert_eq!(
+        billing[0].1.detail,
+        r#"containers "migrate", "api" must set securityContext.allowPrivilegeEscalation=false"#
+    );
+    let ledger = evaluate_object(Restricted, Version::Latest, &drift[1]);
+    assert_eq!(
+        ledger[0].1.detail,
+        r#"containers "api", "sidecar" must set securityContext.allowPrivilegeEscalation=false"#
+    );
+}
