@@ -534,51 +534,73 @@ fn host_ports(_: u32, pod: &Pod<'_>) -> Option<Finding> {
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
 fn app_armor(_: u32, pod: &Pod<'_>) -> Option<Finding> {
-    // The fields (Kubernetes 1.30+); upstream checks them in its only (v1.0) revision.
-    let bad_type = |v: &Value| {
-        str_at(v, &["securityContext", "appArmorProfile", "type"])
-            .filter(|t| !matches!(*t, "RuntimeDefault" | "Localhost"))
-            .map(str::to_owned)
-    };
-    let mut forbidden: Vec<String> = Vec::new();
-    let mut tgts = Vec::new();
-    if let Some(t) = bad_type(pod.spec) {
-        forbidden.push(format!("pod must not set AppArmor profile type to {t:?}"));
-        tgts.push(Target::Pod(
-            "spec.securityContext.appArmorProfile.type".into(),
-        ));
-    }
-    for (r, c) in &pod.containers {
-        if let Some(t) = bad_type(c) {
-            forbidden.push(format!(
-                "container {:?} must not set AppArmor profile type to {t:?}",
-                r.name
-            ));
-            tgts.push(Target::Container(r.clone()));
+    // The fields (Kubernetes 1.30+), which upstream checks in its only (v1.0) revision: a
+    // profile whose type (empty if missing) is not RuntimeDefault or Localhost.
+    let mut values = BTreeSet::new();
+    let mut bad_type = |sc: Option<&Value>| {
+        let Some(profile) = sc.and_then(|sc| get(sc, &["appArmorProfile"])) else {
+            return false;
+        };
+        let t = str_at(profile, &["type"]).unwrap_or("");
+        let bad = !matches!(t, "RuntimeDefault" | "Localhost");
+        if bad {
+            values.insert(t.to_owned());
         }
-    }
+        bad
+    };
+    let pod_bad = bad_type(pod.security_context());
+    let bad = bad_containers(pod, |c| bad_type(get(c, &["securityContext"])));
     // The deprecated annotations: empty, `runtime/default` or `localhost/*`.
-    let mut annotations: Vec<String> = Vec::new();
+    let mut annotations = BTreeSet::new();
     if let Some(map) = get(pod.meta, &["annotations"]).and_then(Value::as_object) {
         for (k, v) in map {
             let v = v.as_str().unwrap_or("");
             let ok = v.is_empty() || v == "runtime/default" || v.starts_with("localhost/");
             if k.starts_with(APPARMOR_ANNOTATION_PREFIX) && !ok {
-                annotations.push(format!("{k}={v:?}"));
-                tgts.push(Target::Pod(format!("metadata.annotations[{k:?}]")));
+                annotations.insert((k.clone(), v.to_owned()));
             }
         }
     }
-    annotations.sort();
-    forbidden.extend(annotations);
-    (!forbidden.is_empty()).then(|| Finding {
+    if !pod_bad && bad.is_empty() && annotations.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if pod_bad || !bad.is_empty() {
+        parts.push(format!(
+            "{} must not set AppArmor profile type to {}",
+            setters_phrase(pod_bad, &bad),
+            join_quote(&values)
+        ));
+    }
+    if !annotations.is_empty() {
+        // Upstream quotes `key="value"` as a whole, without escaping.
+        let list: Vec<String> = annotations
+            .iter()
+            .map(|(k, v)| format!("\"{k}={v:?}\""))
+            .collect();
+        parts.push(format!(
+            "annotations must not set AppArmor profile type to {}",
+            list.join(", ")
+        ));
+    }
+    let mut tgts = targets(
+        pod_bad.then_some("spec.securityContext.appArmorProfile.type"),
+        &bad,
+    );
+    tgts.extend(
+        annotations
+            .iter()
+            .map(|(k, _)| Target::Pod(format!("metadata.annotations[{k:?}]"))),
+    );
+    let count = values.len() + annotations.len();
+    Some(Finding {
         reason: pluralize(
             "forbidden AppArmor profile",
             "forbidden AppArmor profiles",
-            forbidden.len(),
+            count,
         )
         .into(),
-        detail: forbidden.join(", "),
+        detail: parts.join("; "),
         targets: tgts,
     })
 }

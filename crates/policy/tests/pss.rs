@@ -267,7 +267,26 @@ fn app_armor_annotations() {
     }
     assert_eq!(
         message(Baseline, LATEST, &bad, &clean()),
-        r#"forbidden AppArmor profile (container.apparmor.security.beta.kubernetes.io/app="unconfined")"#
+        r#"forbidden AppArmor profile (annotations must not set AppArmor profile type to "container.apparmor.security.beta.kubernetes.io/app="unconfined"")"#
+    );
+    let many = json!({"annotations": {
+        "container.apparmor.security.beta.kubernetes.io/": "bogus",
+        "container.apparmor.security.beta.kubernetes.io/a": "",
+        "container.apparmor.security.beta.kubernetes.io/b": "runtime/default",
+        "container.apparmor.security.beta.kubernetes.io/c": "localhost/",
+        "container.apparmor.security.beta.kubernetes.io/d": "localhost/foo",
+        "container.apparmor.security.beta.kubernetes.io/e": "unconfined",
+        "container.apparmor.security.beta.kubernetes.io/f": "unknown",
+        "other.example.com/e": "unconfined"
+    }});
+    assert_eq!(
+        message(Baseline, LATEST, &many, &clean()),
+        concat!(
+            r#"forbidden AppArmor profiles (annotations must not set AppArmor profile type to "#,
+            r#""container.apparmor.security.beta.kubernetes.io/="bogus"", "#,
+            r#""container.apparmor.security.beta.kubernetes.io/e="unconfined"", "#,
+            r#""container.apparmor.security.beta.kubernetes.io/f="unknown"")"#
+        )
     );
 }
 
@@ -292,7 +311,13 @@ fn app_armor_fields() {
         "/containers/0/securityContext/appArmorProfile",
         json!({"type": "Localhost", "localhostProfile": "k8s-nginx"}),
     );
+    let no_type = set(
+        clean(),
+        "/securityContext/appArmorProfile",
+        json!({"localhostProfile": "x"}),
+    );
     for level in [Baseline, Restricted] {
+        assert_eq!(ids(level, LATEST, &no_type), ["appArmorProfile"]);
         assert_eq!(ids(level, LATEST, &pod_bad), ["appArmorProfile"]);
         assert_eq!(ids(level, LATEST, &ctr_bad), ["appArmorProfile"]);
         assert_eq!(ids(level, LATEST, &good), NONE);
@@ -306,6 +331,15 @@ fn app_armor_fields() {
     assert_eq!(
         message(Baseline, LATEST, &json!({}), &ctr_bad),
         r#"forbidden AppArmor profile (container "app" must not set AppArmor profile type to "Unconfined")"#
+    );
+    let both = set(
+        pod_bad,
+        "/containers/1/securityContext/appArmorProfile",
+        json!({"type": "Unconfined"}),
+    );
+    assert_eq!(
+        message(Baseline, LATEST, &json!({}), &both),
+        r#"forbidden AppArmor profile (pod and container "side" must not set AppArmor profile type to "Unconfined")"#
     );
 }
 
