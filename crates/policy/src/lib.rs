@@ -37,6 +37,7 @@ mod workload;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use namespace::{
@@ -49,7 +50,8 @@ pub use workload::{
 };
 
 /// A Pod Security Standards level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Unrestricted: no check runs.
     Privileged,
@@ -148,6 +150,21 @@ impl FromStr for Version {
     }
 }
 
+/// Serialized as its label value (`v1.25`, `latest`).
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Parsed from its label value (`v1.25`, `latest`).
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -158,7 +175,8 @@ impl fmt::Display for Version {
 }
 
 /// What a violation is about: the pod (a pod-level field) or one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Target {
     /// A pod-level field, as a path from the pod (`spec.hostNetwork`,
     /// `spec.securityContext.sysctls`, `spec.volumes["data"]`, `metadata.annotations[...]`).
@@ -177,7 +195,7 @@ impl fmt::Display for Target {
 }
 
 /// One failed check, in upstream's words.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
     /// The upstream check id (`hostNamespaces`, `privileged`, `runAsNonRoot`, ...).
     pub check: &'static str,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Level, ParseError, Version};
@@ -21,7 +22,7 @@ pub const WARN_LABEL: &str = "pod-security.kubernetes.io/warn";
 pub const WARN_VERSION_LABEL: &str = "pod-security.kubernetes.io/warn-version";
 
 /// A level at a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LevelVersion {
     /// The level.
     pub level: Level,
@@ -38,7 +39,7 @@ impl LevelVersion {
 }
 
 /// The three modes of a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NamespacePolicy {
     /// Violations refuse the pod.
     pub enforce: LevelVersion,
@@ -142,7 +143,8 @@ pub enum Exemption {
 }
 
 /// Requests no Pod Security check applies to, as the admission configuration's `exemptions`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Exemptions {
     /// Authenticated usernames (exact).
     pub usernames: BTreeSet<String>,

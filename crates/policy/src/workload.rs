@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use serde::Serialize;
 use serde_json::Value;
 
 /// How deep `List` objects may nest (real lists are flat; this bounds recursion on hostile
@@ -11,7 +12,7 @@ use serde_json::Value;
 const MAX_LIST_DEPTH: usize = 8;
 
 /// Where a pod spec was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkloadLocation {
     /// Indices into `items` of the enclosing `List` objects, outermost first (empty for a
     /// top-level object).
@@ -115,13 +116,17 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 }
 
 /// The three container lists of a pod spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum ContainerKind {
+    // Serialized as the pod spec field.
+    #[serde(rename = "initContainers")]
     /// `spec.initContainers` (native sidecars included: Pod Security treats them alike).
     Init,
     /// `spec.containers`.
+    #[serde(rename = "containers")]
     Regular,
     /// `spec.ephemeralContainers`.
+    #[serde(rename = "ephemeralContainers")]
     Ephemeral,
 }
 
@@ -137,7 +142,7 @@ impl ContainerKind {
 }
 
 /// A container of a pod: its list, index in it and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ContainerRef {
     /// Which list.
     pub kind: ContainerKind,

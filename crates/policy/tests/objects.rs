@@ -487,3 +487,43 @@ fn shared_examples_deployments() {
         r#"containers "api", "sidecar" must set securityContext.allowPrivilegeEscalation=false"#
     );
 }
+
+#[test]
+fn serde_forms() {
+    let found = evaluate_object(Restricted, Version::V1(30), &fixture("pod.json"));
+    let (location, violation) = &found[0];
+    assert_eq!(
+        serde_json::to_value(location).unwrap(),
+        json!({"items": [], "kind": "Pod", "name": "debug", "namespace": null, "spec_path": ["spec"]})
+    );
+    assert_eq!(
+        serde_json::to_value(violation).unwrap(),
+        json!({
+            "check": "allowPrivilegeEscalation",
+            "level": "restricted",
+            "reason": "allowPrivilegeEscalation != false",
+            "detail": "container \"debug\" must set securityContext.allowPrivilegeEscalation=false",
+            "targets": [{"container": {"kind": "containers", "index": 0, "name": "debug"}}]
+        })
+    );
+    let p: NamespacePolicy = serde_json::from_value(json!({
+        "enforce": {"level": "baseline", "version": "v1.30"},
+        "audit": {"level": "restricted", "version": "latest"},
+        "warn": {"level": "restricted", "version": "latest"}
+    }))
+    .unwrap();
+    assert_eq!(
+        p.enforce,
+        LevelVersion {
+            level: Baseline,
+            version: Version::V1(30)
+        }
+    );
+    assert!(serde_json::from_value::<Version>(json!("v1.030")).is_err());
+    assert!(serde_json::from_value::<Level>(json!("Baseline")).is_err());
+    let ex: Exemptions = serde_json::from_value(json!({"runtimeClasses": ["kata"]})).unwrap();
+    assert_eq!(
+        ex.check("x", None, Some("kata")),
+        Some(Exemption::RuntimeClass)
+    );
+}
