@@ -330,8 +330,9 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
     let metrics_port = free_port();
     let cfg = format!(
         "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
-         [scan]\nsbom_referrers = [\"dev/*\"]\n\n\
-         [[scan.pull_rule]]\nrepositories = \"prod/*\"\nseverity = \"critical\"\n"
+         [scan]\nsbom_referrers = [\"dev/*\"]\non_push = [\"dev/*\", \"prod/*\"]\n\n\
+         [[scan.pull_rule]]\nrepositories = \"prod/*\"\nseverity = \"critical\"\n\n\
+         [[scan.pull_rule]]\nrepositories = \"legacy/*\"\nseverity = \"critical\"\n"
     );
     let mut w = AuthWharf::new(&cfg);
     w.must_cli(
@@ -514,6 +515,48 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         )
         .unwrap()
         .expect(200);
+    // An image no push scanned (legacy/ is not in on_push): its first GET is refused as
+    // unscanned and queues it; once scanned, the rule judges its findings.
+    // (The zstd copy of the image: another digest, so no earlier scan applies.)
+    run(skopeo(&w.scratch())
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+        ])
+        .arg(format!(
+            "oci:{}:latest",
+            layout.parent().unwrap().join("debian-zstd-oci").display()
+        ))
+        .arg(format!("docker://{}/legacy/debian:12", w.host())));
+    assert_eq!(scan_of(&w, "legacy/debian", "12")["state"], "unscanned");
+    let r = w
+        .http()
+        .request(
+            "GET",
+            "/v2/legacy/debian/manifests/12",
+            &[("Authorization", &auth), ("Accept", accept)],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.dump());
+    assert!(r.text().contains("no scan result yet"), "{}", r.text());
+    let (s, _) = wait_done(&w, "legacy/debian", "12", Duration::from_secs(60));
+    assert_eq!(s["state"], "done", "{s}");
+    let r = w
+        .http()
+        .request(
+            "GET",
+            "/v2/legacy/debian/manifests/12",
+            &[("Authorization", &auth), ("Accept", accept)],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.dump());
+    assert!(r.text().contains("CVE-2023-45853"), "{}", r.text());
+
     // skopeo sees the refusal too.
     let out = run_any(
         skopeo(&w.scratch())

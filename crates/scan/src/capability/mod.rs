@@ -555,6 +555,13 @@ impl Shared {
     /// The pull rule's verdict on manifest `digest` of `repo` (blocking).
     fn verdict(&self, repo: &str, rule: &PullRule, digest: &str) -> Result<(), String> {
         let scan = self.image_scan(repo, digest)?;
+        // An image never scanned (pushed before scanning was on, or copied in without a push)
+        // is queued by its first pull, so a retry finds it scanned.
+        if scan.state == "unscanned"
+            && let Ok(d) = Digest::parse(digest)
+        {
+            self.enqueue(repo, &d);
+        }
         let worst = |s: &ImageScan| -> Vec<(String, Severity)> {
             s.findings
                 .iter()
