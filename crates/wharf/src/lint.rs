@@ -222,7 +222,7 @@ fn execute(args: &LintArgs, out: &mut impl io::Write) -> anyhow::Result<i32> {
 
     let mut found: Vec<Located> = Vec::new();
     let mut uses = Vec::new();
-    let mut objects = 0usize;
+    let mut documents = 0usize;
     for (file, bytes) in &inputs {
         let docs = match parse(file, bytes) {
             Ok(d) => d,
@@ -232,7 +232,7 @@ fn execute(args: &LintArgs, out: &mut impl io::Write) -> anyhow::Result<i32> {
             }
         };
         for doc in &docs {
-            objects += 1;
+            documents += 1;
             for f in policy.evaluate(&doc.value) {
                 if wanted(f.category) {
                     found.push(Located {
@@ -294,7 +294,7 @@ fn execute(args: &LintArgs, out: &mut impl io::Write) -> anyhow::Result<i32> {
         Format::Json => {
             serde_json::to_writer_pretty(
                 &mut *out,
-                &json_doc(&found, &errors, inputs.len(), objects),
+                &json_doc(&found, &errors, inputs.len(), documents),
             )?;
             writeln!(out)?;
         }
@@ -305,7 +305,7 @@ fn execute(args: &LintArgs, out: &mut impl io::Write) -> anyhow::Result<i32> {
     }
     let count = |m: Mode| found.iter().filter(|l| l.finding.mode == m).count();
     eprintln!(
-        "wharf lint: {} file(s), {objects} object(s): {enforced} enforce, {} warn, {} audit{}",
+        "wharf lint: {} file(s), {documents} document(s): {enforced} enforce, {} warn, {} audit{}",
         inputs.len(),
         count(Mode::Warn),
         count(Mode::Audit),
@@ -421,7 +421,7 @@ fn human(out: &mut impl io::Write, found: &[Located], errors: &[InputError]) -> 
     Ok(())
 }
 
-fn json_doc(found: &[Located], errors: &[InputError], files: usize, objects: usize) -> Value {
+fn json_doc(found: &[Located], errors: &[InputError], files: usize, documents: usize) -> Value {
     let count = |m: Mode| found.iter().filter(|l| l.finding.mode == m).count();
     json!({
         "findings": found.iter().map(|l| {
@@ -451,7 +451,7 @@ fn json_doc(found: &[Located], errors: &[InputError], files: usize, objects: usi
         })).collect::<Vec<_>>(),
         "summary": {
             "files": files,
-            "objects": objects,
+            "documents": documents,
             "enforce": count(Mode::Enforce),
             "warn": count(Mode::Warn),
             "audit": count(Mode::Audit),
@@ -504,13 +504,17 @@ fn sarif(found: &[Located], errors: &[InputError]) -> Value {
                 .iter()
                 .find(|l| l.finding.rule == *id)
                 .map_or("", |l| l.finding.category.as_str());
-            json!({
+            let mut r = json!({
                 "id": id,
                 "name": id,
                 "shortDescription": {"text": rule_text(id)},
-                "helpUri": "https://kubernetes.io/docs/concepts/security/pod-security-standards/",
                 "properties": {"tags": ["kubernetes", "security", cat]},
-            })
+            });
+            if id.starts_with("pss.") {
+                r["helpUri"] =
+                    json!("https://kubernetes.io/docs/concepts/security/pod-security-standards/");
+            }
+            r
         })
         .collect();
     let results: Vec<Value> = found
