@@ -732,6 +732,43 @@ mod tests {
     }
 
     #[test]
+    fn pointers_inside_lists_and_annotations() {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+             "spec": {"template": {
+                "metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/c": "unconfined"}},
+                "spec": {"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]},
+                         "containers": [{"name": "c", "image": "x:1", "ports": [{"containerPort": 80, "hostPort": 80}]}]}}}}
+        ]});
+        let f = Policy::default().evaluate(&list);
+        assert_eq!(
+            rules(&f),
+            vec![
+                (
+                    "pss.hostPorts",
+                    Mode::Enforce,
+                    "/items/1/spec/template/spec/containers/0/ports"
+                ),
+                (
+                    "pss.appArmorProfile",
+                    Mode::Enforce,
+                    "/items/1/spec/template/metadata/annotations/container.apparmor.security.beta.kubernetes.io~1c"
+                ),
+                (
+                    "pss.sysctls",
+                    Mode::Enforce,
+                    "/items/1/spec/template/spec/securityContext/sysctls"
+                ),
+            ]
+        );
+        assert_eq!(f[0].object, "items[1] Deployment/d");
+        for x in &f {
+            assert!(list.pointer(&x.pointer).is_some(), "{}", x.pointer);
+        }
+    }
+
+    #[test]
     fn hygiene_rules() {
         let p = Policy {
             hygiene: HygieneRules {
