@@ -36,6 +36,7 @@
 //! # });
 //! ```
 
+mod json;
 mod kube;
 mod yaml;
 
@@ -47,6 +48,7 @@ use std::ops::Range;
 use futures_util::future::{join, join_all};
 pub use oci::Digest;
 
+pub use json::{ALIAS_BUDGET, JsonDocument, JsonError, pointer_token, to_json};
 pub use kube::{CONTAINER_FIELDS, pod_spec_path};
 /// Image references are `oci`'s, the one parser of Wharf; pin relies on [`ImageRef::as_str`]
 /// (the text as written) to rewrite YAML the way its author wrote it.
@@ -100,8 +102,8 @@ pub enum ImageError {
     /// The `image` value is a mapping or a sequence.
     #[error("the image is not a string")]
     NotAString,
-    /// The image is written in a way the rewriter does not edit (a block scalar, a plain scalar
-    /// folded over several lines).
+    /// The image is written in a way the rewriter does not edit (a block scalar or a plain
+    /// scalar over several lines; a one-line `>-` or `|-` block scalar is rewritten).
     #[error("image written as a {0}; write it on one line, plain or quoted, to have it pinned")]
     Unsupported(&'static str),
     /// The registry look-up failed.
@@ -167,19 +169,18 @@ pub fn find_images(source: &[u8]) -> Result<Vec<Image>, ParseError> {
                 yaml::Node::Scalar { value, style, .. } => {
                     let quoting = Quoting::from(*style);
                     let span = yaml::locate_scalar(src, start, quoting, value);
-                    let reference = if quoting == Quoting::Block {
-                        Err(ImageError::Unsupported("block scalar"))
-                    } else {
-                        ImageRef::parse(value)
-                            .map_err(|error| ImageError::Reference {
-                                text: value.clone(),
-                                error,
-                            })
-                            .and_then(|r| match span {
-                                None => Err(ImageError::Unsupported("multi-line scalar")),
-                                Some(_) => Ok(r),
-                            })
-                    };
+                    let reference = ImageRef::parse(value)
+                        .map_err(|error| ImageError::Reference {
+                            text: value.clone(),
+                            error,
+                        })
+                        .and_then(|r| match span {
+                            None if quoting == Quoting::Block => {
+                                Err(ImageError::Unsupported("block scalar over several lines"))
+                            }
+                            None => Err(ImageError::Unsupported("multi-line scalar")),
+                            Some(_) => Ok(r),
+                        });
                     (value.clone(), Some(quoting), span, reference)
                 }
                 _ => (String::new(), None, None, Err(ImageError::NotAString)),

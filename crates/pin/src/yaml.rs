@@ -55,6 +55,9 @@ pub(crate) enum Node {
         value: String,
         style: ScalarStyle,
         start: usize,
+        /// True when the scalar carries a tag that makes it a string whatever its text
+        /// (`!!str`, or the non-specific `!`).
+        string_tag: bool,
     },
     /// A sequence and its items.
     Seq { items: Vec<NodeId>, start: usize },
@@ -96,11 +99,17 @@ impl Tree {
             })?;
             let start = span.start.index();
             let done = match event {
-                Event::Scalar(value, style, anchor, _) => {
+                Event::Scalar(value, style, anchor, tag) => {
+                    let string_tag = tag.is_some_and(|t| {
+                        (t.is_yaml_core_schema() && t.suffix == "str")
+                            || (t.handle == "!" && t.suffix.is_empty())
+                            || (t.handle.is_empty() && t.suffix == "!")
+                    });
                     let id = tree.push(Node::Scalar {
                         value: value.into_owned(),
                         style,
                         start,
+                        string_tag,
                     });
                     if anchor != 0 {
                         anchors.insert(anchor, id);
@@ -327,7 +336,8 @@ pub enum Quoting {
     Single,
     /// `image: "repo:tag"`
     Double,
-    /// `image: |` or `image: >` (never rewritten).
+    /// `image: >-` or `image: |-`, the reference alone on the next line (rewritten in place,
+    /// the header kept; a block scalar over several lines is not).
     Block,
 }
 
@@ -407,8 +417,37 @@ pub(crate) fn locate_scalar(
                 }
             }
         }
-        Quoting::Block => None,
+        Quoting::Block => locate_block(src, i, value),
     }
+}
+
+/// The content of a one-line block scalar (`image: >-` or `|-`, then the text on the next
+/// line). `at` is where the parser starts the node: its header (`|`, `>`) or its first content
+/// line. The content must be one line that spells `value` exactly, with only indentation before
+/// it and only white space after it; any other shape (text folded or continued over several
+/// lines, kept line breaks) gives `None`.
+fn locate_block(src: &str, mut at: usize, value: &str) -> Option<Range<usize>> {
+    let b = src.as_bytes();
+    if value.is_empty() || value.contains(['\n', '\r']) || value.starts_with([' ', '\t']) {
+        return None;
+    }
+    if matches!(b.get(at)?, b'|' | b'>') {
+        // Past the header line and the indentation of the next.
+        at += src[at..].find('\n')? + 1;
+        while b.get(at) == Some(&b' ') {
+            at += 1;
+        }
+    }
+    let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
+    if !src[line_start..at].bytes().all(|c| c == b' ') {
+        return None;
+    }
+    let rest = src[at..].strip_prefix(value)?;
+    let line_rest = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    line_rest
+        .trim_end_matches(['\r', ' ', '\t'])
+        .is_empty()
+        .then(|| at..at + value.len())
 }
 
 #[cfg(test)]
@@ -424,6 +463,7 @@ mod tests {
                 value,
                 style,
                 start,
+                ..
             } = n
             {
                 let at = pos.byte(*start);

@@ -498,9 +498,10 @@ fn unresolvable_and_invalid_images_are_reported_and_left_alone() {
         "{s:?}"
     );
     assert_eq!(s[3], &Status::Failed(ImageError::NotAString));
-    assert_eq!(
-        s[4],
-        &Status::Failed(ImageError::Unsupported("block scalar"))
+    // `|` keeps the line break: not a reference.
+    assert!(
+        matches!(s[4], Status::Failed(ImageError::Reference { .. })),
+        "{s:?}"
     );
     assert!(
         matches!(s[5], Status::Failed(ImageError::Reference { .. })),
@@ -718,4 +719,42 @@ fn unpin(out: &Outcome, input: &[u8]) -> Vec<u8> {
     }
     res.extend_from_slice(&o[out_at..]);
     res
+}
+
+#[test]
+fn one_line_block_scalars_are_pinned_keeping_their_style() {
+    let src = "kind: Pod\nspec:\n  containers:\n  - name: a\n    image: >-\n      a:1\n  - name: b\n    image: |- # the app\n      b:1\n    ports: []\n  initContainers:\n  - image: >2-\n      c:1\r\n  - image: >-\n      d:1\n      more\n  - image: |\n      e:1\n";
+    let (got, out) = pin_str(src);
+    let want = expect(
+        src,
+        &[
+            ("      a:1\n", format!("      a:1@{}\n", d("a:1"))),
+            ("      b:1\n", format!("      b:1@{}\n", d("b:1"))),
+            ("      c:1\r\n", format!("      c:1@{}\r\n", d("c:1"))),
+        ],
+    );
+    assert_eq!(got, want);
+    let s: Vec<(&str, &Status)> = out
+        .images
+        .iter()
+        .map(|r| (r.image.text.as_str(), &r.status))
+        .collect();
+    assert!(matches!(s[0].1, Status::Pinned { .. }), "{s:?}");
+    assert!(matches!(s[1].1, Status::Pinned { .. }), "{s:?}");
+    assert!(matches!(s[2].1, Status::Pinned { .. }), "{s:?}");
+    // Folded over two lines: a reference with a space, not pinned.
+    assert!(
+        matches!(s[3].1, Status::Failed(ImageError::Reference { .. })),
+        "{s:?}"
+    );
+    // Clip chomping keeps the line break: not a valid reference (Kubernetes refuses it too).
+    assert!(
+        matches!(s[4].1, Status::Failed(ImageError::Reference { .. })),
+        "{s:?}"
+    );
+    assert_eq!(out.images[0].image.quoting, Some(Quoting::Block));
+    assert_eq!(out.images[0].image.line, 6);
+    // Pinning again changes nothing.
+    let (again, _) = pin_str(&got);
+    assert_eq!(again, got);
 }

@@ -14,6 +14,10 @@
 //! - [`NamespacePolicy`] reads the `pod-security.kubernetes.io/*` labels of a namespace;
 //!   [`Exemptions`] are the admission configuration's exempt users, runtime classes and
 //!   namespaces.
+//! - [`Policy`] is a whole policy (Pod Security level per namespace, image rules, workload
+//!   hygiene, version drift, each rule `enforce`, `warn`, `audit` or off), read from TOML with
+//!   [`Policy::from_toml`]; [`Policy::evaluate`] gives an object's [`Finding`]s and
+//!   [`Policy::drift`] the [`Drift`]s across many objects ([`image_uses`]).
 //!
 //! Objects are `serde_json::Value`s as a client sends them (before API defaulting): a field that
 //! is absent or `null` is unset, as a nil pointer is upstream.
@@ -30,8 +34,10 @@
 //! assert_eq!(found[0].1.message(), "host namespaces (hostNetwork=true)");
 //! ```
 
+mod file;
 mod namespace;
 mod pss;
+mod rules;
 mod workload;
 
 use std::fmt;
@@ -40,11 +46,16 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use file::PolicyError;
 pub use namespace::{
     AUDIT_LABEL, AUDIT_VERSION_LABEL, ENFORCE_LABEL, ENFORCE_VERSION_LABEL, Exemption, Exemptions,
     LabelError, LevelVersion, NamespacePolicy, WARN_LABEL, WARN_VERSION_LABEL,
 };
 pub use pss::{CheckInfo, LATEST_MINOR, Options, checks, evaluate_with};
+pub use rules::{
+    Category, Drift, Finding, HygieneRules, ImageRules, ImageUse, Mode, NamespaceLevel, Policy,
+    PssRules, image_uses,
+};
 pub use workload::{
     ContainerKind, ContainerRef, Workload, WorkloadLocation, containers, workloads,
 };

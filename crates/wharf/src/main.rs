@@ -11,6 +11,7 @@ mod escape;
 mod gc;
 mod key;
 mod keys;
+mod lint;
 mod pin;
 mod retention;
 mod scan;
@@ -66,6 +67,8 @@ enum Command {
     TokenKey(admin::TokenKeyCmd),
     /// Pin the images of Kubernetes YAML to digests (see docs/pin.md).
     Pin(pin::PinArgs),
+    /// Check Kubernetes manifests against Pod Security, image, drift and hygiene rules offline.
+    Lint(lint::LintArgs),
     /// Generate signing keys (cosign-compatible, see docs/signing.md).
     #[command(subcommand)]
     Key(key::KeyCmd),
@@ -104,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Command::Retention(c) => retention::run(c),
         Command::TokenKey(c) => admin::token_key(c),
         Command::Pin(args) => pin::run(args),
+        Command::Lint(args) => lint::run(args),
         Command::Key(c) => key::run(c),
         Command::SignBlob(args) => blob::sign(args),
         Command::VerifyBlob(args) => blob::verify(args),
