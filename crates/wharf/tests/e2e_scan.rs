@@ -375,6 +375,35 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         1.0
     );
 
+    // The CLI reads the same image from the registry (docker://, plain HTTP, credentials from
+    // an auth file as podman and skopeo write it).
+    let auth_file = w.scratch().join("auth.json");
+    std::fs::write(
+        &auth_file,
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"{}\"}}}}}}",
+            w.host(),
+            base64::engine::general_purpose::STANDARD.encode(&creds)
+        ),
+    )
+    .unwrap();
+    let db = w.scratch().join("cli-db");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    cmd.args(["scan", "--tls-verify=false", "--format", "json", "--db"])
+        .arg(&db)
+        .arg(format!("docker://{}/dev/debian:12", w.host()))
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .env_remove("WHARF_DATA_DIR");
+    let out = run_any(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["distribution"]["id"], "debian", "{report}");
+    assert_eq!(
+        report["image"]["manifest_digest"].as_str(),
+        s["digest"].as_str(),
+        "{report}"
+    );
+
     // Its SBOM is attached as an OCI 1.1 referrer (CycloneDX), listing every package.
     let digest = s["digest"].as_str().unwrap().to_string();
     let auth = basic();
