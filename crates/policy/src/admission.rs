@@ -286,24 +286,42 @@ fn pods_unchanged(old: &Value, new: &Value) -> bool {
         })
 }
 
-/// One finding in a message: `[rule] container "c": reason`, or `[rule] Kind/name: reason`.
-fn describe(f: &Finding) -> String {
-    match &f.container {
-        Some(c) => format!("[{}] container {:?}: {}", f.rule, c.name, f.reason),
-        None => format!("[{}] {}: {}", f.rule, f.object, f.reason),
-    }
-}
-
-/// The findings of one mode, each distinct description once.
+/// The findings of one mode as message parts, one per rule, object and reason (a Pod Security
+/// check failing in several containers is one part naming them all):
+/// `[rule] container "c": reason`, `[rule] containers "a", "b": reason`, or
+/// `[rule] Kind/name: reason` for a pod-level field.
 fn distinct(d: &Decision, mode: Mode) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    let mut groups: Vec<(&Finding, Vec<&str>)> = Vec::new();
     for f in d.with_mode(mode) {
-        let s = describe(f);
-        if !out.contains(&s) {
-            out.push(s);
+        let same = groups
+            .iter_mut()
+            .find(|(g, _)| g.rule == f.rule && g.object == f.object && g.reason == f.reason);
+        match (same, &f.container) {
+            (Some((_, names)), Some(c)) => {
+                if !names.contains(&c.name.as_str()) {
+                    names.push(&c.name);
+                }
+            }
+            (Some(_), None) => {}
+            (None, c) => groups.push((f, c.iter().map(|c| c.name.as_str()).collect())),
         }
     }
-    out
+    groups
+        .into_iter()
+        .map(|(f, names)| {
+            let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            match quoted.len() {
+                0 => format!("[{}] {}: {}", f.rule, f.object, f.reason),
+                1 => format!("[{}] container {}: {}", f.rule, quoted[0], f.reason),
+                _ => format!(
+                    "[{}] containers {}: {}",
+                    f.rule,
+                    quoted.join(", "),
+                    f.reason
+                ),
+            }
+        })
+        .collect()
 }
 
 /// Cuts `s` to at most `max` bytes (on a character boundary), ending in `...` when cut.

@@ -206,13 +206,13 @@ fn deletes_subresources_and_unchanged_updates_are_not_evaluated() {
 #[test]
 fn warnings_are_short_and_messages_bounded() {
     let mut rv = fixture("review-deployment-latest.json");
-    let long = format!("docker.io/library/{}:latest", "n".repeat(200));
+    let long = |i| format!("docker.io/library/{}{i}:latest", "n".repeat(200));
     let c = rv["request"]["object"]["spec"]["template"]["spec"]["containers"][0].clone();
     let mut cs = Vec::new();
     for i in 0..50 {
         let mut c = c.clone();
         c["name"] = json!(format!("c{i}"));
-        c["image"] = json!(long);
+        c["image"] = json!(long(i));
         cs.push(c);
     }
     rv["request"]["object"]["spec"]["template"]["spec"]["containers"] = json!(cs);
@@ -289,4 +289,29 @@ fn malformed_reviews_are_errors() {
         let e: ReviewError = review(&policy(), &bad).unwrap_err();
         assert!(e.to_string().contains(want), "{want}: {e}");
     }
+}
+
+#[test]
+fn one_check_failing_in_several_containers_is_one_part() {
+    // Two privileged containers: upstream's one violation names both; so does the message.
+    let mut rv = fixture("review-privileged-pod.json");
+    let mut c = rv["request"]["object"]["spec"]["containers"][0].clone();
+    c["name"] = json!("second");
+    c["ports"] = json!([]);
+    rv["request"]["object"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(c);
+    let out = review(&policy(), &rv).unwrap();
+    let msg = response(&out.response)["status"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(msg.matches("[pss.privileged]").count(), 1, "{msg}");
+    assert!(
+        msg.contains(
+            "[pss.privileged] containers \"rooted\", \"second\": privileged (containers \"rooted\", \"second\" must not set securityContext.privileged=true)"
+        ),
+        "{msg}"
+    );
 }
