@@ -26,6 +26,11 @@
 //!
 //! [drift]
 //! mode = "warn"
+//!
+//! [exemptions]                # the admission webhook: no Pod Security checks for these
+//! usernames = ["system:serviceaccount:kube-system:replicaset-controller"]
+//! namespaces = ["kube-system"]
+//! runtime_classes = ["kata"]
 //! ```
 //!
 //! Every key is optional; an absent one keeps [`Policy::default`]'s value. Unknown keys are
@@ -77,6 +82,19 @@ struct RawFile {
     hygiene: RawHygiene,
     #[serde(default)]
     drift: RawDrift,
+    #[serde(default)]
+    exemptions: RawExemptions,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExemptions {
+    #[serde(default)]
+    usernames: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    runtime_classes: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -172,6 +190,9 @@ impl Policy {
         set(&mut p.hygiene.resources, raw.hygiene.resources);
         set(&mut p.hygiene.run_as_non_root, raw.hygiene.run_as_non_root);
         set(&mut p.drift, raw.drift.mode);
+        p.exemptions.usernames = raw.exemptions.usernames.into_iter().collect();
+        p.exemptions.namespaces = raw.exemptions.namespaces.into_iter().collect();
+        p.exemptions.runtime_classes = raw.exemptions.runtime_classes.into_iter().collect();
         Ok(p)
     }
 }
@@ -211,6 +232,9 @@ probes = "warn"
 run_as_non_root = "enforce"
 [drift]
 mode = "off"
+[exemptions]
+namespaces = ["kube-system"]
+runtime_classes = ["kata"]
 "#,
         )
         .unwrap();
@@ -243,6 +267,9 @@ mode = "off"
         assert_eq!(p.hygiene.resources, None);
         assert_eq!(p.hygiene.run_as_non_root, Some(Mode::Enforce));
         assert_eq!(p.drift, None);
+        assert!(p.exemptions.namespaces.contains("kube-system"));
+        assert!(p.exemptions.runtime_classes.contains("kata"));
+        assert!(p.exemptions.usernames.is_empty());
     }
 
     #[test]
@@ -259,6 +286,7 @@ mode = "off"
             ),
             ("[images]\nallowed_registries = [\"a b\"]\n", "a b"),
             ("[pss\n", "invalid"),
+            ("[exemptions]\nusers = [\"a\"]\n", "users"),
         ] {
             let e = Policy::from_toml(bad).unwrap_err().to_string();
             assert!(e.contains(want), "{bad:?}: {e}");

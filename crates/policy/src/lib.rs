@@ -34,6 +34,7 @@
 //! assert_eq!(found[0].1.message(), "host namespaces (hostNetwork=true)");
 //! ```
 
+pub mod admission;
 mod file;
 mod namespace;
 mod pss;

@@ -156,6 +156,9 @@ pub struct Policy {
     pub hygiene: HygieneRules,
     /// Mode of `drift`: one repository at different tags or digests across the objects.
     pub drift: Option<Mode>,
+    /// Requests the Pod Security checks do not apply to (the admission webhook; `wharf lint`
+    /// has no user and ignores them).
+    pub exemptions: crate::Exemptions,
 }
 
 impl Default for Policy {
@@ -177,6 +180,7 @@ impl Default for Policy {
             },
             hygiene: HygieneRules::default(),
             drift: Some(Mode::Warn),
+            exemptions: crate::Exemptions::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module with its own `Args` and `run`.
 
 mod admin;
+mod admission;
 mod blob;
 mod cache;
 mod config;
@@ -69,6 +70,8 @@ enum Command {
     Pin(pin::PinArgs),
     /// Check Kubernetes manifests against Pod Security, image, drift and hygiene rules offline.
     Lint(lint::LintArgs),
+    /// The validating admission webhook: Kubernetes AdmissionReviews against a policy file.
+    Admission(admission::AdmissionArgs),
     /// Generate signing keys (cosign-compatible, see docs/signing.md).
     #[command(subcommand)]
     Key(key::KeyCmd),
@@ -108,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         Command::TokenKey(c) => admin::token_key(c),
         Command::Pin(args) => pin::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Admission(args) => admission::run(args),
         Command::Key(c) => key::run(c),
         Command::SignBlob(args) => blob::sign(args),
         Command::VerifyBlob(args) => blob::verify(args),
