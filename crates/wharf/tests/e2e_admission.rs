@@ -265,3 +265,76 @@ fn bad_policy_stops_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("strict"), "{err}");
 }
+
+#[test]
+fn admission_certs_makes_a_pki_the_webhook_serves_and_curl_trusts() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = TempDir::new().unwrap();
+    let out_dir = tmp.path().join("certs");
+    let certs = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["admission", "certs", "--out"])
+            .arg(&out_dir)
+            .args(["--dns", "localhost", "--dns", "wharf-admission.wharf.svc"])
+            .args(["--ip", "127.0.0.1", "--days", "30"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = certs(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca = out_dir.join("ca.crt");
+    // stdout is the caBundle: the CA certificate, base64.
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(String::from_utf8(out.stdout).unwrap().trim())
+        .unwrap();
+    assert_eq!(bundle, fs::read(&ca).unwrap());
+    for (f, mode) in [
+        ("ca.crt", 0o644),
+        ("ca.key", 0o600),
+        ("tls.crt", 0o644),
+        ("tls.key", 0o600),
+    ] {
+        let m = fs::metadata(out_dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, mode, "{f}");
+    }
+    // openssl agrees: the serving certificate chains to the CA, for the names asked.
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&ca)
+        .arg(out_dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(out_dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("DNS:wharf-admission.wharf.svc") && text.contains("IP Address:127.0.0.1"),
+        "{text}"
+    );
+    // Existing files are kept unless --force.
+    assert!(!certs(&[]).status.success());
+    assert!(certs(&["--force"]).status.success());
+
+    // The webhook serves the pair; curl (as the API server) trusts it with the CA.
+    let w = Webhook::start(
+        &fixtures().join("admission-policy.toml"),
+        &out_dir.join("tls.crt"),
+        &out_dir.join("tls.key"),
+    );
+    let r = w.review(&out_dir.join("ca.crt"), "review-privileged-pod.json");
+    assert_eq!(r["allowed"], false, "{r}");
+}
