@@ -88,23 +88,26 @@ impl Scanner {
         Scanner { analyzers, results }
     }
 
-    /// The inventory of layer `layer`, kept or read through `open` (which must stream the
-    /// blob and check its digest at the end). `open` is only called when nothing is kept.
-    /// The stream is read to its end, so a blob that does not match its digest fails here
-    /// even if its tar archive ended early. Blocking.
-    pub fn layer(
+    /// The kept inventory of layer `digest`, if an earlier scan stored one. Blocking.
+    pub fn kept(&self, digest: &str) -> Result<Option<LayerInventory>, ScanError> {
+        match &self.results {
+            Some(r) => Ok(r.layer(digest)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads layer `layer` from `reader` (which must stream the blob and check its digest at
+    /// the end) through the analysers, and keeps its inventory. The stream is read to its end,
+    /// so a blob that does not match its digest fails here even if its tar archive ended
+    /// early. Blocking.
+    pub fn analyze(
         &self,
         layer: &LayerRef,
-        open: impl FnOnce() -> Result<Box<dyn Read + Send>, ScanError>,
+        reader: Box<dyn Read + Send>,
         progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(LayerInventory, bool), ScanError> {
-        if let Some(r) = &self.results
-            && let Some(inv) = r.layer(&layer.digest)?
-        {
-            return Ok((inv, true));
-        }
+    ) -> Result<LayerInventory, ScanError> {
         let mut reader = Counting {
-            inner: open()?,
+            inner: reader,
             progress,
         };
         let inv = analyze_layer(
@@ -120,11 +123,11 @@ impl Scanner {
         if let Some(r) = &self.results {
             r.put_layer(&inv)?;
         }
-        Ok((inv, false))
+        Ok(inv)
     }
 
     /// The combined inventory of an image's layers (lowest first), each kept or read through
-    /// `open`. Blocking.
+    /// `open` (called only for layers with nothing kept). Blocking.
     pub fn image(
         &self,
         layers: &[LayerRef],
@@ -133,18 +136,18 @@ impl Scanner {
     ) -> Result<ImageInventory, ScanError> {
         let mut inventories = Vec::with_capacity(layers.len());
         for (index, layer) in layers.iter().enumerate() {
-            let cached = match &self.results {
-                Some(r) => r.layer(&layer.digest)?.is_some(),
-                None => false,
-            };
+            let kept = self.kept(&layer.digest)?;
             progress(Progress::Layer {
                 index,
                 total: layers.len(),
                 digest: &layer.digest,
                 size: layer.size,
-                cached,
+                cached: kept.is_some(),
             });
-            let (inv, _) = self.layer(layer, || open(layer), progress)?;
+            let inv = match kept {
+                Some(inv) => inv,
+                None => self.analyze(layer, open(layer)?, progress)?,
+            };
             inventories.push(inv);
         }
         Ok(ImageInventory::combine(&inventories))

@@ -431,13 +431,13 @@ impl Shared {
     /// Makes sure layer `d`'s inventory is stored, analysing it if it is not.
     async fn layer(self: &Arc<Self>, d: &oci::Descriptor) -> Result<(), String> {
         let key = d.digest.to_string();
-        let results = self.results.clone();
+        let scanner = self.scanner.clone();
         let k = key.clone();
-        let cached = tokio::task::spawn_blocking(move || results.layer(&k))
+        let kept = tokio::task::spawn_blocking(move || scanner.kept(&k))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        if cached.is_some() {
+        if kept.is_some() {
             self.metrics.layers_reused.inc();
             return Ok(());
         }
@@ -459,7 +459,7 @@ impl Shared {
         let scanner = self.scanner.clone();
         tokio::task::spawn_blocking(move || {
             scanner
-                .layer(&layer, || Ok(Box::new(reader)), &mut |_| {})
+                .analyze(&layer, Box::new(reader), &mut |_| {})
                 .map_err(|e| e.to_string())
         })
         .await
