@@ -13,10 +13,12 @@
 //! `UPDATE`s that leave every pod spec and pod annotations unchanged (a label edit must not be
 //! refused because of a pod that was admitted earlier).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use crate::rules::{Finding, Mode, Policy};
-use crate::{Exemption, workloads};
+use crate::{Exemption, FactRequest, Facts, Mutation, workloads};
 
 /// The API group and version of the reviews this module reads and writes.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -129,9 +131,170 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// Answers a validating webhook's `AdmissionReview` with `policy` (see the module
-/// documentation). `exemptions` of the policy exempt requests from the Pod Security checks
-/// (not from the image or hygiene rules).
+/// documentation), without the rules that need facts about images. `exemptions` of the policy
+/// exempt requests from the Pod Security checks (not from the image or hygiene rules).
 pub fn review(policy: &Policy, review: &Value) -> Result<Reviewed, ReviewError> {
+    Ok(Request::parse(review)?.validate(policy, None))
+}
+
+/// A parsed `AdmissionReview` request, between reading it and answering it: the caller asks
+/// what facts it needs ([`Request::fact_requests`], [`Request::mutations`]), finds them out,
+/// and answers with [`Request::validate`] or [`Request::mutate`].
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    decision: Decision,
+    /// The object to evaluate (its namespace set from the request); `None` when skipped.
+    object: Option<Cow<'a, Value>>,
+    /// `request.oldObject` of an UPDATE.
+    old: Option<&'a Value>,
+    /// `request.subResource`, empty when none.
+    sub: &'a str,
+}
+
+impl<'a> Request<'a> {
+    /// Reads and checks a review.
+    pub fn parse(review: &'a Value) -> Result<Request<'a>, ReviewError> {
+        parse(review)
+    }
+
+    /// What was decided so far (nothing evaluated yet: allowed, no findings).
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// The object to evaluate, `None` when the request is not evaluated
+    /// ([`Decision::skipped`]).
+    pub fn object(&self) -> Option<&Value> {
+        self.object.as_deref()
+    }
+
+    /// What [`Request::validate`] needs to know about the object's images.
+    pub fn fact_requests(&self, policy: &Policy) -> Vec<FactRequest> {
+        self.object()
+            .map(|o| policy.fact_requests(o))
+            .unwrap_or_default()
+    }
+
+    /// The images [`Request::mutate`] changes. On an UPDATE only images that differ from the
+    /// old object's (an unrelated edit must not roll a workload by pinning it), and on the
+    /// `ephemeralcontainers` subresource only ephemeral containers (the API server refuses
+    /// any other change there).
+    pub fn mutations(&self, policy: &Policy) -> Vec<Mutation> {
+        let Some(object) = self.object() else {
+            return Vec::new();
+        };
+        let mut out = policy.mutations(object);
+        if self.sub == "ephemeralcontainers" {
+            out.retain(|m| m.container.kind == crate::ContainerKind::Ephemeral);
+        }
+        if let Some(old) = self.old {
+            out.retain(|m| old.pointer(&m.pointer).and_then(Value::as_str) != Some(&m.from));
+        }
+        out
+    }
+
+    /// The validating webhook's answer; the rules that need facts run when `facts` is given.
+    pub fn validate(self, policy: &Policy, facts: Option<&Facts>) -> Reviewed {
+        let Request {
+            mut decision,
+            object,
+            ..
+        } = self;
+        let Some(object) = object else {
+            return answer(decision);
+        };
+        let object: &Value = &object;
+        let mut findings = match facts {
+            Some(f) => policy.evaluate_with(object, f),
+            None => policy.evaluate(object),
+        };
+        let exempt = workloads(object).first().and_then(|w| {
+            policy.exemptions.check_pod(
+                decision.namespace.as_deref().unwrap_or(""),
+                decision.username.as_deref(),
+                w.spec,
+            )
+        });
+        if exempt.is_some() {
+            findings.retain(|f| f.category != crate::Category::Pss);
+        }
+        decision.exempt = exempt;
+        decision.allowed = !findings.iter().any(|f| f.mode == Mode::Enforce);
+        decision.findings = findings;
+        answer(decision)
+    }
+
+    /// The mutating webhook's answer: always allowed (refusing is the validating webhook's
+    /// job), with a JSONPatch replacing each image of [`Request::mutations`] by its result
+    /// from `facts`, and a warning for each image that could not be pinned (left as it was,
+    /// or only rewritten to the cache).
+    pub fn mutate(self, policy: &Policy, facts: &Facts) -> Mutated {
+        let mutations = self.mutations(policy);
+        let mut ops = Vec::new();
+        let mut warns = Vec::new();
+        let mut changed = Vec::new();
+        for m in &mutations {
+            let to = match m.result(facts) {
+                Ok(t) => t,
+                Err(e) => {
+                    warns.push(cut(
+                        &format!(
+                            "[mutate] container {:?}: image {:?} not pinned: {e}",
+                            m.container.name, m.to
+                        ),
+                        MAX_WARNING_LEN - 1,
+                    ));
+                    m.to.clone()
+                }
+            };
+            if to != m.from {
+                ops.push(json!({"op": "replace", "path": m.pointer, "value": to}));
+                changed.push((m.clone(), to));
+            }
+        }
+        warns.truncate(MAX_WARNINGS);
+        let mut resp = Map::new();
+        resp.insert("uid".into(), Value::String(self.decision.uid.clone()));
+        resp.insert("allowed".into(), Value::Bool(true));
+        if !ops.is_empty() {
+            use base64::Engine as _;
+            let patch = serde_json::to_vec(&Value::Array(ops)).unwrap_or_default();
+            resp.insert("patchType".into(), Value::String("JSONPatch".into()));
+            resp.insert(
+                "patch".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(patch)),
+            );
+        }
+        if !warns.is_empty() {
+            resp.insert("warnings".into(), json!(warns));
+        }
+        Mutated {
+            response: json!({
+                "apiVersion": API_VERSION,
+                "kind": "AdmissionReview",
+                "response": Value::Object(resp),
+            }),
+            decision: self.decision,
+            changed,
+            unpinned: warns.len(),
+        }
+    }
+}
+
+/// The mutating webhook's answer.
+#[derive(Debug, Clone)]
+pub struct Mutated {
+    /// The `AdmissionReview` to send back.
+    pub response: Value,
+    /// The request (allowed; no findings).
+    pub decision: Decision,
+    /// Each image changed, with its new text.
+    pub changed: Vec<(Mutation, String)>,
+    /// How many images could not be pinned.
+    pub unpinned: usize,
+}
+
+fn parse(review: &Value) -> Result<Request<'_>, ReviewError> {
     if !review.is_object() {
         return Err(ReviewError::NotAReview("not a JSON object".into()));
     }
@@ -196,11 +359,11 @@ pub fn review(policy: &Policy, review: &Value) -> Result<Reviewed, ReviewError> 
         exempt: None,
         skipped: None,
     };
-    let sub = str_at(req, &["subResource"]).unwrap_or("");
+    let subresource = str_at(req, &["subResource"]).unwrap_or("");
     decision.skipped = match decision.operation.as_str() {
         "DELETE" | "CONNECT" => Some(Skip::Operation),
         "CREATE" | "UPDATE" => {
-            if !sub.is_empty() && sub != "ephemeralcontainers" {
+            if !subresource.is_empty() && subresource != "ephemeralcontainers" {
                 Some(Skip::Subresource)
             } else {
                 None
@@ -213,8 +376,17 @@ pub fn review(policy: &Policy, review: &Value) -> Result<Reviewed, ReviewError> 
             });
         }
     };
+    let sub = str_at(req, &["subResource"]).unwrap_or("");
+    let skipped = |decision| {
+        Ok(Request {
+            decision,
+            object: None,
+            old: None,
+            sub,
+        })
+    };
     if decision.skipped.is_some() {
-        return Ok(answer(decision));
+        return skipped(decision);
     }
     let object = object.ok_or(ReviewError::Field {
         field: "object",
@@ -226,22 +398,25 @@ pub fn review(policy: &Policy, review: &Value) -> Result<Reviewed, ReviewError> 
             problem: "not a JSON object",
         });
     }
-    if decision.operation == "UPDATE"
-        && let Some(old) = req.get("oldObject").filter(|o| o.is_object())
+    let old = if decision.operation == "UPDATE" {
+        req.get("oldObject").filter(|o| o.is_object())
+    } else {
+        None
+    };
+    if let Some(old) = old
         && pods_unchanged(old, object)
     {
         decision.skipped = Some(Skip::UnchangedPods);
-        return Ok(answer(decision));
+        return skipped(decision);
     }
     // The API server sets the request's namespace on the object; make sure of it, so the
     // namespace's level applies even to an object sent without one.
-    let fixed;
-    let mut object = object;
     let obj_ns = str_at(object, &["metadata", "namespace"]);
+    let mut object: Cow<'_, Value> = Cow::Borrowed(object);
     if let Some(ns) = &decision.namespace
         && obj_ns != Some(ns.as_str())
     {
-        let mut o = object.clone();
+        let mut o = object.clone().into_owned();
         if let Some(m) = o.as_object_mut() {
             let meta = m
                 .entry("metadata")
@@ -256,24 +431,14 @@ pub fn review(policy: &Policy, review: &Value) -> Result<Reviewed, ReviewError> 
                 m.insert("kind".into(), Value::String(decision.kind.clone()));
             }
         }
-        fixed = o;
-        object = &fixed;
+        object = Cow::Owned(o);
     }
-    let mut findings = policy.evaluate(object);
-    let exempt = workloads(object).first().and_then(|w| {
-        policy.exemptions.check_pod(
-            decision.namespace.as_deref().unwrap_or(""),
-            decision.username.as_deref(),
-            w.spec,
-        )
-    });
-    if exempt.is_some() {
-        findings.retain(|f| f.category != crate::Category::Pss);
-    }
-    decision.exempt = exempt;
-    decision.allowed = !findings.iter().any(|f| f.mode == Mode::Enforce);
-    decision.findings = findings;
-    Ok(answer(decision))
+    Ok(Request {
+        decision,
+        object: Some(object),
+        old,
+        sub,
+    })
 }
 
 /// Whether every pod spec and pod annotations (the only metadata a check reads) of `new`

@@ -31,6 +31,25 @@
 //! usernames = ["system:serviceaccount:kube-system:replicaset-controller"]
 //! namespaces = ["kube-system"]
 //! runtime_classes = ["kata"]
+//!
+//! [signatures]                # images.signature (the webhook only: needs the registry)
+//! mode = "enforce"
+//! [[signatures.key]]
+//! name = "release"
+//! path = "/etc/wharf/keys/release.pub"
+//! [[signatures.require]]      # first match wins; images matching none need no signature
+//! match = "ghcr.io/acme/*"    # an image pattern, as in allowed_registries
+//! keys = ["release"]          # any one of these (empty or absent: any key above)
+//!
+//! [vulnerabilities]           # the webhook inside `wharf serve` (needs the scanner)
+//! mode = "enforce"            # images.vulnerabilities
+//! severity = "high"           # unignored findings at or above this
+//! unscanned = "warn"          # images.unscanned: no scan result for the digest
+//!
+//! [mutate]                    # POST /admission/v1/mutate
+//! pin = true                  # repo:tag -> repo:tag@digest (resolved by the webhook)
+//! cache = "wharf.example.com" # rewrite these upstreams' images to Wharf's cache:
+//! cache_upstreams = ["docker.io", "ghcr.io"]   # nginx -> wharf.example.com/docker.io/library/nginx
 //! ```
 //!
 //! Every key is optional; an absent one keeps [`Policy::default`]'s value. Unknown keys are
@@ -84,6 +103,58 @@ struct RawFile {
     drift: RawDrift,
     #[serde(default)]
     exemptions: RawExemptions,
+    #[serde(default)]
+    signatures: RawSignatures,
+    #[serde(default)]
+    vulnerabilities: RawVulnerabilities,
+    #[serde(default)]
+    mutate: RawMutate,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSignatures {
+    mode: Option<Setting>,
+    #[serde(default)]
+    key: Vec<RawKey>,
+    #[serde(default)]
+    require: Vec<RawRequire>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequire {
+    #[serde(rename = "match")]
+    pattern: String,
+    #[serde(default)]
+    keys: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVulnerabilities {
+    mode: Option<Setting>,
+    severity: Option<String>,
+    unscanned: Option<Setting>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMutate {
+    pin: Option<bool>,
+    cache: Option<String>,
+    cache_upstreams: Option<Vec<String>>,
+}
+
+fn pattern_ok(g: &str) -> bool {
+    !g.is_empty() && !g.contains(char::is_whitespace)
 }
 
 #[derive(Deserialize, Default)]
@@ -193,8 +264,114 @@ impl Policy {
         p.exemptions.usernames = raw.exemptions.usernames.into_iter().collect();
         p.exemptions.namespaces = raw.exemptions.namespaces.into_iter().collect();
         p.exemptions.runtime_classes = raw.exemptions.runtime_classes.into_iter().collect();
+        read_signatures(&mut p, raw.signatures)?;
+        let v = raw.vulnerabilities;
+        set(&mut p.vulnerabilities.mode, v.mode);
+        set(&mut p.vulnerabilities.unscanned, v.unscanned);
+        if let Some(s) = v.severity {
+            p.vulnerabilities.severity = s
+                .parse()
+                .map_err(|e| PolicyError::Invalid(format!("vulnerabilities.severity: {e}")))?;
+        }
+        let m = raw.mutate;
+        p.mutate.pin = m.pin.unwrap_or(false);
+        match (m.cache, m.cache_upstreams) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(PolicyError::Invalid(
+                    "mutate.cache_upstreams needs mutate.cache (Wharf's host)".into(),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(PolicyError::Invalid(
+                    "mutate.cache needs mutate.cache_upstreams: the upstreams Wharf's cache serves"
+                        .into(),
+                ));
+            }
+            (Some(host), Some(ups)) => {
+                let host = host.trim_end_matches('/').to_owned();
+                // The host must read as a registry in a reference (a `.`, a `:` or
+                // `localhost`), or the rewritten image would name a Docker Hub repository.
+                let first = host.split('/').next().unwrap_or_default().to_ascii_lowercase();
+                let reads_as_registry =
+                    oci::image_ref::ImageRef::parse(&format!("{host}/docker.io/library/x:1"))
+                        .is_ok_and(|r| r.registry() == first);
+                if !reads_as_registry {
+                    return Err(PolicyError::Invalid(format!(
+                        "mutate.cache: {host:?} is not a registry host (host[:port][/path])"
+                    )));
+                }
+                if let Some(bad) = ups.iter().find(|g| !pattern_ok(g) || g.contains('/')) {
+                    return Err(PolicyError::Invalid(format!(
+                        "mutate.cache_upstreams: {bad:?} is not a registry host pattern"
+                    )));
+                }
+                p.mutate.cache = Some(crate::CacheRewrite {
+                    host,
+                    upstreams: ups.iter().map(|g| Glob::new(g)).collect(),
+                });
+            }
+        }
         Ok(p)
     }
+}
+
+fn read_signatures(p: &mut Policy, raw: RawSignatures) -> Result<(), PolicyError> {
+    let bad = |m: String| Err(PolicyError::Invalid(m));
+    for k in &raw.key {
+        if k.name.is_empty() || k.path.is_empty() {
+            return bad("[[signatures.key]]: name and path must not be empty".into());
+        }
+        if raw.key.iter().filter(|o| o.name == k.name).count() > 1 {
+            return bad(format!("[[signatures.key]]: {:?} is named twice", k.name));
+        }
+    }
+    for r in &raw.require {
+        if !pattern_ok(&r.pattern) {
+            return bad(format!(
+                "[[signatures.require]]: match {:?} is not an image pattern",
+                r.pattern
+            ));
+        }
+        if let Some(k) = r.keys.iter().find(|k| !raw.key.iter().any(|d| &d.name == *k)) {
+            return bad(format!(
+                "[[signatures.require]] {:?}: no [[signatures.key]] is named {k:?}",
+                r.pattern
+            ));
+        }
+    }
+    let mode = raw.mode.and_then(Setting::mode);
+    if mode.is_some() {
+        if raw.key.is_empty() {
+            return bad("[signatures] has a mode but no [[signatures.key]]".into());
+        }
+        if raw.require.is_empty() {
+            return bad(
+                "[signatures] has a mode but no [[signatures.require]] saying which images need one"
+                    .into(),
+            );
+        }
+    }
+    p.signatures = crate::SignatureRules {
+        mode,
+        keys: raw
+            .key
+            .into_iter()
+            .map(|k| crate::KeyRef {
+                name: k.name,
+                path: k.path,
+            })
+            .collect(),
+        require: raw
+            .require
+            .into_iter()
+            .map(|r| crate::SignatureRequirement {
+                pattern: Glob::new(&r.pattern),
+                keys: r.keys,
+            })
+            .collect(),
+    };
+    Ok(())
 }
 
 #[cfg(test)]

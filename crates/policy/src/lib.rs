@@ -35,6 +35,7 @@
 //! ```
 
 pub mod admission;
+mod facts;
 mod file;
 mod namespace;
 mod pss;
@@ -47,7 +48,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use facts::{
+    CacheRewrite, FactRequest, Facts, ImageFacts, KeyRef, MutateRules, Mutation, ScanFact,
+    SignatureFact, SignatureRequirement, SignatureRules, VulnerabilityRules,
+};
 pub use file::PolicyError;
+pub use vuln::Severity;
 pub use namespace::{
     AUDIT_LABEL, AUDIT_VERSION_LABEL, ENFORCE_LABEL, ENFORCE_VERSION_LABEL, Exemption, Exemptions,
     LabelError, LevelVersion, NamespacePolicy, WARN_LABEL, WARN_VERSION_LABEL,

@@ -159,6 +159,12 @@ pub struct Policy {
     /// Requests the Pod Security checks do not apply to (the admission webhook; `wharf lint`
     /// has no user and ignores them).
     pub exemptions: crate::Exemptions,
+    /// `images.signature`: cosign signatures by trusted keys (needs [`crate::Facts`]).
+    pub signatures: crate::SignatureRules,
+    /// `images.vulnerabilities` and `images.unscanned` (need [`crate::Facts`]).
+    pub vulnerabilities: crate::VulnerabilityRules,
+    /// What the mutating webhook changes.
+    pub mutate: crate::MutateRules,
 }
 
 impl Default for Policy {
@@ -181,6 +187,9 @@ impl Default for Policy {
             hygiene: HygieneRules::default(),
             drift: Some(Mode::Warn),
             exemptions: crate::Exemptions::default(),
+            signatures: crate::SignatureRules::default(),
+            vulnerabilities: crate::VulnerabilityRules::default(),
+            mutate: crate::MutateRules::default(),
         }
     }
 }
@@ -288,8 +297,20 @@ fn version_of(r: &ImageRef) -> String {
 
 impl Policy {
     /// The findings of one object: Pod Security, image and hygiene rules (not drift, which
-    /// needs every object: [`Policy::drift`]). Objects without a pod spec give nothing.
+    /// needs every object: [`Policy::drift`]; nor the signature and vulnerability rules, which
+    /// need facts: [`Policy::evaluate_with`]). Objects without a pod spec give nothing.
     pub fn evaluate(&self, object: &Value) -> Vec<Finding> {
+        self.evaluate_inner(object, None)
+    }
+
+    /// [`Policy::evaluate`] plus the rules that need facts about images (signatures, scan
+    /// results), from `facts` (see [`Policy::fact_requests`]); a fact missing from `facts`
+    /// fires its rule with the reason.
+    pub fn evaluate_with(&self, object: &Value, facts: &crate::Facts) -> Vec<Finding> {
+        self.evaluate_inner(object, Some(facts))
+    }
+
+    fn evaluate_inner(&self, object: &Value, facts: Option<&crate::Facts>) -> Vec<Finding> {
         let mut out = Vec::new();
         for w in workloads(object) {
             let loc = &w.location;
@@ -335,7 +356,7 @@ impl Policy {
             }
             for (c, cv) in containers(w.spec) {
                 let base = container_pointer(loc, &c);
-                for (rule, mode, reason) in self.image_findings(cv.get("image")) {
+                for (rule, mode, reason) in self.image_findings(cv.get("image"), facts) {
                     push(
                         format!("images.{rule}"),
                         Category::Images,
@@ -360,7 +381,11 @@ impl Policy {
         out
     }
 
-    fn image_findings(&self, image: Option<&Value>) -> Vec<(&'static str, Mode, String)> {
+    fn image_findings(
+        &self,
+        image: Option<&Value>,
+        facts: Option<&crate::Facts>,
+    ) -> Vec<(&'static str, Mode, String)> {
         let r = &self.images;
         let mut out = Vec::new();
         let text = match image {
@@ -389,13 +414,10 @@ impl Policy {
         };
         if let Some(m) = r.registry
             && !r.allowed_registries.is_empty()
-            && !r.allowed_registries.iter().any(|g| {
-                if g.as_str().contains('/') {
-                    g.matches(&reference.name())
-                } else {
-                    g.matches(reference.registry())
-                }
-            })
+            && !r
+                .allowed_registries
+                .iter()
+                .any(|g| crate::facts::image_matches(g, &reference))
         {
             let allowed: Vec<&str> = r.allowed_registries.iter().map(Glob::as_str).collect();
             out.push((
@@ -437,6 +459,9 @@ impl Policy {
                 m,
                 format!("image {text:?} is not pinned to a digest (wharf pin does that)"),
             ));
+        }
+        if let Some(facts) = facts {
+            out.extend(self.fact_findings(text, &reference, facts));
         }
         out
     }
