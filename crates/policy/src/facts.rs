@@ -365,10 +365,7 @@ impl Policy {
                     continue;
                 }
                 out.push(Mutation {
-                    pointer: format!(
-                        "{}/image",
-                        crate::rules::container_pointer(&w.location, &c)
-                    ),
+                    pointer: format!("{}/image", crate::rules::container_pointer(&w.location, &c)),
                     container: c,
                     from: text.to_owned(),
                     to: target,

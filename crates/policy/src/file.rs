@@ -292,7 +292,11 @@ impl Policy {
                 let host = host.trim_end_matches('/').to_owned();
                 // The host must read as a registry in a reference (a `.`, a `:` or
                 // `localhost`), or the rewritten image would name a Docker Hub repository.
-                let first = host.split('/').next().unwrap_or_default().to_ascii_lowercase();
+                let first = host
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
                 let reads_as_registry =
                     oci::image_ref::ImageRef::parse(&format!("{host}/docker.io/library/x:1"))
                         .is_ok_and(|r| r.registry() == first);
@@ -333,7 +337,11 @@ fn read_signatures(p: &mut Policy, raw: RawSignatures) -> Result<(), PolicyError
                 r.pattern
             ));
         }
-        if let Some(k) = r.keys.iter().find(|k| !raw.key.iter().any(|d| &d.name == *k)) {
+        if let Some(k) = r
+            .keys
+            .iter()
+            .find(|k| !raw.key.iter().any(|d| &d.name == *k))
+        {
             return bad(format!(
                 "[[signatures.require]] {:?}: no [[signatures.key]] is named {k:?}",
                 r.pattern

@@ -53,7 +53,6 @@ pub use facts::{
     SignatureFact, SignatureRequirement, SignatureRules, VulnerabilityRules,
 };
 pub use file::PolicyError;
-pub use vuln::Severity;
 pub use namespace::{
     AUDIT_LABEL, AUDIT_VERSION_LABEL, ENFORCE_LABEL, ENFORCE_VERSION_LABEL, Exemption, Exemptions,
     LabelError, LevelVersion, NamespacePolicy, WARN_LABEL, WARN_VERSION_LABEL,
@@ -63,6 +62,7 @@ pub use rules::{
     Category, Drift, Finding, HygieneRules, ImageRules, ImageUse, Mode, NamespaceLevel, Policy,
     PssRules, image_uses,
 };
+pub use vuln::Severity;
 pub use workload::{
     ContainerKind, ContainerRef, Workload, WorkloadLocation, containers, workloads,
 };

@@ -108,7 +108,12 @@ fn fact_requests_name_each_image_once_with_its_keys() {
         ]
     );
     // Without fact rules nothing is asked.
-    assert!(Request::parse(&rv).unwrap().fact_requests(&Policy::default()).is_empty());
+    assert!(
+        Request::parse(&rv)
+            .unwrap()
+            .fact_requests(&Policy::default())
+            .is_empty()
+    );
 }
 
 #[test]
@@ -151,7 +156,11 @@ fn signature_and_scan_rules_decide_from_the_facts() {
     }));
     // A critical finding in jq.
     facts.images.get_mut(&jq).unwrap().scan = Some(Ok(scanned(
-        &[(Severity::Critical, 1), (Severity::High, 2), (Severity::Low, 9)],
+        &[
+            (Severity::Critical, 1),
+            (Severity::High, 2),
+            (Severity::Low, 9),
+        ],
         &[
             (Severity::Critical, "CVE-2024-1 in libjq1 1.6"),
             (Severity::High, "CVE-2024-2 in libonig5 6.9"),
@@ -205,10 +214,15 @@ fn signature_and_scan_rules_decide_from_the_facts() {
     );
     let warning = out.response["response"]["warnings"][0].as_str().unwrap();
     assert!(
-        warning.starts_with("[images.unscanned] container \"c1\": image \"registry.example.com/tools/jq@sha256:2222"),
+        warning.starts_with(
+            "[images.unscanned] container \"c1\": image \"registry.example.com/tools/jq@sha256:2222"
+        ),
         "{warning}"
     );
-    assert!(warning.len() < policy::admission::MAX_WARNING_LEN, "{warning}");
+    assert!(
+        warning.len() < policy::admission::MAX_WARNING_LEN,
+        "{warning}"
+    );
 
     // No facts at all for an image: its rules fire (never allowed by omission).
     let out = Request::parse(&rv)
@@ -295,7 +309,13 @@ fn mutation_pins_and_rewrites_then_the_result_validates() {
         "ghcr.io/acme/web:1",
     ]);
     // Before: the digest rule refuses the unpinned images.
-    assert!(!Request::parse(&rv).unwrap().validate(&p, None).decision.allowed);
+    assert!(
+        !Request::parse(&rv)
+            .unwrap()
+            .validate(&p, None)
+            .decision
+            .allowed
+    );
 
     let req = Request::parse(&rv).unwrap();
     let ms = req.mutations(&p);
@@ -416,8 +436,14 @@ fn policy_file_mistakes_in_the_new_sections_are_errors() {
             "named twice",
         ),
         ("[vulnerabilities]\nseverity = \"severe\"\n", "severe"),
-        ("[mutate]\ncache = \"wharf.example.com\"\n", "cache_upstreams"),
-        ("[mutate]\ncache_upstreams = [\"docker.io\"]\n", "needs mutate.cache"),
+        (
+            "[mutate]\ncache = \"wharf.example.com\"\n",
+            "cache_upstreams",
+        ),
+        (
+            "[mutate]\ncache_upstreams = [\"docker.io\"]\n",
+            "needs mutate.cache",
+        ),
         (
             "[mutate]\ncache = \"wharf\"\ncache_upstreams = [\"docker.io\"]\n",
             "not a registry host",

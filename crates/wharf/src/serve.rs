@@ -259,7 +259,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Aborts a background task when dropped (the metrics listener, when the server stops).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

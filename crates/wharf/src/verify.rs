@@ -121,7 +121,7 @@ async fn image_digest(client: &Client, image: &ImageRef) -> anyhow::Result<Diges
 }
 
 /// Fetches every signature manifest (and its blobs) stored for `digest`.
-async fn collect(
+pub(crate) async fn collect(
     client: &Client,
     image: &ImageRef,
     digest: &Digest,

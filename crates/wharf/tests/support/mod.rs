@@ -304,6 +304,30 @@ impl Kind {
     }
 }
 
+/// Pushes a one-layer OCI image at `repo:tag` (its layer and config vary with `seed`); returns
+/// its manifest digest.
+pub fn push_image(http: &Http, repo: &str, tag: &str, seed: u64) -> String {
+    let layer = pattern(seed, 4096);
+    let layer_d = http.must_push_blob(repo, &layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_d]},
+        "config": {"Labels": {"seed": seed.to_string()}}
+    }))
+    .unwrap();
+    let config_d = http.must_push_blob(repo, &config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_d, "size": config.len()},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_d, "size": layer.len()}]
+    }))
+    .unwrap();
+    http.push_manifest(repo, tag, OCI_MANIFEST, &manifest)
+        .unwrap()
+        .expect(201);
+    sha256_digest(&manifest)
+}
+
 /// A running registry on 127.0.0.1. The child is SIGKILLed on drop; its data dir lives as long as
 /// this value (so it survives `kill9` + `restart`). On a panicking test the server log is printed.
 pub struct Server {
