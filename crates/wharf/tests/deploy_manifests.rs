@@ -725,3 +725,69 @@ replacements:
     assert_eq!(docs.len(), 8);
     assert_valid(&yaml);
 }
+
+/// `deploy/admission-warn`, the first rollout: the base with every enforced rule at warn and
+/// the validating webhook at `failurePolicy: Ignore`, and nothing else changed.
+#[test]
+fn warn_rollout_overlay() {
+    let base_policy = std::fs::read_to_string(base_dir().join("policy.toml")).unwrap();
+    let warn_dir = repo().join("deploy/admission-warn");
+    let warn_policy = std::fs::read_to_string(warn_dir.join("policy.toml")).unwrap();
+    assert!(base_policy.contains("= \"enforce\""));
+    assert_eq!(
+        warn_policy,
+        base_policy.replace("= \"enforce\"", "= \"warn\""),
+        "deploy/admission-warn/policy.toml must be deploy/admission/policy.toml at warn: \
+         sed 's/= \"enforce\"/= \"warn\"/' deploy/admission/policy.toml > deploy/admission-warn/policy.toml"
+    );
+
+    let yaml = kustomize(&warn_dir);
+    assert_valid(&yaml);
+    let docs = documents(&yaml);
+    let (_, base_docs) = rendered();
+    assert_eq!(docs.len(), base_docs.len());
+    let v = object(&docs, "ValidatingWebhookConfiguration");
+    assert_eq!(v["webhooks"][0]["failurePolicy"], "Ignore");
+    // Apart from that, the policy (and so the ConfigMap's hashed name): the same objects.
+    let mut v_base = object(&base_docs, "ValidatingWebhookConfiguration").clone();
+    v_base["webhooks"][0]["failurePolicy"] = json!("Ignore");
+    assert_eq!(v, &v_base);
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "Service",
+        "PodDisruptionBudget",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert_eq!(object(&docs, kind), object(&base_docs, kind), "{kind}");
+    }
+    let cm = object(&docs, "ConfigMap");
+    assert_eq!(cm["data"]["policy.toml"], warn_policy.as_str());
+    let dep = object(&docs, "Deployment");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"],
+        cm["metadata"]["name"]
+    );
+    let mut dep_base = object(&base_docs, "Deployment").clone();
+    dep_base["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] =
+        cm["metadata"]["name"].clone();
+    assert_eq!(dep, &dep_base);
+
+    // At warn, what the base refuses is reported and let through.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, &warn_policy).unwrap();
+    let (code, out, err) = lint(
+        &["--policy", policy.to_str().unwrap(), "-"],
+        Some(BAD_POD.as_bytes()),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    for rule in ["[pss.privileged]", "[images.latest]"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(rule) && l.ends_with("(warn)")),
+            "{rule} is not a warning: {out}"
+        );
+    }
+    assert!(!out.contains("(enforce)"), "{out}");
+}
