@@ -92,8 +92,9 @@ impl SigningPolicy {
         )
     }
 
-    /// Gathers the signature artifacts of `digest` in `repo`: the `.sig` tag and the referrers.
-    async fn artifacts(
+    /// Gathers the signature artifacts of `digest` in `repo` as stored: the `.sig` tag and the
+    /// referrers (the admission webhook verifies them with its own keys).
+    pub async fn artifacts(
         meta: &dyn MetaStore,
         blobs: &dyn BlobStore,
         repo: &str,

@@ -39,6 +39,60 @@ pub struct Config {
     /// Vulnerability scanning: scan on push, findings API, pull rules (docs/scanning.md).
     /// Off unless the section is present.
     pub scan: Option<scan::capability::ScanConfig>,
+    /// The admission webhook on the registry's listener (docs/admission.md). Off unless the
+    /// section is present.
+    pub admission: Option<AdmissionConfig>,
+}
+
+/// `[admission]`: `wharf serve` also answers `POST /admission/v1/validate` and `/mutate`, with
+/// images on this Wharf looked up in-process.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// The policy file (TOML; reloaded when it changes).
+    pub policy: std::path::PathBuf,
+    /// Registry hosts by which image references name this Wharf (`wharf.example.com`,
+    /// `wharf.wharf.svc:5000`; the listen address counts too unless it is 0.0.0.0 or ::):
+    /// those images are looked up in-process (through the pull-through cache, with the
+    /// scanner's results); others over HTTP.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// All registry lookups of one review end within this many milliseconds.
+    #[serde(default = "AdmissionConfig::default_deadline")]
+    pub lookup_deadline_ms: u64,
+    /// Most registry lookups in flight at once.
+    #[serde(default = "AdmissionConfig::default_lookups")]
+    pub max_lookups: usize,
+    /// Most reviews answered at once (more: 503).
+    #[serde(default = "AdmissionConfig::default_reviews")]
+    pub max_reviews: usize,
+    /// Seconds a tag's digest (and an unverified signature verdict) is reused.
+    #[serde(default = "AdmissionConfig::default_tag_ttl")]
+    pub tag_ttl_seconds: u64,
+    /// Seconds a verified signature verdict is reused.
+    #[serde(default = "AdmissionConfig::default_verdict_ttl")]
+    pub verdict_ttl_seconds: u64,
+    /// Registries (`host[:port]`) reached over plain HTTP for lookups.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+}
+
+impl AdmissionConfig {
+    fn default_deadline() -> u64 {
+        2000
+    }
+    fn default_lookups() -> usize {
+        32
+    }
+    fn default_reviews() -> usize {
+        512
+    }
+    fn default_tag_ttl() -> u64 {
+        30
+    }
+    fn default_verdict_ttl() -> u64 {
+        300
+    }
 }
 
 /// `[metrics]`: Prometheus `/metrics` is served on a listener of its own (metrics name every

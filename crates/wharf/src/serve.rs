@@ -151,22 +151,57 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // The pull-through cache, when upstreams are configured: a decorator of the registry's
     // source of pulls, plus its management routes, metrics and eviction.
     let mut cache_capability = None;
+    // What pulls read: the store, or the cache's decorator of it (admission lookups too).
+    let pull_source: Arc<dyn service::source::ContentSource>;
     if let Some(c) = crate::cache::build(&cfg.cache, blobs, meta, locks)? {
         let capability = Arc::new(cache::CacheCapability::new(c.clone(), svc.clone()));
-        let source = cache::CachedSource::new(c, Arc::new(svc.store_source()));
-        reg = reg.source(Arc::new(source)).capability(capability.clone());
+        let source: Arc<dyn service::source::ContentSource> =
+            Arc::new(cache::CachedSource::new(c, Arc::new(svc.store_source())));
+        pull_source = source.clone();
+        reg = reg.source(source).capability(capability.clone());
         cache_capability = Some(capability);
     } else {
+        pull_source = Arc::new(svc.store_source());
         reg = reg.capability(Arc::new(cache::http::NoCache));
     }
     // Vulnerability scanning, when `[scan]` is configured (docs/scanning.md).
+    let mut scanner = None;
     match &cfg.scan {
         Some(sc) => {
-            reg = reg.capability(crate::scan::capability(sc, svc.clone(), data)?);
+            let cap = crate::scan::capability(sc, svc.clone(), data)?;
+            scanner = Some(cap.clone());
+            reg = reg.capability(cap);
         }
         None => reg = reg.capability(Arc::new(scan::capability::NoScan)),
     }
+    // The admission webhook, when `[admission]` is configured (docs/admission.md).
+    let mut admission_reloader = None;
+    if let Some(ac) = &cfg.admission {
+        let mut names: Vec<String> = ac
+            .names
+            .iter()
+            .map(|n| oci::image_ref::normalize_registry(n))
+            .collect();
+        // The address the registry listens on names it too (`127.0.0.1:5000/team/app`).
+        if !cfg.server.listen.ip().is_unspecified() && cfg.server.listen.port() != 0 {
+            names.push(cfg.server.listen.to_string());
+        }
+        let local = crate::admission::facts::LocalRegistry {
+            names,
+            source: pull_source,
+            service: svc.clone(),
+            scan: scanner,
+        };
+        let webhook = Arc::new(
+            crate::admission::Webhook::from_config(ac, Some(Arc::new(local)))
+                .context("[admission]")?,
+        );
+        tracing::info!(policy = %ac.policy.display(), names = ?ac.names, "admission webhook on /admission/v1/validate and /admission/v1/mutate");
+        admission_reloader = Some(webhook.clone());
+        reg = reg.capability(Arc::new(crate::admission::AdmissionCapability(webhook)));
+    }
     let reg = reg.build();
+    let _admission_reloader = admission_reloader.map(crate::admission::spawn_policy_reloader);
 
     let gc_options = cfg.gc.options()?;
     svc.collector().set_defaults(gc_options);

@@ -328,11 +328,23 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
     }
     let layout = debian_layout();
     let metrics_port = free_port();
+    // The admission webhook in the same process: scan results and tags looked up in-process.
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = policy_dir.path().join("admission.toml");
+    std::fs::write(
+        &policy,
+        "[pss]\nmode = \"off\"\n[images]\ndigest = \"enforce\"\n\
+         [vulnerabilities]\nmode = \"enforce\"\nseverity = \"critical\"\nunscanned = \"enforce\"\n\
+         [mutate]\npin = true\n",
+    )
+    .unwrap();
     let cfg = format!(
         "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
+         [admission]\npolicy = \"{}\"\n\n\
          [scan]\nsbom_referrers = [\"dev/*\"]\non_push = [\"dev/*\", \"prod/*\"]\n\n\
          [[scan.pull_rule]]\nrepositories = \"prod/*\"\nseverity = \"critical\"\n\n\
-         [[scan.pull_rule]]\nrepositories = \"legacy/*\"\nseverity = \"critical\"\n"
+         [[scan.pull_rule]]\nrepositories = \"legacy/*\"\nseverity = \"critical\"\n",
+        policy.display()
     );
     let mut w = AuthWharf::new(&cfg);
     w.must_cli(
@@ -507,6 +519,76 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         metric(metrics_port, "wharf_scan_layers_analysed_total"),
         1.0
     );
+
+    // The admission webhook on the registry's own port: the tag is pinned to the digest this
+    // Wharf holds (looked up in-process: no credentials, no HTTP), and the image is refused for
+    // its critical finding, by name; an image this Wharf does not hold cannot be judged.
+    let review = |images: &[String]| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../policy/tests/fixtures/review-hardened-deployment.json");
+        let mut rv: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let c = rv["request"]["object"]["spec"]["template"]["spec"]["containers"][0].clone();
+        rv["request"]["object"]["spec"]["template"]["spec"]["containers"] = images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let mut c = c.clone();
+                c["name"] = format!("c{i}").into();
+                c["image"] = img.as_str().into();
+                c
+            })
+            .collect();
+        rv
+    };
+    let post = |path: &str, rv: &Value| -> Value {
+        let r = w
+            .http()
+            .request(
+                "POST",
+                path,
+                &[("Content-Type", "application/json")],
+                &serde_json::to_vec(rv).unwrap(),
+            )
+            .unwrap()
+            .expect(200);
+        r.json()["response"].clone()
+    };
+    let prod = format!("{}/prod/debian:12", w.host());
+    let r = post("/admission/v1/mutate", &review(&[prod.clone()]));
+    let patch: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(
+                r["patch"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no patch: {r}")),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let pinned = patch[0]["value"].as_str().unwrap().to_owned();
+    assert_eq!(
+        pinned,
+        format!("{prod}@{}", s["digest"].as_str().unwrap()),
+        "{patch}"
+    );
+    let r = post("/admission/v1/validate", &review(&[pinned.clone()]));
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("[images.vulnerabilities] container \"c0\"")
+            && msg.contains("unignored finding")
+            && msg.contains("CVE-2023-45853 in zlib1g"),
+        "{msg}"
+    );
+    let absent = format!("{}/nowhere/app:1", w.host());
+    let r = post("/admission/v1/validate", &review(&[absent]));
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("[images.unscanned]") && msg.contains("is not in this Wharf"),
+        "{msg}"
+    );
+    assert_eq!(metric(metrics_port, "wharf_admission_reviews_total"), 3.0);
 
     // GET refused with DENIED naming the finding; HEAD allowed; the unruled repository pulls.
     let accept = "application/vnd.oci.image.manifest.v1+json";

@@ -11,15 +11,15 @@
 //! admitted soon). A lookup that fails or misses the deadline becomes an `Err` fact, which
 //! fires its rule: nothing is admitted because a registry was slow.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use client::{Client, Digest, ImageRef};
 use futures_util::future::join_all;
-use policy::{FactRequest, Facts, ImageFacts, Policy, SignatureFact};
+use policy::{FactRequest, Facts, ImageFacts, Policy, ScanFact, Severity, SignatureFact};
 use trust::PublicKey;
 
 /// Limits and lifetimes of the lookups.
@@ -114,6 +114,105 @@ pub struct KindOutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// This Wharf, when the webhook runs inside `wharf serve`: images named by one of its
+/// `names` are looked up in-process (tags through the same source as pulls, so through the
+/// pull-through cache; signatures as stored; scan results from the scanner), not over HTTP.
+pub struct LocalRegistry {
+    /// Registry hosts that name this Wharf in image references (normalised, lower case).
+    pub names: Vec<String>,
+    /// The source pulls read (the cache's decorator when one is configured).
+    pub source: Arc<dyn service::source::ContentSource>,
+    /// The registry's services (metadata and blob stores).
+    pub service: Arc<service::Service>,
+    /// The scanner, when `[scan]` is configured.
+    pub scan: Option<Arc<scan::capability::ScanCapability>>,
+}
+
+impl LocalRegistry {
+    fn serves(&self, r: &ImageRef) -> bool {
+        self.names.iter().any(|n| n == r.registry())
+    }
+
+    async fn digest(&self, r: &ImageRef) -> Result<Digest, String> {
+        let tag = oci::Reference::Tag(r.effective_tag().to_owned());
+        match self.source.manifest(r.repository(), &tag).await {
+            Ok(Some(m)) => Ok(m.digest),
+            Ok(None) => Err(format!(
+                "manifest unknown: {}:{} is not in this Wharf",
+                r.repository(),
+                r.effective_tag()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn artifacts(
+        &self,
+        r: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<trust::SignatureArtifact>, String> {
+        service::signatures::SigningPolicy::artifacts(
+            self.service.meta().as_ref(),
+            self.service.blobs().as_ref(),
+            r.repository(),
+            digest,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// The scanner's verdict; an image it has not seen is queued for scanning.
+    async fn scan(&self, r: &ImageRef, digest: &Digest) -> Result<ScanFact, String> {
+        let Some(scan) = &self.scan else {
+            return Err("this Wharf has no [scan] configured".into());
+        };
+        let s = scan.image(r.repository(), digest).await?;
+        if s.state == "unscanned" {
+            scan.enqueue(r.repository(), digest);
+        }
+        Ok(scan_fact(&s))
+    }
+}
+
+/// A scan's state as the policy sees it: an index counts every child's findings.
+fn scan_fact(s: &scan::capability::ImageScan) -> ScanFact {
+    let mut counts: BTreeMap<Severity, usize> = BTreeMap::new();
+    let mut worst: Vec<(Severity, String)> = Vec::new();
+    let mut pending: Option<String> = None;
+    let mut visit = vec![s];
+    while let Some(s) = visit.pop() {
+        if !s.children.is_empty() {
+            visit.extend(s.children.iter());
+            continue;
+        }
+        if s.state != "done" {
+            pending.get_or_insert_with(|| match &s.detail {
+                Some(d) => format!("{} ({d})", s.state),
+                None => s.state.clone(),
+            });
+            continue;
+        }
+        for f in s.findings.iter().filter(|f| f.suppressed.is_none()) {
+            let sev = f.finding.severity;
+            *counts.entry(sev).or_default() += 1;
+            worst.push((
+                sev,
+                format!(
+                    "{} in {} {}",
+                    f.finding.id, f.installed.name, f.installed.version
+                ),
+            ));
+        }
+    }
+    if let Some(why) = pending {
+        return ScanFact::NotScanned(why);
+    }
+    worst.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    worst.dedup();
+    worst.truncate(8);
+    ScanFact::Scanned { counts, worst }
+}
+
 /// Finds out facts about images from registries.
 pub struct FactFinder {
     client: Client,
@@ -122,8 +221,7 @@ pub struct FactFinder {
     lookups: tokio::sync::Semaphore,
     tags: TtlCache<String, Digest>,
     verdicts: TtlCache<(String, Digest, Vec<String>), SignatureFact>,
-    /// What is said of scan results (the standalone webhook has no scanner).
-    no_scan: String,
+    local: Option<Arc<LocalRegistry>>,
     /// Lookup counters.
     pub metrics: FactMetrics,
 }
@@ -135,6 +233,7 @@ impl FactFinder {
         client: Client,
         cfg: FactConfig,
         metrics: FactMetrics,
+        local: Option<Arc<LocalRegistry>>,
     ) -> anyhow::Result<FactFinder> {
         let keys = policy
             .signatures
@@ -153,9 +252,7 @@ impl FactFinder {
             tags: TtlCache::new(cfg.cache_entries),
             verdicts: TtlCache::new(cfg.cache_entries),
             cfg,
-            no_scan: "scan results are known only to the webhook served by `wharf serve` with \
-                      [scan] (this is `wharf admission`)"
-                .into(),
+            local,
             metrics,
         })
     }
@@ -216,11 +313,15 @@ impl FactFinder {
         }
         let d = self
             .bounded("digest", deadline, async {
-                self.client
-                    .resolve(r)
-                    .await
-                    .map(|x| x.digest)
-                    .map_err(|e| e.to_string())
+                match &self.local {
+                    Some(l) if l.serves(r) => l.digest(r).await,
+                    _ => self
+                        .client
+                        .resolve(r)
+                        .await
+                        .map(|x| x.digest)
+                        .map_err(|e| e.to_string()),
+                }
             })
             .await?;
         self.tags.put(key, d.clone(), self.cfg.tag_ttl);
@@ -248,9 +349,15 @@ impl FactFinder {
         let public: Vec<PublicKey> = named.iter().map(|(_, k)| k.clone()).collect();
         let fact = self
             .bounded("signature", deadline, async {
-                let (artifacts, _) = crate::verify::collect(&self.client, r, digest)
-                    .await
-                    .map_err(|e| format!("{e:#}"))?;
+                let artifacts = match &self.local {
+                    Some(l) if l.serves(r) => l.artifacts(r, digest).await?,
+                    _ => {
+                        crate::verify::collect(&self.client, r, digest)
+                            .await
+                            .map_err(|e| format!("{e:#}"))?
+                            .0
+                    }
+                };
                 let v = trust::verify_image(
                     digest,
                     &artifacts,
@@ -282,6 +389,35 @@ impl FactFinder {
         Ok(fact)
     }
 
+    /// The scanner's verdict on `digest` of `r` (never cached here: the scanner's own results
+    /// are the cache, and a scan finishing must count at once).
+    async fn scan(
+        &self,
+        r: &ImageRef,
+        digest: &Digest,
+        deadline: tokio::time::Instant,
+    ) -> Result<ScanFact, String> {
+        match &self.local {
+            Some(l) if l.serves(r) => {
+                let late = format!(
+                    "no answer within the review's deadline of {} ms",
+                    self.cfg.deadline.as_millis()
+                );
+                tokio::time::timeout_at(deadline, l.scan(r, digest))
+                    .await
+                    .unwrap_or(Err(late))
+            }
+            Some(_) => Err(format!(
+                "{} is not this Wharf: only its own images have scan results",
+                r.registry()
+            )),
+            None => Err(
+                "scan results are known only to the webhook inside `wharf serve` with [scan]"
+                    .into(),
+            ),
+        }
+    }
+
     /// The facts `requests` ask for, all looked up at once within one deadline.
     pub async fn facts(&self, requests: &[FactRequest]) -> Facts {
         let deadline = tokio::time::Instant::now() + self.cfg.deadline;
@@ -302,8 +438,15 @@ impl FactFinder {
                 .map(|(_, d, keys, r)| self.signature(r, d, keys, deadline)),
         )
         .await;
+        let scans = join_all(requests.iter().zip(&digests).map(|(q, d)| async move {
+            match (q.scan, d) {
+                (false, _) | (_, Err(_)) => None,
+                (true, Ok(d)) => Some(self.scan(&q.reference, d, deadline).await),
+            }
+        }))
+        .await;
         let mut facts = Facts::default();
-        for (q, d) in requests.iter().zip(digests) {
+        for ((q, d), scan) in requests.iter().zip(digests).zip(scans) {
             let signature = match (&q.signature, &d) {
                 (None, _) | (_, Err(_)) => None,
                 (Some(keys), Ok(d)) => jobs
@@ -311,7 +454,6 @@ impl FactFinder {
                     .position(|j| j.0 == q.reference.name() && j.1 == *d && j.2 == *keys)
                     .map(|i| verdicts[i].clone()),
             };
-            let scan = q.scan.then(|| Err(self.no_scan.clone()));
             facts.images.insert(
                 q.image.clone(),
                 ImageFacts {

@@ -28,7 +28,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
-use self::facts::{FactConfig, FactFinder, FactMetrics};
+use self::facts::{FactConfig, FactFinder, FactMetrics, LocalRegistry};
 
 /// Largest review body accepted (the API server's own request limit is 3 MiB).
 pub const MAX_BODY: usize = 3 << 20;
@@ -135,40 +135,23 @@ pub fn run(args: AdmissionArgs) -> anyhow::Result<()> {
         ),
         _ => None,
     };
-    let fact_cfg = FactConfig {
-        deadline: Duration::from_millis(args.lookup_deadline_ms),
+    let config = crate::config::AdmissionConfig {
+        policy: policy_path,
+        names: Vec::new(),
+        lookup_deadline_ms: args.lookup_deadline_ms,
         max_lookups: args.max_lookups as usize,
-        tag_ttl: Duration::from_secs(args.tag_ttl_seconds),
-        verdict_ttl: Duration::from_secs(args.verdict_ttl_seconds),
-        ..FactConfig::default()
+        max_reviews: args.max_reviews as usize,
+        tag_ttl_seconds: args.tag_ttl_seconds,
+        verdict_ttl_seconds: args.verdict_ttl_seconds,
+        insecure_registries: args.insecure_registry.clone(),
     };
-    let credentials =
-        client::CredentialStore::from_env().context("reading registry credentials")?;
-    for w in credentials.warnings() {
-        tracing::warn!("{w}");
-    }
-    let mut client_cfg = client::ClientConfig::default().with_credentials(credentials);
-    for r in &args.insecure_registry {
-        client_cfg = client_cfg.insecure_registry(r.clone());
-    }
-    // The review's deadline ends every lookup; the client's own timeouts, a little longer,
-    // only make sure no connection outlives it.
-    let net = fact_cfg.deadline + Duration::from_secs(1);
-    client_cfg.connect_timeout = net;
-    client_cfg.read_timeout = net;
-    client_cfg.response_timeout = Some(net);
-    let webhook = Webhook::load(policy_path, client_cfg, fact_cfg, args.max_reviews as usize)?;
+    let webhook = Arc::new(Webhook::from_config(&config, None)?);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wharf-admission")
         .build()
         .context("starting the async runtime")?
-        .block_on(serve(
-            args.listen,
-            args.metrics_listen,
-            Arc::new(webhook),
-            tls,
-        ))
+        .block_on(serve(args.listen, args.metrics_listen, webhook, tls))
 }
 
 fn init_logging() {
@@ -205,6 +188,8 @@ struct FindingLabels {
 
 /// The webhook: its policy (reloaded), lookups, limits and metrics.
 pub struct Webhook {
+    /// This Wharf, inside `wharf serve`.
+    local: Option<Arc<LocalRegistry>>,
     path: PathBuf,
     client_cfg: client::ClientConfig,
     fact_cfg: FactConfig,
@@ -226,17 +211,62 @@ struct ReloadLabels {
 }
 
 impl Webhook {
+    /// The webhook `config` describes (`[admission]` of `wharf serve`, or the flags of `wharf
+    /// admission`), with `local` lookups inside `wharf serve`.
+    pub fn from_config(
+        config: &crate::config::AdmissionConfig,
+        local: Option<Arc<LocalRegistry>>,
+    ) -> anyhow::Result<Webhook> {
+        if !(10..=25_000).contains(&config.lookup_deadline_ms) {
+            anyhow::bail!(
+                "admission lookup_deadline_ms must be 10..=25000 (it is {})",
+                config.lookup_deadline_ms
+            );
+        }
+        let fact_cfg = FactConfig {
+            deadline: Duration::from_millis(config.lookup_deadline_ms),
+            max_lookups: config.max_lookups.max(1),
+            tag_ttl: Duration::from_secs(config.tag_ttl_seconds),
+            verdict_ttl: Duration::from_secs(config.verdict_ttl_seconds),
+            ..FactConfig::default()
+        };
+        let credentials =
+            client::CredentialStore::from_env().context("reading registry credentials")?;
+        for w in credentials.warnings() {
+            tracing::warn!("{w}");
+        }
+        let mut client_cfg = client::ClientConfig::default().with_credentials(credentials);
+        for r in &config.insecure_registries {
+            client_cfg = client_cfg.insecure_registry(r.clone());
+        }
+        // The review's deadline ends every lookup; the client's own timeouts, a little longer,
+        // only make sure no connection outlives it.
+        let net = fact_cfg.deadline + Duration::from_secs(1);
+        client_cfg.connect_timeout = net;
+        client_cfg.read_timeout = net;
+        client_cfg.response_timeout = Some(net);
+        Webhook::load(
+            config.policy.clone(),
+            client_cfg,
+            fact_cfg,
+            config.max_reviews.max(1),
+            local,
+        )
+    }
+
     /// Reads the policy at `path` (and the keys it names).
     pub fn load(
         path: PathBuf,
         client_cfg: client::ClientConfig,
         fact_cfg: FactConfig,
         max_reviews: usize,
+        local: Option<Arc<LocalRegistry>>,
     ) -> anyhow::Result<Webhook> {
         let seen = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let fact_metrics = FactMetrics::default();
-        let loaded = Self::read(&path, &client_cfg, &fact_cfg, &fact_metrics)?;
+        let loaded = Self::read(&path, &client_cfg, &fact_cfg, &fact_metrics, &local)?;
         Ok(Webhook {
+            local,
             path,
             client_cfg,
             fact_cfg,
@@ -258,13 +288,20 @@ impl Webhook {
         client_cfg: &client::ClientConfig,
         fact_cfg: &FactConfig,
         metrics: &FactMetrics,
+        local: &Option<Arc<LocalRegistry>>,
     ) -> anyhow::Result<Loaded> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the policy {}", path.display()))?;
         let policy = Policy::from_toml(&text).with_context(|| format!("{}", path.display()))?;
         let client =
             client::Client::new(client_cfg.clone()).context("setting up the registry client")?;
-        let facts = FactFinder::new(&policy, client, fact_cfg.clone(), metrics.clone())?;
+        let facts = FactFinder::new(
+            &policy,
+            client,
+            fact_cfg.clone(),
+            metrics.clone(),
+            local.clone(),
+        )?;
         Ok(Loaded { policy, facts })
     }
 
@@ -293,6 +330,7 @@ impl Webhook {
             &self.client_cfg,
             &self.fact_cfg,
             &self.fact_metrics,
+            &self.local,
         ) {
             Ok(l) => {
                 *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(l);
@@ -307,35 +345,36 @@ impl Webhook {
         self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
     }
 
-    /// Registers the webhook's metrics.
-    pub fn register_metrics(self: &Arc<Self>, prom: &mut prometheus_client::registry::Registry) {
-        prom.register(
-            "wharf_admission_reviews",
+    /// Registers the webhook's metrics (`admission_*`, under the caller's `wharf` prefix).
+    pub fn register_metrics(&self, prom: &mut prometheus_client::registry::Registry) {
+        let p = prom.sub_registry_with_prefix("admission");
+        p.register(
+            "reviews",
             "Admission reviews answered, by webhook (validate, mutate) and outcome (allowed, denied, patched, refused)",
             self.reviews.clone(),
         );
-        prom.register(
-            "wharf_admission_findings",
+        p.register(
+            "findings",
             "Policy findings in admission reviews, by rule and mode",
             self.findings.clone(),
         );
-        prom.register(
-            "wharf_admission_review_seconds",
+        p.register(
+            "review_seconds",
             "Time to answer an admission review, lookups included",
             self.seconds.clone(),
         );
-        prom.register(
-            "wharf_admission_policy_reloads",
+        p.register(
+            "policy_reloads",
             "Policy file reloads, by outcome",
             self.reloads.clone(),
         );
-        prom.register(
-            "wharf_admission_lookups_cached",
+        p.register(
+            "lookups_cached",
             "Image lookups answered from the webhook's caches, by kind",
             self.fact_metrics.cached.clone(),
         );
-        prom.register(
-            "wharf_admission_lookups",
+        p.register(
+            "lookups",
             "Image lookups sent to registries, by kind and outcome",
             self.fact_metrics.fetched.clone(),
         );
@@ -362,7 +401,7 @@ async fn serve(
             let l = tokio::net::TcpListener::bind(at)
                 .await
                 .with_context(|| format!("binding the metrics listener {at}"))?;
-            let mut prom = prometheus_client::registry::Registry::default();
+            let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
             webhook.register_metrics(&mut prom);
             let prom = Arc::new(prom);
             let router = Router::new()
@@ -398,16 +437,7 @@ async fn serve(
         }
         None => None,
     };
-    let poller = webhook.clone();
-    let _reload = crate::serve::AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(POLICY_POLL);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let w = poller.clone();
-            let _ = tokio::task::spawn_blocking(move || w.reload_if_changed()).await;
-        }
-    }));
+    let _reload = spawn_policy_reloader(webhook.clone());
     tracing::info!(
         address = %listener.local_addr()?,
         https,
@@ -429,12 +459,44 @@ async fn serve(
 
 /// The webhook's routes.
 pub fn router(webhook: Arc<Webhook>) -> Router {
+    review_routes(webhook).route("/healthz", get(|| async { "ok" }))
+}
+
+/// The two review routes, for any router state.
+fn review_routes<S: Clone + Send + Sync + 'static>(webhook: Arc<Webhook>) -> Router<S> {
     Router::new()
         .route("/admission/v1/validate", post(validate))
         .route("/admission/v1/mutate", post(mutate))
-        .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(webhook)
+}
+
+/// The webhook as a capability of `wharf serve` (`[admission]`): its routes on the registry's
+/// listener (unauthenticated, as the API server calls them; a review reveals only the
+/// policy's verdict on the object sent), its metrics on the registry's `/metrics`.
+pub struct AdmissionCapability(pub Arc<Webhook>);
+
+impl registry::Capability for AdmissionCapability {
+    fn routes(&self) -> Router<registry::Registry> {
+        review_routes(self.0.clone())
+    }
+
+    fn register_metrics(&self, prom: &mut prometheus_client::registry::Registry) {
+        self.0.register_metrics(prom);
+    }
+}
+
+/// Polls the policy file for changes (every few seconds) until the task is dropped.
+pub fn spawn_policy_reloader(webhook: Arc<Webhook>) -> crate::serve::AbortOnDrop {
+    crate::serve::AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLICY_POLL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let w = webhook.clone();
+            let _ = tokio::task::spawn_blocking(move || w.reload_if_changed()).await;
+        }
+    }))
 }
 
 fn problem(code: StatusCode, message: String) -> Response {
