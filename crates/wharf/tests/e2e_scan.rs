@@ -554,7 +554,7 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         r.json()["response"].clone()
     };
     let prod = format!("{}/prod/debian:12", w.host());
-    let r = post("/admission/v1/mutate", &review(&[prod.clone()]));
+    let r = post("/admission/v1/mutate", &review(std::slice::from_ref(&prod)));
     let patch: Value = serde_json::from_slice(
         &base64::engine::general_purpose::STANDARD
             .decode(
@@ -571,7 +571,7 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         format!("{prod}@{}", s["digest"].as_str().unwrap()),
         "{patch}"
     );
-    let r = post("/admission/v1/validate", &review(&[pinned.clone()]));
+    let r = post("/admission/v1/validate", &review(std::slice::from_ref(&pinned)));
     assert_eq!(r["allowed"], false, "{r}");
     let msg = r["status"]["message"].as_str().unwrap();
     assert!(
