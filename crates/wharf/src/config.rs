@@ -725,6 +725,28 @@ mod tests {
     }
 
     #[test]
+    fn admission_section() {
+        assert!(Config::default().admission.is_none(), "off unless present");
+        let cfg: Config =
+            toml::from_str("[admission]\npolicy = \"/p.toml\"\nnames = [\"r.example.com\"]\n")
+                .unwrap();
+        let a = cfg.admission.unwrap();
+        assert_eq!(a.policy, std::path::PathBuf::from("/p.toml"));
+        assert_eq!(a.names, vec!["r.example.com".to_owned()]);
+        assert_eq!(
+            (a.lookup_deadline_ms, a.max_lookups, a.max_reviews),
+            (2000, 32, 512)
+        );
+        assert_eq!((a.tag_ttl_seconds, a.verdict_ttl_seconds), (30, 300));
+        for bad in [
+            "[admission]\n",
+            "[admission]\npolicy = \"/p\"\ndeadline = 3\n",
+        ] {
+            assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn connection_limits_and_metrics_listener() {
         let d = Config::default();
         let o = d.server.serve_options();

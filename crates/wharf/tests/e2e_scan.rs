@@ -571,7 +571,10 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
         format!("{prod}@{}", s["digest"].as_str().unwrap()),
         "{patch}"
     );
-    let r = post("/admission/v1/validate", &review(std::slice::from_ref(&pinned)));
+    let r = post(
+        "/admission/v1/validate",
+        &review(std::slice::from_ref(&pinned)),
+    );
     assert_eq!(r["allowed"], false, "{r}");
     let msg = r["status"]["message"].as_str().unwrap();
     assert!(
