@@ -402,3 +402,66 @@ fn a_policy_naming_an_unreadable_key_stops_the_start() {
         "{err}"
     );
 }
+
+#[test]
+fn reviews_beyond_max_reviews_are_refused_at_once() {
+    // Reviews held by a registry that never answers fill the one slot; the next is refused
+    // with 503 at once (the API server then applies the failurePolicy) instead of queueing.
+    let dir = tempfile::tempdir().unwrap();
+    let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = blackhole.local_addr().unwrap().to_string();
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[pss]\nmode = \"off\"\n[signatures]\nmode = \"enforce\"\n\
+             [[signatures.key]]\nname = \"k\"\npath = \"{}\"\n\
+             [[signatures.require]]\nmatch = \"{hole}\"\n",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(
+                    "../../../shared/interop/cosign/01-containers-image-simple-signing/cosign.pub"
+                )
+                .display()
+        ),
+    )
+    .unwrap();
+    let w = Webhook::start(
+        &policy,
+        ([127, 0, 0, 1], free_port()).into(),
+        &["--max-reviews", "1", "--lookup-deadline-ms", "2000"],
+    );
+    let stuck = deployment(&[&format!("{hole}/x/y:1")]);
+    let http = w.http.clone();
+    let body = serde_json::to_vec(&stuck).unwrap();
+    let held = std::thread::spawn(move || {
+        http.must(
+            "POST",
+            "/admission/v1/validate",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .status
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let r = w
+        .http
+        .must(
+            "POST",
+            "/admission/v1/validate",
+            &[("Content-Type", "application/json")],
+            &serde_json::to_vec(&deployment(&["nginx:1.27"])).unwrap(),
+        )
+        .expect(503);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(
+        r.text().contains("too many admission reviews in flight"),
+        "{}",
+        r.text()
+    );
+    // The held review is answered (refused) by its deadline; then the slot is free again.
+    assert_eq!(held.join().unwrap(), 200);
+    let r = w.post("/admission/v1/validate", &deployment(&["nginx:1.27"]));
+    assert_eq!(r["allowed"], true, "{r}");
+    drop(blackhole);
+}

@@ -542,33 +542,50 @@ impl Webhook {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    fn refuse_busy(&self, webhook: &'static str, started: Instant) -> Response {
+    /// Counts a refused review and answers it with `code`.
+    fn refuse(
+        &self,
+        webhook: &'static str,
+        started: Instant,
+        code: StatusCode,
+        message: String,
+    ) -> Box<Response> {
         self.count(webhook, "refused", started);
-        problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many admission reviews in flight".into(),
-        )
+        Box::new(problem(code, message))
+    }
+
+    /// The start of both webhooks: a slot among `--max-reviews` (503 without one), then the
+    /// body read as JSON.
+    fn begin(
+        &self,
+        webhook: &'static str,
+        headers: &HeaderMap,
+        body: &[u8],
+        started: Instant,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, serde_json::Value), Box<Response>> {
+        let Ok(slot) = self.in_flight.try_acquire() else {
+            return Err(self.refuse(
+                webhook,
+                started,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many admission reviews in flight".into(),
+            ));
+        };
+        let value = read_review(headers, body)
+            .map_err(|(code, message)| self.refuse(webhook, started, code, message))?;
+        Ok((slot, value))
     }
 }
 
 async fn validate(State(w): State<Arc<Webhook>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let Ok(_slot) = w.in_flight.try_acquire() else {
-        return w.refuse_busy("validate", started);
-    };
-    let value = match read_review(&headers, &body) {
-        Ok(v) => v,
-        Err((code, message)) => {
-            w.count("validate", "refused", started);
-            return problem(code, message);
-        }
+    let (_slot, value) = match w.begin("validate", &headers, &body, started) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let request = match Request::parse(&value) {
         Ok(r) => r,
-        Err(e) => {
-            w.count("validate", "refused", started);
-            return problem(StatusCode::BAD_REQUEST, e.to_string());
-        }
+        Err(e) => return *w.refuse("validate", started, StatusCode::BAD_REQUEST, e.to_string()),
     };
     let loaded = w.current();
     let facts = if loaded.policy.needs_facts() {
@@ -618,22 +635,13 @@ async fn validate(State(w): State<Arc<Webhook>>, headers: HeaderMap, body: Bytes
 
 async fn mutate(State(w): State<Arc<Webhook>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let Ok(_slot) = w.in_flight.try_acquire() else {
-        return w.refuse_busy("mutate", started);
-    };
-    let value = match read_review(&headers, &body) {
-        Ok(v) => v,
-        Err((code, message)) => {
-            w.count("mutate", "refused", started);
-            return problem(code, message);
-        }
+    let (_slot, value) = match w.begin("mutate", &headers, &body, started) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let request = match Request::parse(&value) {
         Ok(r) => r,
-        Err(e) => {
-            w.count("mutate", "refused", started);
-            return problem(StatusCode::BAD_REQUEST, e.to_string());
-        }
+        Err(e) => return *w.refuse("mutate", started, StatusCode::BAD_REQUEST, e.to_string()),
     };
     let loaded = w.current();
     let plan = request.mutations(&loaded.policy);
