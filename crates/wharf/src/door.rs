@@ -61,25 +61,22 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// The server `--server` names (`None` without one); `--as` logs in with the password in
-    /// `WHARF_PASSWORD`.
+    /// `WHARF_PASSWORD`, or asked on the terminal.
     pub(crate) fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
         let Some(server) = &d.server else {
             return Ok(None);
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = server_base(server)?;
         let auth = match &d.login_as {
-            Some(u) => Some((
-                u.clone(),
-                std::env::var("WHARF_PASSWORD")
-                    .context("--as needs the password in WHARF_PASSWORD")?,
-            )),
+            Some(u) => Some((u.clone(), login_password(u)?)),
             None => None,
         };
         Ok(Some(Remote {
             http: reqwest::Client::builder()
                 .build()
                 .context("setting up the HTTP client")?,
-            base: server.trim_end_matches('/').to_owned(),
+            base,
             auth,
         }))
     }
@@ -103,10 +100,19 @@ impl Remote {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(b)?);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {}{path}", self.base))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot reach the server at {} (is it running there, and is --server right? \
+                     a TLS server needs https://)",
+                    self.base
+                )));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("{method} {}{path}", self.base)));
+            }
+        };
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -148,6 +154,37 @@ impl Remote {
     ) -> anyhow::Result<T> {
         self.send::<(), T>(method, path, None).await
     }
+}
+
+/// The base URL of `--server`: as given with a scheme; `http://` added for a loopback host
+/// (`127.0.0.1:5000`, `localhost:5000`); otherwise an error asking for the scheme (guessing
+/// plain HTTP for a remote server would send a password in clear text).
+pub(crate) fn server_base(server: &str) -> anyhow::Result<String> {
+    let s = server.trim().trim_end_matches('/');
+    if s.starts_with("http://") || s.starts_with("https://") {
+        return Ok(s.to_owned());
+    }
+    if s.contains("://") {
+        anyhow::bail!("--server {server}: the scheme must be http:// or https://");
+    }
+    let host = s.split('/').next().unwrap_or_default();
+    if !host.is_empty() && oci::image_ref::is_loopback(host) {
+        return Ok(format!("http://{s}"));
+    }
+    anyhow::bail!(
+        "--server {server}: give the scheme, https://{s} (or http://{s} for a server without TLS)"
+    )
+}
+
+/// The password of `--as USER`: `WHARF_PASSWORD`, else asked on the terminal without echo.
+fn login_password(user: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("WHARF_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!("--as {user} needs a password: set WHARF_PASSWORD (no terminal to ask on)");
+    }
+    rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")
 }
 
 /// Where management operations go: the data directory or a running server.
@@ -420,5 +457,29 @@ mod tests {
         };
         assert_eq!(query_string(&q).unwrap(), "actor=robot%24ci&limit=5");
         assert_eq!(query_string(&AuditQuery::default()).unwrap(), "");
+    }
+
+    #[test]
+    fn server_urls_get_a_scheme_only_on_loopback() {
+        for (given, want) in [
+            ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+            ("localhost:5000/", "http://localhost:5000"),
+            ("[::1]:5000", "http://[::1]:5000"),
+            (
+                "https://registry.example.com/",
+                "https://registry.example.com",
+            ),
+            ("http://10.0.0.5:5000", "http://10.0.0.5:5000"),
+        ] {
+            assert_eq!(server_base(given).unwrap(), want, "{given}");
+        }
+        for (given, want) in [
+            ("registry.example.com", "https://registry.example.com"),
+            ("ftp://x", "http:// or https://"),
+            ("", "give the scheme"),
+        ] {
+            let e = server_base(given).unwrap_err().to_string();
+            assert!(e.contains(want), "{given}: {e}");
+        }
     }
 }

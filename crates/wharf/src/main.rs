@@ -95,8 +95,20 @@ enum Command {
     Vulndb(scan::VulndbCmd),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message and its causes on one line; never a backtrace (RUST_BACKTRACE is
+            // for panics): these are the user's errors, not the program's.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => serve::run(args),
         Command::Mirror(c) => cache::mirror(c),
         Command::Cache(c) => cache::cache(c),
