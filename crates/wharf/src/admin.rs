@@ -30,7 +30,8 @@ pub struct DataDir {
     /// of the data directory.
     #[arg(long, env = "WHARF_SERVER")]
     pub server: Option<String>,
-    /// Administrator login for --server; the password comes from WHARF_PASSWORD.
+    /// Administrator login for --server; the password comes from WHARF_PASSWORD, or is asked
+    /// on the terminal.
     #[arg(long = "as", env = "WHARF_USER")]
     pub login_as: Option<String>,
 }
@@ -38,13 +39,17 @@ pub struct DataDir {
 /// `wharf user ...`
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
-    /// Add a user (password read from standard input's first line).
+    /// Add a user (the password is asked twice on a terminal, else read from standard
+    /// input's first line).
     Add {
         /// Login name.
         name: String,
         /// Make the user an administrator.
         #[arg(long)]
         admin: bool,
+        /// Read the password from standard input's first line even on a terminal.
+        #[arg(long)]
+        password_stdin: bool,
         #[command(flatten)]
         data: DataDir,
     },
@@ -53,10 +58,14 @@ pub enum UserCmd {
         #[command(flatten)]
         data: DataDir,
     },
-    /// Set a new password (read from standard input's first line).
+    /// Set a new password (asked twice on a terminal, else read from standard input's first
+    /// line).
     Passwd {
         /// Login name.
         name: String,
+        /// Read the password from standard input's first line even on a terminal.
+        #[arg(long)]
+        password_stdin: bool,
         #[command(flatten)]
         data: DataDir,
     },
@@ -253,10 +262,21 @@ fn read_secret_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Reads a new password (one line of stdin); the password rule is the service's, the same
-/// for every front door.
-fn read_password() -> anyhow::Result<String> {
-    read_secret_line()
+/// Reads a new password for `name`: on a terminal (unless `from_stdin`), asked twice without
+/// echo; otherwise the first line of standard input. The password rule is the service's, the
+/// same for every front door.
+fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return read_secret_line();
+    }
+    let first = rpassword::prompt_password(format!("New password for {name}: "))
+        .context("reading the password")?;
+    let again = rpassword::prompt_password(format!("Repeat the password for {name}: "))
+        .context("reading the password")?;
+    if first != again {
+        anyhow::bail!("the two passwords differ; nothing changed");
+    }
+    Ok(first)
 }
 
 /// Imports bcrypt users from an htpasswd file: new users are added, changed hashes updated,
@@ -420,9 +440,14 @@ fn show_secret(s: &RobotSecret) {
 pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         match cmd {
-            UserCmd::Add { name, admin, data } => {
+            UserCmd::Add {
+                name,
+                admin,
+                password_stdin,
+                data,
+            } => {
                 let door = Door::open(&data)?;
-                let password = read_password()?;
+                let password = read_password(&name, password_stdin)?;
                 door.create_user(&CreateUser {
                     name: name.clone(),
                     password,
@@ -435,9 +460,13 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                 );
             }
             UserCmd::List { data } => print_users(&Door::open(&data)?.users().await?),
-            UserCmd::Passwd { name, data } => {
+            UserCmd::Passwd {
+                name,
+                password_stdin,
+                data,
+            } => {
                 let door = Door::open(&data)?;
-                let password = read_password()?;
+                let password = read_password(&name, password_stdin)?;
                 door.set_password(&name, &SetPassword { password }).await?;
                 println!("password of {name} changed");
             }

@@ -84,3 +84,93 @@ fn server_urls_connection_hints_and_no_backtraces() {
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     assert!(!e.contains("backtrace"), "{e}");
 }
+
+/// Runs `wharf ARGS` on a pseudo-terminal (python's pty), typing `lines`; returns what the
+/// terminal showed and the exit status.
+fn on_terminal(args: &[&str], lines: &[&str]) -> (String, i32) {
+    let script = r#"
+import os, pty, sys, time
+args = sys.argv[1:sys.argv.index("--")]
+lines = sys.argv[sys.argv.index("--") + 1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(args[0], args)
+out = b""
+def read_until(needle, limit=20):
+    global out
+    end = time.time() + limit
+    while needle not in out and time.time() < end:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+for l in lines:
+    read_until(b": ")
+    os.write(fd, l.encode() + b"\r")
+    time.sleep(0.2)
+read_until(b"\n\n", 3)
+try:
+    while True:
+        c = os.read(fd, 1024)
+        if not c:
+            break
+        out += c
+except OSError:
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .arg("--")
+        .args(lines)
+        .env_remove("WHARF_PASSWORD")
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn new_passwords_are_asked_twice_without_echo_or_read_from_stdin() {
+    let s = AuthWharf::new("[auth]\n");
+    let dir = s.data_dir();
+    let dir = dir.to_str().unwrap();
+    // On a terminal: asked twice, never shown.
+    let (shown, code) = on_terminal(
+        &["user", "add", "alice", "--data-dir", dir],
+        &["s3cret-Passw0rd", "s3cret-Passw0rd"],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("New password for alice: "), "{shown}");
+    assert!(shown.contains("Repeat the password for alice: "), "{shown}");
+    assert!(
+        !shown.contains("s3cret"),
+        "the password was echoed: {shown}"
+    );
+    assert!(shown.contains("user alice added"), "{shown}");
+    // Two different answers: nothing changes.
+    let (shown, code) = on_terminal(
+        &["user", "add", "bob", "--data-dir", dir],
+        &["first-Passw0rd-1", "second-Passw0rd-2"],
+    );
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("the two passwords differ"), "{shown}");
+    // --password-stdin (and any piped stdin): the first line.
+    s.must_cli(
+        &["user", "add", "carol", "--password-stdin"],
+        "carol-Passw0rd-1\n",
+    );
+    let list = s.must_cli(&["user", "list"], "");
+    assert!(list.contains("alice") && list.contains("carol"), "{list}");
+    assert!(!list.contains("bob"), "{list}");
+}
