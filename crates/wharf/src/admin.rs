@@ -34,6 +34,41 @@ pub struct DataDir {
     /// on the terminal.
     #[arg(long = "as", env = "WHARF_USER")]
     pub login_as: Option<String>,
+    /// Create the data directory if it does not exist (without it, a missing directory is an
+    /// error: a mistyped path must not start an empty registry).
+    #[arg(long)]
+    pub create: bool,
+}
+
+impl DataDir {
+    /// The data directory for a local command: it must exist, unless `--create`.
+    pub fn local_dir(&self) -> anyhow::Result<&Path> {
+        let d = &self.data_dir;
+        if !d.exists() {
+            if !self.create {
+                anyhow::bail!(
+                    "no data directory at {} (a mistyped --data-dir? give --create to make a new \
+                     one, or --server to use a running server)",
+                    d.display()
+                );
+            }
+            store::private_dir(d).with_context(|| format!("creating {}", d.display()))?;
+        } else if !d.is_dir() {
+            anyhow::bail!("--data-dir {} is not a directory", d.display());
+        }
+        Ok(d)
+    }
+
+    /// Refuses `--server` for a command that only works on the data directory.
+    pub fn local_only(&self, what: &str) -> anyhow::Result<&Path> {
+        if let Some(s) = &self.server {
+            anyhow::bail!(
+                "{what} works on the data directory only (not through --server {s}): run it \
+                 where the data directory is, with --data-dir"
+            );
+        }
+        self.local_dir()
+    }
 }
 
 /// `wharf user ...`
@@ -601,11 +636,11 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<()> {
 pub fn token_key(cmd: TokenKeyCmd) -> anyhow::Result<()> {
     match cmd {
         TokenKeyCmd::Rotate { data } => {
-            crate::keys::rotate(&data.data_dir)?;
+            crate::keys::rotate(data.local_only("wharf token-key rotate")?)?;
             println!("new token signing key in place; restart the server to use it");
         }
         TokenKeyCmd::Prune { data } => {
-            let n = crate::keys::prune(&data.data_dir)?;
+            let n = crate::keys::prune(data.local_only("wharf token-key prune")?)?;
             println!("{n} previous key(s) removed");
         }
     }
@@ -747,7 +782,7 @@ pub fn tag(cmd: TagCmd) -> anyhow::Result<()> {
                 let door = match (&data.server, &config) {
                     (None, Some(p)) => {
                         let rules = crate::config::Config::load(p)?.tags.rules()?;
-                        Door::local(&data.data_dir, |b| b.tag_rules(rules))?
+                        Door::local(data.local_dir()?, |b| b.tag_rules(rules))?
                     }
                     _ => Door::open(&data)?,
                 };

@@ -205,6 +205,7 @@ fn remote(s: &ServerArgs) -> anyhow::Result<Remote> {
         data_dir: PathBuf::new(),
         server: Some(s.server.clone()),
         login_as: s.login_as.clone(),
+        create: false,
     };
     Ok(Remote::of(&d)?.expect("server is set"))
 }

@@ -210,7 +210,7 @@ impl Door {
     pub(crate) fn open(d: &DataDir) -> anyhow::Result<Door> {
         match Remote::of(d)? {
             Some(r) => Ok(Door::Remote(r)),
-            None => Door::local(&d.data_dir, |b| b),
+            None => Door::local(d.local_dir()?, |b| b),
         }
     }
 

@@ -158,7 +158,9 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
             if !data.join("meta.redb").exists() {
                 anyhow::bail!("no registry data in {} (no meta.redb)", data.display());
             }
-            Door::local(&a.data.data_dir, |b| b.tag_rules(tag_rules).retention(rules))?
+            Door::local(a.data.local_dir()?, |b| {
+                b.tag_rules(tag_rules).retention(rules)
+            })?
         };
         let req = RetentionRequest { repo: a.repo };
         if apply {

@@ -174,3 +174,54 @@ fn new_passwords_are_asked_twice_without_echo_or_read_from_stdin() {
     assert!(list.contains("alice") && list.contains("carol"), "{list}");
     assert!(!list.contains("bob"), "{list}");
 }
+
+#[test]
+fn a_missing_data_dir_is_an_error_unless_created_and_local_only_commands_refuse_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("wharf-dat");
+    let out = wharf(&["user", "list", "--data-dir", typo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!("no data directory at {}", typo.display())) && e.contains("--create"),
+        "{e}"
+    );
+    assert!(!typo.exists(), "a mistyped --data-dir was created");
+    let out = wharf(&[
+        "user",
+        "list",
+        "--data-dir",
+        typo.to_str().unwrap(),
+        "--create",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(typo.join("meta.redb").exists());
+
+    // token-key works on files of the data directory: --server is refused, nothing written.
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "token-key",
+            "rotate",
+            "--server",
+            "http://127.0.0.1:1",
+            "--as",
+            "root",
+        ])
+        .current_dir(cwd.path())
+        .env("WHARF_PASSWORD", "x")
+        .env_remove("WHARF_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("wharf token-key rotate works on the data directory only"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "it wrote files"
+    );
+}
