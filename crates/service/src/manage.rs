@@ -586,6 +586,21 @@ impl<'a> Manage<'a> {
                     n.subject
                 ))
             })?;
+            // A rule for an identity that does not exist grants nothing today, and everything
+            // to whoever is later created under that name.
+            let ids = self.svc.identities();
+            let exists = match &subject {
+                Subject::User(u) => ids.user(u).await?.is_some(),
+                Subject::Robot(r) => ids.robot(r).await?.is_some(),
+                Subject::Group(g) => ids.groups().await?.iter().any(|x| &x.name == g),
+                Subject::Anonymous => true,
+            };
+            if !exists {
+                return Err(ManageError::Invalid(format!(
+                    "no such {}: create it before a rule names it",
+                    n.subject.trim()
+                )));
+            }
             auth::Pattern::new(&n.repos).map_err(ManageError::Invalid)?;
             if n.actions.is_empty() {
                 return Err(ManageError::Invalid(

@@ -2708,6 +2708,10 @@ fn htpasswd_users_are_imported() {
     lines.extend(generated.clone());
     fs::write(&path, lines.join("\n") + "\n").unwrap();
     s.set_config(&format!("[auth]\nhtpasswd = \"{}\"\n", path.display()));
+    // The users exist once the server has imported them; rules may name only users that
+    // exist, so they are added after a first start.
+    s.start();
+    s.stop();
     add_rule(&s, &format!("user:{AUTH_USER}"), "team-a/*", "pull,push");
     add_rule(&s, "user:tooluser", "team-a/*", "pull");
     s.start();

@@ -225,3 +225,62 @@ fn a_missing_data_dir_is_an_error_unless_created_and_local_only_commands_refuse_
         "it wrote files"
     );
 }
+
+#[test]
+fn rules_and_groups_may_name_only_identities_that_exist() {
+    let s = AuthWharf::new("[auth]\n");
+    s.must_cli(&["user", "add", "dev"], "dev-Passw0rd-1\n");
+    for (subject, want) in [
+        ("user:ghost", "no such user:ghost"),
+        ("group:nobody", "no such group:nobody"),
+        ("robot:r2", "no such robot:r2"),
+    ] {
+        let out = s.cli(
+            &[
+                "rule",
+                "add",
+                subject,
+                "--repo",
+                "team/*",
+                "--actions",
+                "pull",
+            ],
+            "",
+        );
+        assert_eq!(out.status.code(), Some(1), "{subject}");
+        assert!(stderr(&out).contains(want), "{subject}: {}", stderr(&out));
+    }
+    let out = s.cli(
+        &[
+            "group", "set", "devs", "--member", "dev", "--member", "ghost",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no such user or robot: ghost"),
+        "{}",
+        stderr(&out)
+    );
+    s.must_cli(&["group", "set", "devs", "--member", "dev"], "");
+    for subject in ["user:dev", "group:devs", "anonymous"] {
+        s.must_cli(
+            &[
+                "rule",
+                "add",
+                subject,
+                "--repo",
+                "team/*",
+                "--actions",
+                "pull",
+            ],
+            "",
+        );
+    }
+    let rules = s.must_cli(&["rule", "list"], "");
+    assert_eq!(
+        rules.lines().filter(|l| l.contains("team/*")).count(),
+        3,
+        "{rules}"
+    );
+}
