@@ -13,6 +13,8 @@ use api::rules::{CreateRule, SetGroup};
 use api::tags::{HistoryQuery, Rollback};
 use api::users::{CreateUser, SetDisabled, SetPassword, UserView};
 use api::{Group, Rule};
+
+use crate::output::{Output, OutputArg};
 use auth::{Actions, User};
 use clap::{Args, Subcommand};
 use service::identities::{Identities, IdentityError};
@@ -91,6 +93,8 @@ pub enum UserCmd {
     /// List users.
     List {
         #[command(flatten)]
+        output: OutputArg,
+        #[command(flatten)]
         data: DataDir,
     },
     /// Set a new password (asked twice on a terminal, else read from standard input's first
@@ -148,6 +152,8 @@ pub enum RobotCmd {
     /// List robots.
     List {
         #[command(flatten)]
+        output: OutputArg,
+        #[command(flatten)]
         data: DataDir,
     },
     /// Revoke a robot: it can no longer log in and its tokens stop working.
@@ -182,6 +188,8 @@ pub enum GroupCmd {
     /// List groups.
     List {
         #[command(flatten)]
+        output: OutputArg,
+        #[command(flatten)]
         data: DataDir,
     },
     /// Delete a group.
@@ -212,6 +220,8 @@ pub enum RuleCmd {
     /// List rules.
     List {
         #[command(flatten)]
+        output: OutputArg,
+        #[command(flatten)]
         data: DataDir,
     },
     /// Delete a rule by id.
@@ -241,8 +251,10 @@ pub struct AuditArgs {
     /// At most this many events, newest first.
     #[arg(long, default_value_t = 100)]
     limit: usize,
-    /// One JSON object per line.
-    #[arg(long)]
+    #[command(flatten)]
+    output: OutputArg,
+    /// One JSON object per line (older form of `--output json`, which prints one array).
+    #[arg(long, hide = true)]
     json: bool,
     #[command(flatten)]
     data: DataDir,
@@ -391,21 +403,21 @@ fn print_secret(login: &str, secret: &str) {
 }
 
 /// `user list`, the same table through either door: name, role, and `disabled` when so.
-fn print_users(users: &[UserView]) {
-    for u in users {
-        println!(
+fn print_users(users: &[UserView], output: Output) -> anyhow::Result<()> {
+    crate::output::list(users, output, "users", |u| {
+        format!(
             "{}\t{}{}",
             esc(&u.name),
             if u.admin { "admin" } else { "user" },
             if u.disabled { "\tdisabled" } else { "" }
-        );
-    }
+        )
+    })
 }
 
 /// `robot list`: login, repository patterns, actions, state.
-fn print_robots(robots: &[RobotView]) {
+fn print_robots(robots: &[RobotView], output: Output) -> anyhow::Result<()> {
     let now = auth::now();
-    for r in robots {
+    crate::output::list(robots, output, "robots", |r| {
         let state = if r.revoked {
             "revoked".to_owned()
         } else if !r.active(now) {
@@ -415,56 +427,56 @@ fn print_robots(robots: &[RobotView]) {
                 format!("active, expires in {}d", (e - now) / 86_400)
             })
         };
-        println!(
+        format!(
             "{}\t{}\t{}\t{state}",
             esc(&r.login),
             esc(&r.repos.join(",")),
             r.actions
-        );
-    }
+        )
+    })
 }
 
 /// `group list`: name and members.
-fn print_groups(groups: &[Group]) {
-    for g in groups {
-        println!("{}\t{}", esc(&g.name), esc(&g.members.join(",")));
-    }
+fn print_groups(groups: &[Group], output: Output) -> anyhow::Result<()> {
+    crate::output::list(groups, output, "groups", |g| {
+        format!("{}\t{}", esc(&g.name), esc(&g.members.join(",")))
+    })
 }
 
 /// `rule list`: id, subject, repository pattern, actions.
-fn print_rules(rules: &[Rule]) {
-    for r in rules {
-        let subject = r.subject.to_string();
-        println!(
+fn print_rules(rules: &[Rule], output: Output) -> anyhow::Result<()> {
+    crate::output::list(rules, output, "rules", |r| {
+        format!(
             "{}\t{}\t{}\t{}",
             r.id,
-            esc(&subject),
+            esc(&r.subject.to_string()),
             esc(&r.repos),
             r.actions
-        );
-    }
+        )
+    })
 }
 
 /// `audit`: one event a line, as a table or as JSON. Failed logins record the name as given:
 /// what the caller controls is escaped.
-fn print_audit(events: &[AuditEvent], json: bool) -> anyhow::Result<()> {
-    for e in events {
-        if json {
+fn print_audit(events: &[AuditEvent], output: Output, json_lines: bool) -> anyhow::Result<()> {
+    if json_lines {
+        for e in events {
             println!("{}", escape_json_line(&serde_json::to_string(e)?));
-        } else {
-            println!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                e.time,
-                esc(&e.action),
-                esc(&e.actor),
-                esc(e.repo.as_deref().unwrap_or("-")),
-                esc(e.target.as_deref().unwrap_or("-")),
-                esc(e.source.as_deref().unwrap_or("-")),
-                esc(&e.detail)
-            );
         }
+        return Ok(());
     }
-    Ok(())
+    crate::output::list(events, output, "audit events", |e| {
+        format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            e.time,
+            esc(&e.action),
+            esc(&e.actor),
+            esc(e.repo.as_deref().unwrap_or("-")),
+            esc(e.target.as_deref().unwrap_or("-")),
+            esc(e.source.as_deref().unwrap_or("-")),
+            esc(&e.detail)
+        )
+    })
 }
 
 fn show_secret(s: &RobotSecret) {
@@ -494,7 +506,9 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                     if admin { " as administrator" } else { "" }
                 );
             }
-            UserCmd::List { data } => print_users(&Door::open(&data)?.users().await?),
+            UserCmd::List { output, data } => {
+                print_users(&Door::open(&data)?.users().await?, output.output)?
+            }
             UserCmd::Passwd {
                 name,
                 password_stdin,
@@ -547,7 +561,9 @@ pub fn robot(cmd: RobotCmd) -> anyhow::Result<()> {
                     .await?;
                 show_secret(&secret);
             }
-            RobotCmd::List { data } => print_robots(&Door::open(&data)?.robots().await?),
+            RobotCmd::List { output, data } => {
+                print_robots(&Door::open(&data)?.robots().await?, output.output)?
+            }
             RobotCmd::Revoke { name, data } => {
                 Door::open(&data)?.revoke_robot(&name).await?;
                 println!("robot {name} revoked");
@@ -573,7 +589,9 @@ pub fn group(cmd: GroupCmd) -> anyhow::Result<()> {
                     .set_group(&name, &SetGroup { members })
                     .await?;
             }
-            GroupCmd::List { data } => print_groups(&Door::open(&data)?.groups().await?),
+            GroupCmd::List { output, data } => {
+                print_groups(&Door::open(&data)?.groups().await?, output.output)?
+            }
             GroupCmd::Delete { name, data } => {
                 Door::open(&data)?.delete_group(&name).await?;
             }
@@ -602,7 +620,9 @@ pub fn rule(cmd: RuleCmd) -> anyhow::Result<()> {
                     .await?;
                 println!("rule {} added", rule.id);
             }
-            RuleCmd::List { data } => print_rules(&Door::open(&data)?.rules().await?),
+            RuleCmd::List { output, data } => {
+                print_rules(&Door::open(&data)?.rules().await?, output.output)?
+            }
             RuleCmd::Delete { id, data } => {
                 Door::open(&data)?.delete_rule(&id).await?;
             }
@@ -628,7 +648,7 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<()> {
                 limit: Some(a.limit),
             })
             .await?;
-        print_audit(&events, a.json)
+        print_audit(&events, a.output.output, a.json)
     })
 }
 
@@ -672,8 +692,10 @@ pub enum TagCmd {
         /// At most this many changes.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// One JSON object per line.
-        #[arg(long)]
+        #[command(flatten)]
+        output: OutputArg,
+        /// One JSON object per line (older form of `--output json`, which prints one array).
+        #[arg(long, hide = true)]
         json: bool,
         #[command(flatten)]
         data: DataDir,
@@ -731,19 +753,27 @@ mod split_image_tests {
     }
 }
 
-fn print_tag_event(e: &store::TagEvent, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", escape_json_line(&serde_json::to_string(e)?));
-    } else {
-        println!(
+/// `tag history`: time, actor, the move.
+fn print_tag_events(
+    events: &[store::TagEvent],
+    output: Output,
+    json_lines: bool,
+) -> anyhow::Result<()> {
+    if json_lines {
+        for e in events {
+            println!("{}", escape_json_line(&serde_json::to_string(e)?));
+        }
+        return Ok(());
+    }
+    crate::output::list(events, output, "tag changes", |e| {
+        format!(
             "{}\t{}\t{} -> {}",
             e.time,
             esc(&e.actor),
             e.previous.as_deref().unwrap_or("(none)"),
             e.new.as_deref().unwrap_or("(deleted)")
-        );
-    }
-    Ok(())
+        )
+    })
 }
 
 /// Runs `wharf tag ...`.
@@ -753,6 +783,7 @@ pub fn tag(cmd: TagCmd) -> anyhow::Result<()> {
             TagCmd::History {
                 image,
                 limit,
+                output,
                 json,
                 data,
             } => {
@@ -764,9 +795,7 @@ pub fn tag(cmd: TagCmd) -> anyhow::Result<()> {
                         limit: Some(limit.max(1)),
                     })
                     .await?;
-                for e in &events {
-                    print_tag_event(e, json)?;
-                }
+                print_tag_events(&events, output.output, json)?;
             }
             TagCmd::Rollback {
                 image,

@@ -159,8 +159,10 @@ pub struct ServerArgs {
 pub enum CacheCmd {
     /// List cached images, least recently pulled first.
     Ls {
-        /// Print JSON.
-        #[arg(long)]
+        #[command(flatten)]
+        output: crate::output::OutputArg,
+        /// Print JSON (the same as `--output json`).
+        #[arg(long, hide = true)]
         json: bool,
         #[command(flatten)]
         server: ServerArgs,
@@ -218,11 +220,19 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
     rt.block_on(async move {
         use reqwest::Method;
         match cmd {
-            CacheCmd::Ls { json, server } => {
+            CacheCmd::Ls {
+                output,
+                json,
+                server,
+            } => {
                 let v: api::cache::CacheListing<serde_json::Value> =
                     remote(&server)?.get("/api/v1/cache").await?;
-                if json {
+                if json || output.output == crate::output::Output::Json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
+                    return Ok(());
+                }
+                if v.images.is_empty() {
+                    eprintln!("no cached images");
                     return Ok(());
                 }
                 println!(

@@ -21,8 +21,10 @@ pub struct GcArgs {
     /// Delete uploads idle for longer than this (e.g. 24h).
     #[arg(long, default_value = "24h", value_parser = parse_seconds)]
     pub upload_expiry: u64,
-    /// Print the report as JSON.
-    #[arg(long)]
+    #[command(flatten)]
+    pub output: crate::output::OutputArg,
+    /// Print the report as JSON (the same as `--output json`).
+    #[arg(long, hide = true)]
     pub json: bool,
     #[command(flatten)]
     pub data: DataDir,
@@ -51,15 +53,20 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
                     upload_expiry_seconds: Some(args.upload_expiry),
                 })
                 .await?;
-            print(&report, args.json)
+            let output = if args.json {
+                crate::output::Output::Json
+            } else {
+                args.output.output
+            };
+            print(&report, output)
         })
 }
 
-fn print(r: &GcReport, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
-        return Ok(());
-    }
+fn print(r: &GcReport, output: crate::output::Output) -> anyhow::Result<()> {
+    crate::output::record(r, output, print_table)
+}
+
+fn print_table(r: &GcReport) -> anyhow::Result<()> {
     let verb = if r.dry_run { "would free" } else { "freed" };
     println!(
         "{verb} {} in {} blobs ({} without metadata), {} links, {} uploads ({} bytes); scanned {} manifests in {} repositories in {:.2}s",

@@ -13,6 +13,7 @@ mod gc;
 mod key;
 mod keys;
 mod lint;
+mod output;
 mod pin;
 mod retention;
 mod scan;

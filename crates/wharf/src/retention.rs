@@ -30,8 +30,8 @@ pub struct RetentionArgs {
     /// Only this repository.
     #[arg(long)]
     repo: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// Output format: table (text is the same) or json.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
     /// Server configuration file with the `[[retention]]` policies and immutable-tag rules
     /// (data-directory mode).
@@ -167,13 +167,13 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
             let applied = door.retention_apply(&req).await?;
             match a.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&applied)?),
-                Output::Text => print_applied(&applied),
+                Output::Table => print_applied(&applied),
             }
         } else {
             let plans = door.retention_plan(&req).await?;
             match a.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
-                Output::Text => print_plans(&plans),
+                Output::Table => print_plans(&plans),
             }
         }
         Ok(())

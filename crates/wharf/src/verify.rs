@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use client::{Client, Descriptor, Digest, ImageRef};
 use trust::manifest::{self, SignatureManifest};
 use trust::{Requirements, SignatureArtifact, Verdict};
@@ -21,15 +21,7 @@ const MAX_SIGNATURE_BLOB: u64 = 4 << 20;
 /// verification fetch without end).
 const MAX_CANDIDATES: usize = 256;
 
-/// Output format.
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum Output {
-    /// A readable summary.
-    #[default]
-    Text,
-    /// The verdict as JSON.
-    Json,
-}
+use crate::output::Output;
 
 /// `wharf verify`
 #[derive(Args, Debug)]
@@ -43,7 +35,7 @@ pub struct VerifyArgs {
     #[arg(short = 'a', long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
     annotations: Vec<(String, String)>,
     /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
     /// Rekor public key: verify the transparency-log promises (SETs) attached to signatures.
     #[arg(long)]
@@ -242,7 +234,7 @@ fn report(image: &ImageRef, v: &Verdict, looked: &[String], output: Output) -> a
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Output::Text => {
+        Output::Table => {
             println!("Verification for {}@{}:", image.name(), v.subject);
             for s in &v.verified {
                 let mut line = format!(

@@ -6,29 +6,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use service::retention::VersionRow;
 
 use crate::admin::DataDir;
 use crate::door::{Remote, urlencode};
 
-/// Output format.
-#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
-pub enum Output {
-    /// Aligned columns.
-    #[default]
-    Text,
-    /// One JSON document.
-    Json,
-}
+pub use crate::output::Output;
 
 /// `wharf versions`
 #[derive(Args, Debug)]
 pub struct VersionsArgs {
     /// Repository, e.g. prod/app.
     repo: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// Output format: table (text is the same) or json.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
     #[command(flatten)]
     data: DataDir,

@@ -284,3 +284,48 @@ fn rules_and_groups_may_name_only_identities_that_exist() {
         "{rules}"
     );
 }
+
+#[test]
+fn lists_print_the_same_records_both_ways_and_say_when_empty() {
+    let mut s = AuthWharf::new("[auth]\n");
+    s.must_cli(
+        &["user", "add", ROOT.0, "--admin"],
+        &format!("{}\n", ROOT.1),
+    );
+    // Locally.
+    let local_json = s.must_cli(&["user", "list", "-o", "json"], "");
+    let users: serde_json::Value = serde_json::from_str(&local_json).unwrap();
+    assert_eq!(users[0]["name"], ROOT.0, "{users}");
+    let out = s.cli(&["robot", "list"], "");
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "an empty table prints no record");
+    assert!(stderr(&out).contains("no robots"), "{}", stderr(&out));
+    assert_eq!(
+        s.must_cli(&["robot", "list", "--output", "json"], "")
+            .trim(),
+        "[]"
+    );
+    let local_table = s.must_cli(&["user", "list"], "");
+    // Through the server: the same records.
+    s.start();
+    let server = s.addr.to_string();
+    let remote = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--server", &server, "--as", ROOT.0]);
+        wharf(&a)
+    };
+    let out = remote(&["user", "list", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let remote_users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(remote_users, users);
+    let out = remote(&["user", "list"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), local_table);
+    let out = remote(&["rule", "list", "-o", "json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let out = remote(&["rule", "list"]);
+    assert!(
+        out.stdout.is_empty() && stderr(&out).contains("no rules"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,64 @@
+//! One way for every command to print records: `--output table|json` (`-o`). A table is one
+//! record a line, tab-separated, nothing else on standard output (an empty result says so on
+//! standard error, so `| wc -l` still counts records); JSON is one document: an array for a
+//! list (`[]` when empty), an object for a single record. The same records whether the
+//! command ran on a data directory or through `--server`.
+
+use serde::Serialize;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// Readable: one record a line, columns separated by tabs (`text` is the same).
+    #[default]
+    #[value(alias = "text")]
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// The `--output` flag, for `#[command(flatten)]`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct OutputArg {
+    /// Output format: table (one record a line) or json (one document).
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Prints `items`: a table of `row(item)` lines (or `no WHAT` on standard error when empty), or
+/// a JSON array.
+pub fn list<T: Serialize>(
+    items: &[T],
+    output: Output,
+    what: &str,
+    row: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        Output::Table if items.is_empty() => eprintln!("no {what}"),
+        Output::Table => {
+            let mut out = String::new();
+            for i in items {
+                out.push_str(&row(i));
+                out.push('\n');
+            }
+            print!("{out}");
+        }
+    }
+    Ok(())
+}
+
+/// Prints one record: `table` prints it readably, or it is printed as a JSON object.
+pub fn record<T: Serialize>(
+    item: &T,
+    output: Output,
+    table: impl FnOnce(&T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(item)?);
+            Ok(())
+        }
+        Output::Table => table(item),
+    }
+}
