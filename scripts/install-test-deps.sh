@@ -43,6 +43,10 @@ PACKAGES=(
   # Debian rootfs, rpms built with rpmbuild (package rpm) into a SQLite rpmdb, OCI layouts with
   # umoci and skopeo (both above).
   debootstrap
+  # Wharf's own image (scripts/build-image.sh, crates/wharf/tests/e2e_image.rs): umoci, skopeo,
+  # podman, binutils' objcopy and python3 (all above) build, push and pull it; the CA roots it
+  # ships come from ca-certificates.
+  ca-certificates
 )
 # npm for the npm fixtures, unless a Node.js with npm is already on PATH.
 command -v npm >/dev/null || PACKAGES+=(npm)
