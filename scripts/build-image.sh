@@ -154,9 +154,10 @@ for lib in "${LIBS[@]}"; do
   install -d -m 0755 "$ROOT$(dirname "$lib")"
   cp -L "$lib" "$ROOT$lib"
   chmod 0755 "$ROOT$lib"
-  pkg="$(dpkg-query -S "$lib" 2>/dev/null | head -n1 | cut -d: -f1-2 || true)"
-  [ -n "$pkg" ] || pkg="$(dpkg-query -S "$(readlink -f "$lib")" 2>/dev/null | head -n1 | cut -d: -f1-2 || true)"
-  [ -n "$pkg" ] && PACKAGES+=("${pkg%:}")
+  # `dpkg-query -S PATH` prints "PACKAGE[:ARCH]: PATH" (nothing off Debian).
+  pkg="$(dpkg-query -S "$lib" 2>/dev/null | grep -v '^diversion' | head -n1 | sed 's/: .*//' || true)"
+  [ -n "$pkg" ] || pkg="$(dpkg-query -S "$(readlink -f "$lib")" 2>/dev/null | grep -v '^diversion' | head -n1 | sed 's/: .*//' || true)"
+  if [ -n "$pkg" ]; then PACKAGES+=("$pkg"); fi
 done
 # The packages the libraries come from: their dpkg records (distroless' status.d layout: one
 # stanza per file) and copyright files.
