@@ -3,10 +3,13 @@
 //! filesystem holds no shell and every library the binary needs (the binary runs, `--version`
 //! and `serve`, with the unpacked rootfs as its root: `unshare --user --map-root-user --root`,
 //! so the rootfs' own dynamic loader and libraries are the only ones it can find), that the
-//! build is reproducible from SOURCE_DATE_EPOCH, and then the push to a real `wharf serve`:
+//! build is reproducible from SOURCE_DATE_EPOCH, that the image's own CLI creates the first
+//! administrator through the loopback management API of the server running from the image (as
+//! docs/kubernetes.md does with `kubectl exec`), and then the push to a real `wharf serve`:
 //! the SBOM referrer the script attaches, `wharf verify` of the signature `wharf sign` made
 //! (and a refusal with another key), and a pull back with podman (vfs storage) with the same
-//! digest. Missing tools fail the test (scripts/install-test-deps.sh installs them).
+//! digest. Missing tools fail the test (scripts/install-test-deps.sh installs them). The script
+//! runs as root (the layer records /var/lib/wharf as owned by 65532), as CI does here.
 
 mod support;
 
@@ -353,6 +356,48 @@ fn wharf_image_builds_runs_pushes_signs_and_pulls_back() {
         std::thread::sleep(Duration::from_millis(50));
     }
     http.get("/v2/").unwrap().expect(200);
+    // The first administrator as docs/kubernetes.md creates it (`kubectl exec -i wharf-0 --
+    // wharf user add root --admin --server http://127.0.0.1:5000`): the image's own CLI, in
+    // the container's environment, through the loopback management API of the running server.
+    let mut add = in_rootfs(&rootfs)
+        .args([
+            "/usr/local/bin/wharf",
+            "user",
+            "add",
+            "root",
+            "--admin",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = add.stdin.take().unwrap();
+        stdin.write_all(b"a-long-password\n").unwrap();
+    }
+    let added = add.wait_with_output().unwrap();
+    assert!(
+        added.status.success(),
+        "user add through the image: {}{}",
+        String::from_utf8_lossy(&added.stdout),
+        String::from_utf8_lossy(&added.stderr)
+    );
+    // Access control is on from then on.
+    http.get("/v2/").unwrap().expect(401);
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("root:a-long-password");
+    http.request(
+        "GET",
+        "/v2/",
+        &[("Authorization", &format!("Basic {basic}"))],
+        &[],
+    )
+    .unwrap()
+    .expect(200);
     let _ = serve.kill();
     let _ = serve.wait();
     assert!(
