@@ -8,7 +8,9 @@
 //! synthetic series for every alert; the metric names the rules use are read from a real
 //! `wharf serve`'s /metrics; the shipped `wharf.toml` files start the real server; port names
 //! agree between the StatefulSet, the Services, the probes, the NetworkPolicy and the
-//! ServiceMonitor in every overlay; the registry's pod passes `wharf lint --pss restricted`,
+//! ServiceMonitor in every overlay; the TLS overlay's own arguments serve HTTPS (the probes'
+//! paths over HTTPS, the first administrator through `https://localhost` as docs/kubernetes.md
+//! shows); the registry's pod passes `wharf lint --pss restricted`,
 //! and the mirror-config DaemonSet fails it for exactly the documented reasons. Missing tools
 //! fail the tests: they never skip.
 
@@ -982,16 +984,27 @@ struct Served {
     http: Http,
     metrics: Http,
     log: PathBuf,
+    port: u16,
 }
 
 impl Served {
     fn start(config: &Path, data: &Path) -> Served {
+        let args = [
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ];
+        Served::start_args(&args, data, false)
+    }
+
+    /// `wharf ARGS --listen .. --metrics-listen .. --data-dir DATA`; ready when `/readyz` on
+    /// the registry port answers 200 (with `tls`, when the metrics port's `/healthz` does: the
+    /// test's HTTP client speaks no TLS).
+    fn start_args(args: &[String], data: &Path, tls: bool) -> Served {
         let (port, mport) = (free_port(), free_port());
         let log = data.with_extension("log");
         let mut child = wharf()
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
+            .args(args)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--metrics-listen")
@@ -1004,17 +1017,22 @@ impl Served {
             .spawn()
             .unwrap();
         let http = Http::new(([127, 0, 0, 1], port).into());
+        let metrics = Http::new(([127, 0, 0, 1], mport).into());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http.get("/readyz")
+            let probe = if tls {
+                metrics.get("/healthz")
+            } else {
+                http.get("/readyz")
+            };
+            if let Ok(r) = probe
                 && r.status == 200
             {
                 break;
             }
             if let Some(st) = child.try_wait().unwrap() {
                 panic!(
-                    "wharf serve --config {} exited ({st}):\n{}",
-                    config.display(),
+                    "wharf {args:?} exited ({st}):\n{}",
                     std::fs::read_to_string(&log).unwrap()
                 );
             }
@@ -1024,8 +1042,9 @@ impl Served {
         Served {
             child,
             http,
-            metrics: Http::new(([127, 0, 0, 1], mport).into()),
+            metrics,
             log,
+            port,
         }
     }
 
@@ -1713,4 +1732,114 @@ fn mirror_config_writes_hosts_toml_for_every_upstream() {
         let parsed = parse_toml(&hosts_toml);
         assert!(parsed.contains_key("host"), "{hosts_toml}");
     }
+}
+
+/// The TLS overlay's container, run here on its own arguments and files: the ConfigMap's
+/// wharf.toml at its mount path, a serving certificate for the names the cert-manager overlay
+/// asks for at the tls Secret's mount path. It serves HTTPS on the registry port (the probes'
+/// paths answer 200 over HTTPS), and the first administrator is created the way
+/// docs/kubernetes.md shows for TLS: a local CLI trusting the CA (`SSL_CERT_FILE`) through
+/// `https://localhost:PORT`, as `kubectl port-forward` reaches the pod's loopback.
+#[test]
+fn the_tls_overlay_serves_https_and_the_first_admin_comes_through_localhost() {
+    let (_, docs) = render("registry-tls-cert-manager");
+    let sts = object(&docs, "StatefulSet", "wharf");
+    let c = &sts["spec"]["template"]["spec"]["containers"][0];
+    let cert = object(&docs, "Certificate", "wharf-tls");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+
+    // A CA and a serving certificate with the Certificate's names and addresses.
+    let certs = root.join("certs");
+    let mut certs_cmd = wharf();
+    certs_cmd.args(["admission", "certs", "--out"]).arg(&certs);
+    for n in strs(&cert["spec"]["dnsNames"]) {
+        certs_cmd.args(["--dns", n]);
+    }
+    for ip in strs(&cert["spec"]["ipAddresses"]) {
+        certs_cmd.args(["--ip", ip]);
+    }
+    let out = output(&mut certs_cmd, None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The pod's files, under `root`.
+    let mounts: BTreeMap<&str, &str> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(at(mounts["config"])).unwrap();
+    std::fs::write(
+        at(mounts["config"]).join("wharf.toml"),
+        shipped_config("registry-tls-cert-manager"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(at(mounts["tls"])).unwrap();
+    for f in ["tls.crt", "tls.key", "ca.crt"] {
+        std::fs::copy(certs.join(f), at(mounts["tls"]).join(f)).unwrap();
+    }
+    let args: Vec<String> = strs(&c["args"])
+        .iter()
+        .map(|a| {
+            if a.starts_with('/') {
+                at(a).to_string_lossy().into_owned()
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    let s = Served::start_args(&args, &root.join("data"), true);
+    let ca = certs.join("ca.crt");
+    let curl = |path: &str| -> String {
+        let out = output(
+            tool("curl")
+                .args(["--silent", "--show-error", "--cacert"])
+                .arg(&ca)
+                .args(["-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("https://localhost:{}{path}", s.port)),
+            None,
+        );
+        assert!(out.status.success(), "curl {path}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        let g = &c[probe]["httpGet"];
+        assert_eq!(g["scheme"], "HTTPS");
+        assert_eq!(curl(g["path"].as_str().unwrap()), "200", "{probe}");
+    }
+    // Plain HTTP on the registry port is not served.
+    assert_eq!(s.http.get("/readyz").unwrap().status, 400);
+    // Metrics stay plain HTTP (the ServiceMonitor's scheme).
+    s.metrics.get("/metrics").unwrap().expect(200);
+
+    let add = |ssl_cert_file: Option<&Path>| -> Output {
+        let mut cmd = wharf();
+        cmd.args(["user", "add", "root", "--admin", "--server"])
+            .arg(format!("https://localhost:{}", s.port))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        if let Some(f) = ssl_cert_file {
+            cmd.env("SSL_CERT_FILE", f);
+        }
+        output(&mut cmd, Some(b"a-long-password\n"))
+    };
+    // Without the CA the CLI refuses the certificate; with it, the administrator is created.
+    let refused = add(None);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("certificate"),
+        "{}",
+        text(&refused)
+    );
+    let added = add(Some(&ca));
+    assert!(added.status.success(), "{}", text(&added));
+    assert_eq!(curl("/v2/"), "401", "access control is on");
+    s.stop();
 }
