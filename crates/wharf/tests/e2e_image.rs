@@ -1,8 +1,9 @@
 //! Wharf's own image, end to end: `scripts/build-image.sh` packs this test's `wharf` binary
 //! (umoci, no daemon), and the test checks the image config and annotations, that the root
-//! filesystem holds no shell and every library the binary needs (the binary runs, `--version`
-//! and `serve`, with the unpacked rootfs as its root: `unshare --user --map-root-user --root`,
-//! so the rootfs' own dynamic loader and libraries are the only ones it can find), that the
+//! filesystem holds no shell and every library the binary needs (the binary runs with the
+//! unpacked rootfs as its root, `unshare --user --map-root-user`, so the rootfs' own dynamic
+//! loader and libraries are the only ones it can find: `--version`, and `serve` on a read-only
+//! root with a data volume and a tmpfs /tmp, as the pod runs it), that the
 //! build is reproducible from SOURCE_DATE_EPOCH, that the image's own CLI creates the first
 //! administrator through the loopback management API of the server running from the image (as
 //! docs/kubernetes.md does with `kubectl exec`), and then the push to a real `wharf serve`:
@@ -117,12 +118,43 @@ fn is_elf(path: &Path) -> bool {
 /// Runs a program of the unpacked rootfs with the rootfs as `/` (a user namespace maps us to
 /// root inside, so no privilege is needed), with an empty environment but PATH.
 fn in_rootfs(rootfs: &Path) -> Command {
+    let mut c = in_rootfs_namespaces();
+    c.arg(format!("--root={}", rootfs.display()));
+    c
+}
+
+/// Runs a program of the unpacked rootfs as the pod does: the rootfs as `/`, read-only
+/// (`readOnlyRootFilesystem`), `data` mounted at /var/lib/wharf (the volume) and a tmpfs at
+/// /tmp (the emptyDir), in user and mount namespaces of its own (no privilege needed). The
+/// host's mount, chroot and sh set it up before the chroot; the image has no shell.
+fn in_pod(rootfs: &Path, data: &Path) -> Command {
+    const SETUP: &str = r#"set -e
+root="$1"; data="$2"; mount="$3"; chroot="$4"; shift 4
+"$mount" --rbind "$root" "$root"
+"$mount" -o remount,bind,ro "$root"
+"$mount" --bind "$data" "$root/var/lib/wharf"
+"$mount" -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+exec "$chroot" "$root" "$@""#;
+    let mut c = in_rootfs_namespaces();
+    c.arg("--mount")
+        .arg(which("sh").expect("sh"))
+        .arg("-c")
+        .arg(SETUP)
+        .arg("pod")
+        .arg(rootfs)
+        .arg(data)
+        .arg(which("mount").expect("mount"))
+        .arg(which("chroot").expect("chroot"));
+    c
+}
+
+/// `unshare --user --map-root-user` with an empty environment but PATH.
+fn in_rootfs_namespaces() -> Command {
     let mut c = Command::new(which("unshare").expect("unshare"));
     c.env_clear()
         .env("PATH", "/usr/local/bin")
         .arg("--user")
-        .arg("--map-root-user")
-        .arg(format!("--root={}", rootfs.display()));
+        .arg("--map-root-user");
     c
 }
 
@@ -319,9 +351,12 @@ fn wharf_image_builds_runs_pushes_signs_and_pulls_back() {
     // the image's loader and libraries.
     let v = run(in_rootfs(&rootfs).args(["/usr/local/bin/wharf", "--version"]));
     assert_eq!(v.trim(), format!("wharf {version}"));
-    // And the server starts and answers from the image's files alone.
+    // And the server starts and answers from the image's files alone, on a read-only root
+    // with its data volume and /tmp, as in the pod.
+    let volume = tmp.path().join("volume");
+    fs::create_dir_all(&volume).unwrap();
     let port = free_port();
-    let mut serve = in_rootfs(&rootfs)
+    let mut serve = in_pod(&rootfs, &volume)
         .args([
             "/usr/local/bin/wharf",
             "serve",
@@ -359,7 +394,7 @@ fn wharf_image_builds_runs_pushes_signs_and_pulls_back() {
     // The first administrator as docs/kubernetes.md creates it (`kubectl exec -i wharf-0 --
     // wharf user add root --admin --server http://127.0.0.1:5000`): the image's own CLI, in
     // the container's environment, through the loopback management API of the running server.
-    let mut add = in_rootfs(&rootfs)
+    let mut add = in_pod(&rootfs, &volume)
         .args([
             "/usr/local/bin/wharf",
             "user",
@@ -401,8 +436,13 @@ fn wharf_image_builds_runs_pushes_signs_and_pulls_back() {
     let _ = serve.kill();
     let _ = serve.wait();
     assert!(
-        rootfs.join("var/lib/wharf/meta.redb").is_file(),
-        "the data went into the image's /var/lib/wharf"
+        volume.join("meta.redb").is_file(),
+        "the data went into the volume at /var/lib/wharf"
+    );
+    assert_eq!(
+        fs::read_dir(rootfs.join("var/lib/wharf")).unwrap().count(),
+        0,
+        "nothing was written into the image"
     );
 
     // --- the SBOM: in the layout, and pushed as a referrer ----------------------------------
