@@ -43,6 +43,11 @@ PACKAGES=(
   # Debian rootfs, rpms built with rpmbuild (package rpm) into a SQLite rpmdb, OCI layouts with
   # umoci and skopeo (both above).
   debootstrap
+  # Wharf's own image (scripts/build-image.sh, crates/wharf/tests/e2e_image.rs): umoci, skopeo,
+  # podman, binutils' objcopy and python3 (all above) build, push and pull it; the CA roots it
+  # ships come from ca-certificates. promtool (package prometheus) checks and unit-tests the
+  # alert rules of deploy/registry (crates/wharf/tests/deploy_registry.rs).
+  ca-certificates prometheus
 )
 # npm for the npm fixtures, unless a Node.js with npm is already on PATH.
 command -v npm >/dev/null || PACKAGES+=(npm)
