@@ -76,7 +76,8 @@ pub fn containerd_hosts_toml(u: &UpstreamConfig, target: &NodeTarget) -> String 
 /// CRI-O's (containers-registries.conf v2) entries for every enabled upstream.
 pub fn crio_registries_conf(cfg: &CacheConfig, target: &NodeTarget) -> String {
     let mut s = String::from(
-        "# /etc/containers/registries.conf.d/50-wharf.conf: pull through Wharf (path mode),\n\
+        "# /etc/containers/registries.conf.d/50-wharf.conf (`wharf mirror config --out-dir\n\
+         # /etc/containers/registries.conf.d` writes it there): pull through Wharf (path mode),\n\
          # falling back to each registry itself.\n",
     );
     for u in cfg.upstreams.iter().filter(|u| u.enabled) {
@@ -84,8 +85,15 @@ pub fn crio_registries_conf(cfg: &CacheConfig, target: &NodeTarget) -> String {
             .trim_start_matches("https://")
             .trim_start_matches("http://")
             .to_owned();
+        // The fallback to the upstream itself is insecure exactly when the upstream is plain
+        // HTTP; without it CRI-O refuses the fallback when Wharf is down.
+        let upstream_insecure = if origin(u).starts_with("http://") {
+            "insecure = true\n"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "\n[[registry]]\nprefix = {}\nlocation = {}\n\n[[registry.mirror]]\nlocation = {}\n",
+            "\n[[registry]]\nprefix = {}\nlocation = {}\n{upstream_insecure}\n[[registry.mirror]]\nlocation = {}\n",
             toml_str(&u.host),
             toml_str(&location),
             toml_str(&format!("{}/{}", target.host_port(), u.prefix())),
@@ -135,6 +143,12 @@ mod tests {
         assert_eq!(v["registry"].as_array().map(Vec::len), Some(2));
         assert!(t.contains("prefix = \"ghcr.io\"\nlocation = \"ghcr.io\""));
         assert!(t.contains("location = \"10.0.0.5:5000/ghcr.io\"\ninsecure = true"));
+        // The plain-HTTP upstream's own entry is insecure too (CRI-O's fallback to it), the
+        // HTTPS one's is not.
+        let regs = v["registry"].as_array().unwrap();
+        assert_eq!(regs[1]["location"].as_str(), Some("127.0.0.1:5001"));
+        assert_eq!(regs[1]["insecure"].as_bool(), Some(true));
+        assert_eq!(regs[0].get("insecure"), None);
         assert!(t.contains("location = \"10.0.0.5:5000/localhost-5001\""));
         assert!(!t.contains("quay.io"), "disabled upstreams are left out");
     }

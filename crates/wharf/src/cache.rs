@@ -73,7 +73,7 @@ pub struct MirrorConfigArgs {
     #[arg(long)]
     pub skip_verify: bool,
     /// Write containerd's files as DIR/<host>/hosts.toml (DIR is usually
-    /// /etc/containerd/certs.d) and CRI-O's as DIR/wharf-registries.conf instead of printing.
+    /// /etc/containerd/certs.d) and CRI-O's as DIR/50-wharf.conf instead of printing.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }
@@ -133,7 +133,7 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
-                let f = dir.join("wharf-registries.conf");
+                let f = dir.join("50-wharf.conf");
                 std::fs::write(&f, text).with_context(|| format!("writing {}", f.display()))?;
                 eprintln!("wrote {}", f.display());
             }
