@@ -175,6 +175,9 @@ pub enum CacheCmd {
         /// Only this platform of multi-platform images (os/arch[/variant]); all by default.
         #[arg(long)]
         platform: Option<String>,
+        /// No progress spinner (it shows only on a terminal anyway).
+        #[arg(long, short = 'q')]
+        quiet: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -284,27 +287,51 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
             CacheCmd::Warm {
                 images,
                 platform,
+                quiet,
                 server,
             } => {
-                let body = api::cache::WarmRequest { images, platform };
-                let r: Vec<serde_json::Value> = remote(&server)?
-                    .with_body(Method::POST, "/api/v1/cache/warm", &body)
-                    .await?;
+                let remote = remote(&server)?;
+                let show = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
                 let mut failed = 0;
-                for i in &r {
-                    if let Some(e) = i["error"].as_str() {
-                        eprintln!("{}: {e}", i["image"].as_str().unwrap_or(""));
-                        failed += 1;
-                        continue;
+                // One image per request, so each shows its own progress and result as it ends.
+                for image in images {
+                    let spinner = show.then(|| {
+                        let b = indicatif::ProgressBar::new_spinner();
+                        b.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{spinner} warming {msg} ({elapsed})",
+                            )
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                        );
+                        b.set_message(image.clone());
+                        b.enable_steady_tick(std::time::Duration::from_millis(120));
+                        b
+                    });
+                    let body = api::cache::WarmRequest {
+                        images: vec![image.clone()],
+                        platform: platform.clone(),
+                    };
+                    let r: anyhow::Result<Vec<serde_json::Value>> = remote
+                        .with_body(Method::POST, "/api/v1/cache/warm", &body)
+                        .await;
+                    if let Some(b) = spinner {
+                        b.finish_and_clear();
                     }
-                    println!(
-                        "{} -> {} ({} manifests, {} blobs, {} fetched)",
-                        i["image"].as_str().unwrap_or(""),
-                        i["digest"].as_str().unwrap_or(""),
-                        i["manifests"],
-                        i["blobs"],
-                        human_size(i["bytes_fetched"].as_u64().unwrap_or(0))
-                    );
+                    for i in &r? {
+                        if let Some(e) = i["error"].as_str() {
+                            eprintln!("{}: {e}", i["image"].as_str().unwrap_or(""));
+                            failed += 1;
+                            continue;
+                        }
+                        println!(
+                            "{} -> {} ({} manifests, {} blobs, {} fetched)",
+                            i["image"].as_str().unwrap_or(""),
+                            i["digest"].as_str().unwrap_or(""),
+                            i["manifests"],
+                            i["blobs"],
+                            human_size(i["bytes_fetched"].as_u64().unwrap_or(0))
+                        );
+                    }
                 }
                 if failed > 0 {
                     anyhow::bail!("{failed} image(s) could not be warmed");
