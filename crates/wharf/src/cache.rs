@@ -201,6 +201,8 @@ pub enum CacheCmd {
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
+        output: crate::output::OutputArg,
+        #[command(flatten)]
         server: ServerArgs,
     },
 }
@@ -355,7 +357,11 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                     .await?;
                 println!("unpinned {image}");
             }
-            CacheCmd::Evict { dry_run, server } => {
+            CacheCmd::Evict {
+                dry_run,
+                output,
+                server,
+            } => {
                 let r: serde_json::Value = remote(&server)?
                     .with_body(
                         Method::POST,
@@ -363,7 +369,31 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                         &api::cache::EvictRequest { dry_run },
                     )
                     .await?;
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                crate::output::record(&r, output.output, |r| {
+                    let evicted: Vec<&str> = r["evicted"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.as_str())
+                        .collect();
+                    for e in &evicted {
+                        println!("{}{e}", if dry_run { "would evict " } else { "evicted " });
+                    }
+                    let max = r["max_bytes"].as_u64().unwrap_or(0);
+                    eprintln!(
+                        "{} {} image(s); {} held{}; {} released (freed by the next gc)",
+                        if dry_run { "would evict" } else { "evicted" },
+                        evicted.len(),
+                        human_size(r["cached_bytes"].as_u64().unwrap_or(0)),
+                        if max == 0 {
+                            " (no size limit)".to_owned()
+                        } else {
+                            format!(" of {}", human_size(max))
+                        },
+                        human_size(r["bytes_released"].as_u64().unwrap_or(0))
+                    );
+                    Ok(())
+                })?;
             }
         }
         Ok(())
