@@ -143,11 +143,10 @@ fn huge_files_pass_with_flat_memory() {
         "peak RSS: {before} KiB before, {tar_peak} KiB after tar, {after} KiB after gzip and zstd"
     );
     // 3 x 600 MB streamed; the walker's own buffers are a few hundred KiB, zstd's window 8 MiB.
-    assert!(
-        after - before < 48 << 10,
-        "peak RSS grew by {} KiB",
-        after - before
-    );
+    // (saturating: the kernel syncs per-thread RSS counters lazily, so two readings of the
+    // high-water mark can differ by a few pages either way)
+    let grew = after.saturating_sub(before);
+    assert!(grew < 48 << 10, "peak RSS grew by {grew} KiB");
 }
 
 /// A GNU long-name entry of 100 MB (a real tar header, generated data): the tar reader would
