@@ -43,6 +43,9 @@ PACKAGES=(
   # Debian rootfs, rpms built with rpmbuild (package rpm) into a SQLite rpmdb, OCI layouts with
   # umoci and skopeo (both above).
   debootstrap
+  # promtool (Debian ships it in the server's package): `promtool check metrics` lints the
+  # /metrics exposition in crates/wharf/tests/e2e_metrics.rs.
+  prometheus
 )
 # npm for the npm fixtures, unless a Node.js with npm is already on PATH.
 command -v npm >/dev/null || PACKAGES+=(npm)
@@ -72,7 +75,7 @@ else
 fi
 
 # Fail here, with a clear message, rather than in the middle of the tests.
-for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill debootstrap rpmbuild; do
+for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill debootstrap rpmbuild promtool; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
 # schemathesis, pinned, in its own venv (nothing system-wide; the test finds it at this path).
