@@ -213,13 +213,29 @@ impl Line {
 pub(crate) struct LoggedBody<B> {
     inner: B,
     bytes: u64,
+    /// The body's length when known (Content-Length): hyper stops polling once it is sent.
+    expected: Option<u64>,
     done: bool,
     line: Option<Box<Line>>,
 }
 
-impl<B> LoggedBody<B> {
-    pub(crate) fn new(inner: B, pending: Pending, status: u16, notes: Notes) -> Self {
+impl<B: HttpBody> LoggedBody<B> {
+    /// `content_length` is the response's `Content-Length` header.
+    pub(crate) fn new(
+        inner: B,
+        pending: Pending,
+        status: u16,
+        content_length: Option<u64>,
+        notes: Notes,
+    ) -> Self {
+        // No body goes out for HEAD, 204 and 304, whatever Content-Length says.
+        let expected = if pending.method == Method::HEAD || status == 204 || status == 304 {
+            Some(0)
+        } else {
+            content_length.or_else(|| inner.size_hint().exact())
+        };
         LoggedBody {
+            expected,
             inner,
             bytes: 0,
             done: false,
@@ -230,10 +246,13 @@ impl<B> LoggedBody<B> {
             })),
         }
     }
+}
 
+impl<B> LoggedBody<B> {
     fn finish(&mut self) {
         if let Some(line) = self.line.take() {
-            line.write(self.bytes, self.done);
+            let complete = self.done || self.expected == Some(self.bytes);
+            line.write(self.bytes, complete);
         }
     }
 }

@@ -357,7 +357,14 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
     }
     match pending {
         Some(p) => {
-            resp.map(|b| axum::body::Body::new(access_log::LoggedBody::new(b, p, status, notes)))
+            let length = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            resp.map(|b| {
+                axum::body::Body::new(access_log::LoggedBody::new(b, p, status, length, notes))
+            })
         }
         None => resp,
     }
