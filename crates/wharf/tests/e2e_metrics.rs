@@ -292,6 +292,29 @@ fn metrics_are_promtool_clean_and_every_request_is_in_the_access_log() {
     for id in &generated {
         access_line(&srv, id);
     }
+    // A client that goes away mid-download: its line says so, with the bytes actually sent.
+    const BIG: usize = 64 << 20;
+    let big_d = push_blob(
+        &http,
+        &[("Authorization", &alice)],
+        "public/big",
+        &pattern(3, BIG),
+    );
+    {
+        let mut c = TcpStream::connect(srv.addr).unwrap();
+        write!(
+            c,
+            "GET /v2/public/big/blobs/{big_d} HTTP/1.1\r\nHost: x\r\nX-Request-ID: e2e-abort\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = BufReader::new(c);
+        assert_eq!(read_head(&mut r), (200, BIG as u64));
+        let mut first = [0u8; 4096];
+        r.read_exact(&mut first).unwrap();
+    }
+    let abort = access_line(&srv, "e2e-abort");
+    assert_eq!(abort["incomplete"], true, "{abort}");
+    assert!(abort["bytes"].as_u64().unwrap() < BIG as u64, "{abort}");
     let log = srv.log();
     for secret in [ALICE.1, "not-a-secret-to-log", token.as_str()] {
         assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
