@@ -613,3 +613,74 @@ fn sigterm_answers_503_on_readyz_while_a_slow_download_finishes() {
     );
     srv.stop();
 }
+
+/// The admission webhook's own metrics listener negotiates the same way (one shared function).
+#[test]
+fn admission_webhook_metrics_are_promtool_clean_too() {
+    promtool();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[pss]\nlevel = \"restricted\"\n").unwrap();
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let log_path = dir.path().join("admission.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("admission")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--metrics-listen", &metrics_addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        if let Ok(r) = Http::new(metrics_addr).request(
+            "GET",
+            "/metrics",
+            &[("Accept", "text/plain;version=0.0.4")],
+            &[],
+        ) && r.status == 200
+        {
+            assert_eq!(
+                r.header("Content-Type"),
+                Some("text/plain; version=0.0.4; charset=utf-8")
+            );
+            break r.text();
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "wharf admission exited ({st}):\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "no metrics listener");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (om_ct, om) = scrape(metrics_addr, "application/openmetrics-text");
+    let _ = child.kill();
+    let _ = child.wait();
+    let (ok, out) = promtool_check(&text);
+    assert!(
+        ok && out.trim().is_empty(),
+        "promtool check metrics:\n{out}\n--- metrics ---\n{text}"
+    );
+    // (The webhook's own families appear once a review has been answered: empty families are
+    // not encoded.)
+    for needle in [
+        "# TYPE wharf_build_info gauge",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_start_time_seconds gauge",
+    ] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+    assert_eq!(
+        om_ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(
+        om.ends_with("# EOF\n") && om.contains("# TYPE wharf_build info"),
+        "{om}"
+    );
+}
