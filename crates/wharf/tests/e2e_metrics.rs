@@ -155,7 +155,7 @@ fn metrics_are_promtool_clean_and_every_request_is_in_the_access_log() {
     promtool();
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut srv = AuthWharf::new(&format!(
-        "[auth]\nanonymous_pull = [\"public/*\"]\n\
+        "[auth]\nanonymous_pull = [\"public/*\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\
          [metrics]\nlisten = \"{metrics_addr}\"\n\
          [log]\nformat = \"json\"\n"
     ));
@@ -243,6 +243,16 @@ fn metrics_are_promtool_clean_and_every_request_is_in_the_access_log() {
     generated.sort();
     generated.dedup();
     assert_eq!(generated.len(), 3, "ids are unique: {generated:?}");
+    // Through a trusted proxy (loopback is one here), the client X-Forwarded-For names.
+    http.must(
+        "GET",
+        "/v2/",
+        &[
+            ("X-Forwarded-For", "198.51.100.4, 203.0.113.9"),
+            ("X-Request-ID", "e2e-proxied"),
+        ],
+        &[],
+    );
     // Every answer carries an id, the 404 of an unknown route too.
     let r = http.must("GET", "/nowhere", &[], &[]);
     assert!(r.header("X-Request-ID").is_some(), "{}", r.dump());
@@ -285,6 +295,8 @@ fn metrics_are_promtool_clean_and_every_request_is_in_the_access_log() {
     assert_eq!(bearer_line["user"], "alice", "{bearer_line}");
     assert_eq!(bearer_line["method"], "HEAD", "{bearer_line}");
     assert_eq!(bearer_line["bytes"], 0, "HEAD sends no body: {bearer_line}");
+    let proxied = access_line(&srv, "e2e-proxied");
+    assert_eq!(proxied["client"], "203.0.113.9", "{proxied}");
     let denied = access_line(&srv, "e2e-denied");
     assert_eq!(denied["status"], 401, "{denied}");
     assert_eq!(denied["user"], "-", "{denied}");
