@@ -204,11 +204,6 @@ impl Registry {
         self.inner.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed)
-    }
-
     /// Whether `caller` may take `action` on `repo`.
     pub(crate) fn can(
         &self,
@@ -321,10 +316,13 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
         p if p.starts_with("/api/") => "api",
         _ => "other",
     };
+    // Lines logged while the request is handled name it: `request{id=...}`.
+    let span = tracing::info_span!(target: "wharf::access", "request", id = %request_id);
+    let handled = tracing::Instrument::instrument(next.run(req), span);
     let (mut resp, notes) = if pending.is_some() {
-        access_log::with_notes(next.run(req)).await
+        access_log::with_notes(handled).await
     } else {
-        (next.run(req).await, Default::default())
+        (handled.await, Default::default())
     };
     let route = resp
         .extensions()

@@ -269,6 +269,15 @@ fn metrics_are_promtool_clean_and_every_request_is_in_the_access_log() {
     assert_eq!(push["user"], "alice", "{push}");
     assert_eq!(push["client"], "127.0.0.1", "{push}");
 
+    // The push's own lines carry its id.
+    let pushed = srv
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "manifest pushed")
+        .unwrap_or_else(|| panic!("no `manifest pushed` line:\n{}", srv.log()));
+    assert_eq!(pushed["span"]["id"], "e2e-push", "{pushed}");
+
     let pull = access_line(&srv, "e2e-pull-1");
     assert_eq!(pull["method"], "GET", "{pull}");
     assert_eq!(pull["path"], "/v2/public/app/manifests/v1", "{pull}");
