@@ -309,6 +309,7 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
         start,
     });
     let method = req.method().clone();
+    let version = req.version();
     let path_label = match req.uri().path() {
         "/healthz" => "healthz",
         "/readyz" => "readyz",
@@ -349,6 +350,12 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    // Draining (shutdown has begun): HTTP/1 clients are told to reconnect, which takes them to
+    // another replica, instead of keeping this connection until the listener closes. (HTTP/2
+    // connections get a GOAWAY when it does.)
+    if version <= axum::http::Version::HTTP_11 && !reg.inner.ready.load(Ordering::Relaxed) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     // Sane ids are visible ASCII, valid in a header.
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(access_log::REQUEST_ID_HEADER, v);

@@ -497,6 +497,25 @@ fn readyz(addr: SocketAddr) -> Option<u16> {
     line.split(' ').nth(1)?.parse().ok()
 }
 
+/// A keep-alive HTTP/1.1 GET /v2/ (no `Connection: close`): the response head, lowercased.
+fn keepalive_head(addr: SocketAddr) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(c);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim_end().is_empty() {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    head
+}
+
 #[test]
 fn sigterm_answers_503_on_readyz_while_a_slow_download_finishes() {
     const DELAY: u64 = 3;
@@ -511,6 +530,7 @@ fn sigterm_answers_503_on_readyz_while_a_slow_download_finishes() {
     let digest = push_blob(&http, &[], "drain/app", &data);
     drop(data);
     assert_eq!(readyz(srv.addr), Some(200));
+    assert!(!keepalive_head(srv.addr).contains("connection: close"));
 
     // A client that downloads the blob at about 6 MiB/s: some 8 s, longer than the delay.
     let received = AtomicU64::new(0);
@@ -558,6 +578,7 @@ fn sigterm_answers_503_on_readyz_while_a_slow_download_finishes() {
         // the whole delay; then the port closes while the download still runs.
         let mut seen = Vec::new();
         let mut closed_at = None;
+        let mut drain_head = None;
         while signalled.elapsed() < Duration::from_secs(20) {
             let st = readyz(addr);
             let t = signalled.elapsed();
@@ -566,8 +587,15 @@ fn sigterm_answers_503_on_readyz_while_a_slow_download_finishes() {
                 break;
             }
             seen.push((t, st));
+            if st == Some(503) && drain_head.is_none() {
+                // A keep-alive client is told to reconnect during the drain.
+                drain_head = Some(keepalive_head(addr));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let drain_head = drain_head.unwrap_or_default();
+        assert!(drain_head.starts_with("http/1.1 200"), "{drain_head}");
+        assert!(drain_head.contains("connection: close"), "{drain_head}");
         let first_503 = seen.iter().find(|(_, s)| *s == Some(503)).map(|(t, _)| *t);
         let first_503 = first_503.unwrap_or_else(|| panic!("no 503 from /readyz: {seen:?}"));
         assert!(first_503 < Duration::from_secs(1), "{seen:?}");
