@@ -46,7 +46,8 @@ PACKAGES=(
   # Wharf's own image (scripts/build-image.sh, crates/wharf/tests/e2e_image.rs): umoci, skopeo,
   # podman, binutils' objcopy and python3 (all above) build, push and pull it; the CA roots it
   # ships come from ca-certificates. promtool (package prometheus) checks and unit-tests the
-  # alert rules of deploy/registry (crates/wharf/tests/deploy_registry.rs).
+  # alert rules of deploy/registry (crates/wharf/tests/deploy_registry.rs) and lints the
+  # /metrics exposition (crates/wharf/tests/e2e_metrics.rs).
   ca-certificates prometheus
 )
 # npm for the npm fixtures, unless a Node.js with npm is already on PATH.
@@ -77,7 +78,7 @@ else
 fi
 
 # Fail here, with a clear message, rather than in the middle of the tests.
-for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill debootstrap rpmbuild; do
+for tool in skopeo podman containerd ctr docker-registry umoci busybox wrk curl openssl newuidmap kill debootstrap rpmbuild promtool; do
   command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is still missing" >&2; exit 1; }
 done
 # schemathesis, pinned, in its own venv (nothing system-wide; the test finds it at this path).

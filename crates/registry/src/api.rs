@@ -94,6 +94,9 @@ pub(crate) async fn dispatch(State(reg): State<Registry>, req: Request) -> Respo
         }
     }
     let label = route.label();
+    if let Some(name) = route.name() {
+        crate::access_log::note_repo(name);
+    }
     let caller = match reg.access() {
         None => Caller::open(),
         Some(ac) => {

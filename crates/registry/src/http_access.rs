@@ -98,7 +98,8 @@ pub fn credential(headers: &HeaderMap) -> Credential {
 }
 
 /// Decides a request with `ac`: the caller, or the answer to send (a 401 challenge names the
-/// token endpoint, derived from the request's Host when no realm is configured).
+/// token endpoint, derived from the request's Host when no realm is configured). The caller is
+/// named in the request's access log line.
 pub async fn authorize(
     ac: &AccessControl,
     headers: &HeaderMap,
@@ -106,9 +107,12 @@ pub async fn authorize(
     cert_user: Option<&str>,
     need: &Need,
 ) -> Result<Caller, ApiError> {
-    ac.authorize(&credential(headers), source, cert_user, need)
+    let caller = ac
+        .authorize(&credential(headers), source, cert_user, need)
         .await
-        .map_err(|e| refusal(e, headers))
+        .map_err(|e| refusal(e, headers))?;
+    crate::access_log::note_user(caller.principal.display());
+    Ok(caller)
 }
 
 /// The HTTP answer to a refusal of access control; `headers` are the request's (for the realm).

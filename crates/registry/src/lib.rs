@@ -5,6 +5,7 @@
 //! interfaces, and map every failure to the spec's error codes. No storage detail leaks here and
 //! no HTTP detail leaks into storage.
 
+pub mod access_log;
 mod api;
 mod conn_guard;
 pub mod error;
@@ -53,6 +54,8 @@ struct Inner {
     gates: Vec<Arc<dyn Capability>>,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
+    /// Write the access log (one info line per request, target `wharf::access`).
+    access_log: bool,
 }
 
 /// An optional capability (the pull-through cache now; scanning and admission next) plugged
@@ -94,6 +97,8 @@ pub struct RegistryBuilder {
     service: Arc<Service>,
     source: Option<Arc<dyn ContentSource>>,
     capabilities: Vec<Arc<dyn Capability>>,
+    access_log: bool,
+    build_info: (String, String),
 }
 
 impl RegistryBuilder {
@@ -110,15 +115,30 @@ impl RegistryBuilder {
         self
     }
 
-    /// Builds the registry, with every part's metrics on `/metrics`.
+    /// Writes the access log or not (on by default).
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
+    /// The version and source revision `wharf_build_info` names (by default this crate's
+    /// version and `unknown`).
+    pub fn build_info(mut self, version: &str, revision: &str) -> Self {
+        self.build_info = (version.to_owned(), revision.to_owned());
+        self
+    }
+
+    /// Builds the registry, with every part's metrics on `/metrics`, and the process's.
     pub fn build(self) -> Registry {
         let metrics = Arc::new(Metrics::new());
         let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
+        metrics::register_build_info(&mut prom, &self.build_info.0, &self.build_info.1);
         self.service.register_metrics(&mut prom);
         for c in &self.capabilities {
             c.register_metrics(&mut prom);
         }
         metrics.attach(prom);
+        metrics.attach(metrics::process_registry());
         Registry {
             inner: Arc::new(Inner {
                 plain: self.service.store_source(),
@@ -133,6 +153,7 @@ impl RegistryBuilder {
                 capabilities: self.capabilities,
                 metrics,
                 ready: AtomicBool::new(true),
+                access_log: self.access_log,
             }),
         }
     }
@@ -150,6 +171,8 @@ impl Registry {
             service,
             source: None,
             capabilities: Vec::new(),
+            access_log: true,
+            build_info: (env!("CARGO_PKG_VERSION").to_owned(), "unknown".to_owned()),
         }
     }
 
@@ -252,31 +275,41 @@ async fn readyz(State(reg): State<Registry>) -> Response {
     }
 }
 
-async fn metrics_text(State(reg): State<Registry>) -> Response {
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics when the `Accept` header asks
+/// for it ([`metrics::negotiate`]).
+async fn metrics_text(State(reg): State<Registry>, headers: axum::http::HeaderMap) -> Response {
     let m = &reg.inner.metrics;
     m.storage_used.set(reg.inner.service.blobs().used_bytes());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
-        .into_response()
+    let format = metrics::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    metrics::text_response(format, m.encode(format))
 }
 
 /// Which route answered, for metrics labels; set by the dispatcher on its responses.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RouteLabel(pub &'static str);
 
-/// Records metrics and logs for every request and adds the API version header.
+/// Records metrics and the access log line of every request, and adds the API version and
+/// `X-Request-ID` headers.
 async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     // Behind a trusted proxy, the client is named by X-Forwarded-For.
     if let Some(ac) = reg.access() {
         http_access::resolve_client(ac, &mut req);
     }
+    let request_id = access_log::request_id(req.headers());
+    req.extensions_mut()
+        .insert(access_log::RequestId(request_id.clone()));
+    let log =
+        reg.inner.access_log && tracing::enabled!(target: "wharf::access", tracing::Level::INFO);
+    let pending = log.then(|| access_log::Pending {
+        id: request_id.clone(),
+        method: req.method().clone(),
+        path: access_log::logged_path(req.uri()),
+        client: http_access::request_origin(req.extensions()).0,
+        start,
+    });
     let method = req.method().clone();
+    let version = req.version();
     let path_label = match req.uri().path() {
         "/healthz" => "healthz",
         "/readyz" => "readyz",
@@ -284,7 +317,14 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
         p if p.starts_with("/api/") => "api",
         _ => "other",
     };
-    let mut resp = next.run(req).await;
+    // Lines logged while the request is handled name it: `request{id=...}`.
+    let span = tracing::info_span!(target: "wharf::access", "request", id = %request_id);
+    let handled = tracing::Instrument::instrument(next.run(req), span);
+    let (mut resp, notes) = if pending.is_some() {
+        access_log::with_notes(handled).await
+    } else {
+        (handled.await, Default::default())
+    };
     let route = resp
         .extensions()
         .get::<RouteLabel>()
@@ -305,10 +345,32 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
             method: method.as_str().to_owned(),
         })
         .observe(elapsed.as_secs_f64());
-    tracing::debug!(%method, route, status, micros = elapsed.as_micros() as u64, "request");
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
-    resp
+    // Draining (shutdown has begun): HTTP/1 clients are told to reconnect, which takes them to
+    // another replica, instead of keeping this connection until the listener closes. (HTTP/2
+    // connections get a GOAWAY when it does.)
+    if version <= axum::http::Version::HTTP_11 && !reg.inner.ready.load(Ordering::Relaxed) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    // Sane ids are visible ASCII, valid in a header.
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(access_log::REQUEST_ID_HEADER, v);
+    }
+    match pending {
+        Some(p) => {
+            let length = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            resp.map(|b| {
+                axum::body::Body::new(access_log::LoggedBody::new(b, p, status, length, notes))
+            })
+        }
+        None => resp,
+    }
 }

@@ -135,6 +135,7 @@ async fn get_token_inner(reg: &Registry, parts: &Parts) -> Result<Response, ApiE
             ac.login(&user, &pass, source(parts)).await?
         }
     };
+    crate::access_log::note_user(principal.display());
     let offline =
         get("offline_token") == Some("true") && principal.kind != auth::PrincipalKind::Anonymous;
     let refresh = offline.then(|| ac.issue_refresh(&principal));
@@ -192,6 +193,7 @@ async fn post_token_inner(
             let user = get("username").ok_or_else(|| bad("username is required"))?;
             let pass = get("password").ok_or_else(|| bad("password is required"))?;
             let principal = ac.login(user, pass, source(parts)).await?;
+            crate::access_log::note_user(principal.display());
             let refresh =
                 (get("access_type") == Some("offline")).then(|| ac.issue_refresh(&principal));
             token_json(ac, &principal, &scopes, refresh)
@@ -199,6 +201,7 @@ async fn post_token_inner(
         Some("refresh_token") => {
             let rt = get("refresh_token").ok_or_else(|| bad("refresh_token is required"))?;
             let principal = ac.redeem_refresh(rt)?;
+            crate::access_log::note_user(principal.display());
             token_json(ac, &principal, &scopes, Some(rt.to_owned()))
         }
         Some(other) => Err(bad(&format!("unsupported grant_type {other:?}"))),

@@ -86,41 +86,53 @@ async fn healthz_readyz_and_metrics() {
     // Metrics are not on the API's router (they name repositories), only on their own.
     use tower::ServiceExt;
     env.get("/metrics").await.expect(NOT_FOUND);
-    let r = env
-        .reg
-        .metrics_router()
-        .oneshot(
-            axum::http::Request::get("/metrics")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(
-        ct.starts_with("application/openmetrics-text") || ct.starts_with("text/plain"),
-        "{ct}"
-    );
-    let t = String::from_utf8(
-        http_body_util::BodyExt::collect(r.into_body())
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
-    for needle in [
-        "wharf_http_requests_total",
-        "route=\"manifest\"",
-        "status=\"404\"",
-        "wharf_http_request_duration_seconds",
-        "wharf_received_bytes",
-        "wharf_sent_bytes",
-        "wharf_storage_used_bytes",
-    ] {
-        assert!(t.contains(needle), "metrics lack {needle}\n{t}");
+    let scrape = |accept: Option<&'static str>| {
+        let mut req = axum::http::Request::get("/metrics");
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let router = env.reg.metrics_router();
+        async move {
+            let r = router
+                .oneshot(req.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+            let body = http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec();
+            (ct, String::from_utf8(body).unwrap())
+        }
+    };
+    // The Prometheus text format by default and when asked for; OpenMetrics when asked for.
+    for accept in [None, Some("text/plain;version=0.0.4")] {
+        let (ct, t) = scrape(accept).await;
+        assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8", "{accept:?}");
+        for needle in [
+            "# TYPE wharf_http_requests_total counter",
+            "route=\"manifest\"",
+            "status=\"404\"",
+            "# TYPE wharf_http_request_duration_seconds histogram",
+            "wharf_received_bytes_total",
+            "wharf_sent_bytes_total",
+            "wharf_storage_used_bytes",
+            "wharf_build_info{",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(t.contains(needle), "metrics lack {needle}\n{t}");
+        }
+        assert!(!t.contains("# EOF"), "{t}");
     }
+    let (ct, t) = scrape(Some("application/openmetrics-text;version=1.0.0")).await;
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(t.contains("# TYPE wharf_http_requests counter"), "{t}");
+    assert!(t.contains("wharf_http_requests_total{"), "{t}");
     assert!(t.trim_end().ends_with("# EOF"), "{t}");
 }
 

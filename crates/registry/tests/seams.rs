@@ -147,7 +147,7 @@ async fn a_capability_brings_its_routes_and_metrics() {
     assert!(
         env.reg
             .metrics()
-            .encode()
+            .encode(registry::metrics::Format::Prometheus)
             .contains("wharf_echo_requests_total 1"),
         "the capability's metric is on /metrics"
     );

@@ -432,6 +432,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most connections open at once from one source address (IPv6: one /64); 0: no limit.
     pub max_connections_per_address: usize,
+    /// Seconds the server keeps accepting and serving after SIGTERM, with `/readyz` answering
+    /// 503, so load balancers and Kubernetes endpoints stop sending it requests before it stops
+    /// listening; then in-flight requests get `shutdown_grace_seconds`. 0: stop listening at
+    /// once. SIGINT (Ctrl-C) and a second signal skip the delay.
+    pub shutdown_delay_seconds: u64,
 }
 
 impl ServerConfig {
@@ -479,9 +484,39 @@ pub struct LimitsConfig {
 pub struct LogConfig {
     /// `text` or `json`.
     pub format: LogFormat,
-    /// A tracing filter such as `info` or `wharf=debug,info`; `WHARF_LOG` overrides it.
+    /// The level of Wharf's own crates (`info`, `debug`, ...), or a whole tracing filter such as
+    /// `wharf=debug,hyper=info,warn` when it names targets; `WHARF_LOG` overrides it.
     pub level: String,
+    /// The level of the libraries (rustls, hyper, h2, reqwest, redb, ...) when `level` is a
+    /// bare level.
+    pub libraries: String,
+    /// Write the access log: one info line per request, target `wharf::access`.
+    pub access: bool,
 }
+
+impl LogConfig {
+    /// The tracing filter this section asks for (when `WHARF_LOG` is unset).
+    pub fn filter(&self) -> String {
+        let level = self.level.trim();
+        if level.contains('=') || level.contains(',') {
+            return level.to_owned();
+        }
+        let mut f = self.libraries.trim().to_owned();
+        for c in WHARF_CRATES {
+            f.push(',');
+            f.push_str(c);
+            f.push('=');
+            f.push_str(level);
+        }
+        f
+    }
+}
+
+/// The tracing targets of Wharf's own crates (their library names).
+pub const WHARF_CRATES: &[&str] = &[
+    "wharf", "api", "auth", "cache", "client", "oci", "pin", "policy", "registry", "scan",
+    "service", "store", "trust", "versions", "vuln",
+];
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, Default, Deserialize, clap::ValueEnum, PartialEq, Eq)]
@@ -507,6 +542,7 @@ impl Default for ServerConfig {
             write_stall_timeout_seconds: 60,
             max_connections: 4096,
             max_connections_per_address: 256,
+            shutdown_delay_seconds: 5,
         }
     }
 }
@@ -535,6 +571,8 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
+            libraries: "warn".into(),
+            access: true,
         }
     }
 }
@@ -717,6 +755,34 @@ mod tests {
         ca_only.tls.client_ca_file = Some("/ca.pem".into());
         assert!(ca_only.tls_settings().is_err());
         assert!(toml::from_str::<Config>("[tls]\nclient_auth = \"sometimes\"\n").is_err());
+    }
+
+    #[test]
+    fn log_section() {
+        let d = Config::default();
+        assert!(d.log.access);
+        let f = d.log.filter();
+        assert!(f.starts_with("warn,"), "{f}");
+        for c in ["wharf=info", "registry=info", "store=info", "cache=info"] {
+            assert!(f.split(',').any(|d| d == c), "{c} not in {f}");
+        }
+        tracing_subscriber::EnvFilter::try_new(&f).unwrap();
+        let cfg: Config = toml::from_str(
+            "[log]\naccess = false\nlevel = \"debug\"\nlibraries = \"error\"\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert!(!cfg.log.access);
+        let f = cfg.log.filter();
+        assert!(
+            f.starts_with("error,") && f.contains(",service=debug"),
+            "{f}"
+        );
+        let cfg: Config = toml::from_str("[log]\nlevel = \"wharf=debug,info\"\n").unwrap();
+        assert_eq!(cfg.log.filter(), "wharf=debug,info");
+        assert!(toml::from_str::<Config>("[log]\naccess_log = true\n").is_err());
+        assert_eq!(d.server.shutdown_delay_seconds, 5);
+        let cfg: Config = toml::from_str("[server]\nshutdown_delay_seconds = 0\n").unwrap();
+        assert_eq!(cfg.server.shutdown_delay_seconds, 0);
     }
 
     #[test]

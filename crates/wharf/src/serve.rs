@@ -58,7 +58,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.tls_client_ca,
         args.tls_client_auth,
     );
-    init_logging(&cfg);
+    init_logging(&cfg)?;
     return_large_allocations();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -86,9 +86,24 @@ fn return_large_allocations() {
     }
 }
 
-fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+/// Wharf's version, as `wharf_build_info` names it.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git revision the binary was built from (build.rs), or `unknown`.
+pub(crate) const REVISION: &str = env!("WHARF_REVISION");
+
+/// Logs to stderr: Wharf's crates at `[log] level` (info), the libraries at `[log] libraries`
+/// (warn), unless `WHARF_LOG` gives a whole filter.
+fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    let filter = match std::env::var("WHARF_LOG") {
+        Ok(f) if !f.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&f)
+            .with_context(|| format!("WHARF_LOG={f:?} is not a valid log filter"))?,
+        _ => {
+            let f = cfg.log.filter();
+            tracing_subscriber::EnvFilter::try_new(&f)
+                .with_context(|| format!("[log] level: {f:?} is not a valid log filter"))?
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -101,6 +116,7 @@ fn init_logging(cfg: &Config) {
             .fmt_fields(crate::escape::EscapedFields::default())
             .init(),
     }
+    Ok(())
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -147,7 +163,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         svc = svc.signing(Arc::new(policy));
     }
     let svc = Arc::new(svc.build().context("configuring the registry")?);
-    let mut reg = registry::Registry::builder(svc.clone());
+    let mut reg = registry::Registry::builder(svc.clone())
+        .access_log(cfg.log.access)
+        .build_info(VERSION, REVISION);
     // The pull-through cache, when upstreams are configured: a decorator of the registry's
     // source of pulls, plus its management routes, metrics and eviction.
     let mut cache_capability = None;
@@ -277,10 +295,25 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     svc.spawn_retention();
     let shutdown_reg = reg.clone();
+    let delay = Duration::from_secs(cfg.server.shutdown_delay_seconds);
+    let mut signals = Signals::new()?;
     registry::serve(listener, reg.router(), opts, async move {
-        shutdown_signal().await;
+        let first = signals.next().await;
         shutdown_reg.set_ready(false);
-        tracing::info!("shutting down: finishing in-flight requests");
+        // SIGTERM is how an orchestrator stops a server that load balancers still route to:
+        // keep serving (readiness 503) until they have noticed. Ctrl-C is a person at a
+        // terminal, who does not want to wait.
+        if first == Stop::Term && !delay.is_zero() {
+            tracing::info!(
+                delay_seconds = delay.as_secs(),
+                "SIGTERM: /readyz answers 503; still serving until the delay passes ([server] shutdown_delay_seconds; a second signal skips it)"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = signals.next() => tracing::info!("second signal: not waiting any longer"),
+            }
+        }
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
     })
     .await
     .context("serving")?;
@@ -302,11 +335,34 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Which signal asked the server to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM (an orchestrator, systemd, kill).
+    Term,
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+}
+
+/// SIGTERM and SIGINT, installed once so that a second signal is heard too.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Term,
+            _ = self.interrupt.recv() => Stop::Interrupt,
+        }
     }
 }

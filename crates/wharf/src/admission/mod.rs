@@ -402,26 +402,21 @@ async fn serve(
                 .await
                 .with_context(|| format!("binding the metrics listener {at}"))?;
             let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
+            registry::metrics::register_build_info(
+                &mut prom,
+                crate::serve::VERSION,
+                crate::serve::REVISION,
+            );
             webhook.register_metrics(&mut prom);
-            let prom = Arc::new(prom);
+            let registries = Arc::new([prom, registry::metrics::process_registry()]);
             let router = Router::new()
                 .route(
                     "/metrics",
-                    get(move || {
-                        let prom = prom.clone();
+                    get(move |headers: axum::http::HeaderMap| {
+                        let registries = registries.clone();
                         async move {
-                            let mut out = String::new();
-                            match prometheus_client::encoding::text::encode(&mut out, &prom) {
-                                Ok(()) => (
-                                    [(
-                                        header::CONTENT_TYPE,
-                                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                    )],
-                                    out,
-                                )
-                                    .into_response(),
-                                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-                            }
+                            let [prom, process] = &*registries;
+                            registry::metrics::exposition(&headers, &[prom, process])
                         }
                     }),
                 )
