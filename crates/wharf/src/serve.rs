@@ -127,6 +127,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     // Then the rest of the settings that can be wrong, before anything is written.
     let auth_settings = cfg.auth.settings(tls.is_some())?;
+    let tag_rules = cfg.tags.rules()?;
+    let retention_rules = crate::retention::rules(&cfg)?;
+    let signing_policy = cfg.signing.policy()?;
+    let gc_options = cfg.gc.options()?;
+    // And the port: a busy one stops the start before the data directory or a key is made.
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
     let data = &cfg.storage.data_dir;
     // Owner only (0700): password hashes, the audit log, token keys and private images.
     store::private_dir(data)
@@ -156,9 +164,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .locks(locks.clone())
         .access(access.clone())
         .limits(limits)
-        .tag_rules(cfg.tags.rules()?)
-        .retention(crate::retention::rules(&cfg)?);
-    if let Some(policy) = cfg.signing.policy()? {
+        .tag_rules(tag_rules)
+        .retention(retention_rules);
+    if let Some(policy) = signing_policy {
         tracing::info!(keys = policy.keys().len(), "signature policy loaded");
         svc = svc.signing(Arc::new(policy));
     }
@@ -221,7 +229,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let reg = reg.build();
     let _admission_reloader = admission_reloader.map(crate::admission::spawn_policy_reloader);
 
-    let gc_options = cfg.gc.options()?;
     svc.collector().set_defaults(gc_options);
     if cfg.gc.enabled {
         svc.collector().clone().spawn_schedule(
@@ -230,9 +237,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
 
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
     if let Some(w) = auth_settings.realm_warning(addr) {
         tracing::warn!(%addr, "{w}");

@@ -329,3 +329,25 @@ fn lists_print_the_same_records_both_ways_and_say_when_empty() {
         stderr(&out)
     );
 }
+
+#[test]
+fn serve_on_a_busy_port_creates_nothing() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["serve", "--listen", &busy.local_addr().unwrap().to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("WHARF_CONFIG")
+        .env_remove("WHARF_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.starts_with("error: binding 127.0.0.1:"), "{e}");
+    assert!(
+        !data.exists(),
+        "the data directory was created before the bind failed"
+    );
+}

@@ -1862,6 +1862,10 @@ impl AuthWharf {
     pub fn stop(&mut self) {
         let mut c = self.child.take().expect("server not running");
         signal(c.id(), "TERM");
+        // A second signal skips the readiness drain delay ([server] shutdown_delay_seconds):
+        // these stops only free the data dir; e2e_metrics tests the drain itself.
+        std::thread::sleep(Duration::from_millis(50));
+        signal(c.id(), "TERM");
         if wait_timeout(&mut c, Duration::from_secs(30)).is_none() {
             let _ = c.kill();
             let _ = c.wait();
