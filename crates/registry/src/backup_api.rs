@@ -18,6 +18,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
+use api::backup::{BLOBS_HEADER, BYTES_HEADER, MEDIA_TYPE};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -38,11 +39,6 @@ use tokio::sync::mpsc;
 use crate::Registry;
 use crate::error::ApiError;
 use crate::mgmt::admin_or_loopback_actor;
-
-/// Response header: blobs the backup holds (a client's progress total).
-pub const BLOBS_HEADER: &str = "wharf-backup-blobs";
-/// Response header: bytes of those blobs.
-pub const BYTES_HEADER: &str = "wharf-backup-bytes";
 
 /// Chunks queued between the producer and the connection.
 const QUEUE: usize = 4;
@@ -84,10 +80,7 @@ async fn backup(State(reg): State<Registry>, req: Request) -> Result<Response, A
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
     h.insert(BLOBS_HEADER, HeaderValue::from(counts.blobs));
     h.insert(BYTES_HEADER, HeaderValue::from(counts.blob_bytes));
     Ok(resp)
