@@ -52,3 +52,46 @@ impl BackupStart {
         self.created
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::gc::GcOptions;
+
+    /// A collection asked for while a backup runs waits until the backup is dropped; the
+    /// snapshot file goes with it.
+    #[tokio::test]
+    async fn a_collection_waits_for_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(store::RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap());
+        let blobs = Arc::new(store::FsBlobStore::open(dir.path()).unwrap());
+        let d = oci::Digest::sha256(b"x");
+        meta.link_blob("a", &d, 1).await.unwrap();
+        let svc = Arc::new(
+            crate::Service::builder(blobs, meta.clone())
+                .build()
+                .unwrap(),
+        );
+        let b = BackupStart::take(svc.collector(), &*meta).await.unwrap();
+        assert_eq!(b.counts().blobs, 1);
+        let path = b.snapshot().path().to_owned();
+        assert!(path.exists());
+        let s2 = svc.clone();
+        let gc = tokio::spawn(async move { s2.collector().collect(&GcOptions::default()).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !gc.is_finished(),
+            "the collection waits while the backup runs"
+        );
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(10), gc)
+            .await
+            .expect("the collection runs once the backup is over")
+            .unwrap()
+            .unwrap();
+        assert!(!path.exists());
+    }
+}

@@ -93,20 +93,26 @@ fn bar(quiet: bool, total: u64, what: &str) -> indicatif::ProgressBar {
 pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let t0 = Instant::now();
+        let remote = Remote::of(&args.data)?;
+        if remote.is_some() && args.hard_link {
+            bail!("--hard-link works on a data directory only (a server streams its backup)");
+        }
+        let existed = args.to.exists();
         let dir = BackupDir::create(&args.to)
             .with_context(|| format!("writing the backup into {}", args.to.display()))?;
-        let r = match Remote::of(&args.data)? {
+        let r = match remote {
             Some(remote) => remote_backup(&remote, dir, args.quiet).await,
             None => local_backup(&args, dir).await,
         };
         let m = match r {
             Ok(m) => m,
             Err(e) => {
+                // It was new or empty: leave it as it was.
                 clear(&args.to);
-                return Err(e.context(format!(
-                    "the backup failed; {} was emptied",
-                    args.to.display()
-                )));
+                if !existed {
+                    let _ = std::fs::remove_dir(&args.to);
+                }
+                return Err(e.context("the backup failed; nothing was kept"));
             }
         };
         let secs = t0.elapsed().as_secs_f64();
