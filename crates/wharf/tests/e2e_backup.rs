@@ -386,3 +386,125 @@ fn online_backup_under_pushes_and_gc_restores_every_acknowledged_image() {
     );
     assert!(Path::new(&tmp.path().join("again/meta.redb")).exists());
 }
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// With access control, only administrators back up (and the backup is audited); identities
+/// come back with a restore, and the restored server makes its own token key.
+#[test]
+fn backup_through_the_api_is_for_administrators_and_restores_identities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start();
+    let http = s.http();
+    let json = [("Content-Type", "application/json")];
+    http.request(
+        "POST",
+        "/api/v1/users",
+        &json,
+        br#"{"name":"root","password":"root-password-1","admin":true}"#,
+    )
+    .unwrap()
+    .expect(201);
+    let root = basic("root", "root-password-1");
+    let as_root = [
+        ("Content-Type", "application/json"),
+        ("Authorization", root.as_str()),
+    ];
+    http.request(
+        "POST",
+        "/api/v1/users",
+        &as_root,
+        br#"{"name":"dev","password":"dev-password-1"}"#,
+    )
+    .unwrap()
+    .expect(201);
+    let backup = |who: Option<(&str, &str)>, to: &Path| {
+        let mut c = wharf();
+        c.arg("backup")
+            .arg("--quiet")
+            .arg("--server")
+            .arg(format!("http://{}", s.host()))
+            .arg("--to")
+            .arg(to);
+        if let Some((u, p)) = who {
+            c.arg("--as").arg(u).env("WHARF_PASSWORD", p);
+        }
+        run_any(&mut c)
+    };
+    let to = tmp.path().join("bk");
+    let r = backup(None, &to);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("401"), "{err}");
+    assert!(!to.exists(), "a refused backup leaves nothing");
+    let r = backup(Some(("dev", "dev-password-1")), &to);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("403") && err.contains("not an administrator"),
+        "{err}"
+    );
+    let r = backup(Some(("root", "root-password-1")), &to);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let audit = http
+        .request("GET", "/api/v1/audit?action=backup", &as_root, &[])
+        .unwrap()
+        .expect(200)
+        .json();
+    assert_eq!(audit[0]["actor"], "root", "{audit}");
+    assert!(
+        audit[0]["detail"].as_str().unwrap().contains("manifests"),
+        "{audit}"
+    );
+    drop(s);
+
+    let data = tmp.path().join("restored");
+    run(wharf()
+        .arg("restore")
+        .arg("--quiet")
+        .arg("--from")
+        .arg(&to)
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(!data.join("auth").exists(), "no token key in a backup");
+    // Access control is on in the restored data: /v2/ answers 401, so no `Server` here.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let child = wharf()
+        .arg("serve")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    let http2 = Http::new(addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http2.get("/v2/").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the restored server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let users = http2
+        .request("GET", "/api/v1/users", &as_root, &[])
+        .unwrap()
+        .expect(200)
+        .json();
+    assert_eq!(users.as_array().map(Vec::len), Some(2), "{users}");
+    assert!(data.join("auth/token-signing-key.pem").exists());
+}
