@@ -238,3 +238,50 @@ impl SnapshotReader {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MetaStore;
+
+    /// A table the copy does not know fails the backup rather than being left out; upload
+    /// sessions are left out on purpose.
+    #[tokio::test]
+    async fn an_unknown_table_fails_the_backup_and_uploads_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        s.upload_create(crate::UploadRecord {
+            id: "u1".into(),
+            repo: "a".into(),
+            started: 0,
+            owner: None,
+        })
+        .await
+        .unwrap();
+        let snap = s.backup_snapshot().await.unwrap();
+        let copy = redb::ReadOnlyDatabase::open(snap.path()).unwrap();
+        assert!(
+            copy.begin_read()
+                .unwrap()
+                .open_table(UPLOADS)
+                .unwrap()
+                .is_empty()
+                .unwrap()
+        );
+        drop(copy);
+        drop(snap);
+
+        const EXTRA: TableDefinition<&str, u64> = TableDefinition::new("something_new");
+        let txn = s.db.begin_write().unwrap();
+        txn.open_table(EXTRA).unwrap().insert("k", 1).unwrap();
+        txn.commit().unwrap();
+        let e = s.backup_snapshot().await.unwrap_err();
+        assert!(e.to_string().contains("something_new"), "{e}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(SNAPSHOT_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "a failed snapshot leaves no file");
+    }
+}
