@@ -30,7 +30,7 @@ use crate::versions::human_size;
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
     /// Directory to write the backup into (must not exist, or be empty).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
     /// On a data directory: hard-link blobs into the backup when it is on the same filesystem
     /// (blob files are immutable; each link is still verified). Protects against mistakes, not
@@ -51,10 +51,10 @@ pub struct BackupArgs {
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
     /// The backup directory (written by `wharf backup`).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub from: PathBuf,
     /// The new data directory: must not exist, or be empty.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
     /// No progress bar.
     #[arg(long, short)]
