@@ -65,7 +65,10 @@ async fn backup(State(reg): State<Registry>, req: Request) -> Result<Response, A
                 seconds = t0.elapsed().as_secs_f64(),
                 "backup streamed"
             ),
-            Err(e) => {
+            // The damaged blob's entry is complete: the client finds the damage itself (and the
+            // manifest never comes), so the body ends cleanly and nothing it holds is lost.
+            Err(Failure::Corrupt(e)) => tracing::error!(error = %e, "backup failed"),
+            Err(Failure::Abort(e)) => {
                 tracing::error!(error = %e, "backup failed");
                 let _ = tx2.send(Err(io::Error::other(e))).await;
             }
@@ -88,6 +91,21 @@ async fn backup(State(reg): State<Registry>, req: Request) -> Result<Response, A
 
 type Tx = mpsc::Sender<io::Result<Bytes>>;
 
+/// Why a backup stream stops early.
+enum Failure {
+    /// The stream must be cut (the body ends with an error).
+    Abort(String),
+    /// A blob in the store does not match its digest; its entry was completed, so the stream
+    /// ends without its manifest.
+    Corrupt(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Abort(e)
+    }
+}
+
 /// Sends `b`; an error means the client went away.
 async fn send(tx: &Tx, b: Bytes) -> Result<(), String> {
     tx.send(Ok(b))
@@ -103,7 +121,7 @@ async fn send_entry_end(tx: &Tx, size: u64) -> Result<(), String> {
     Ok(())
 }
 
-async fn produce(reg: &Registry, start: &BackupStart, tx: &Tx) -> Result<(), String> {
+async fn produce(reg: &Registry, start: &BackupStart, tx: &Tx) -> Result<(), Failure> {
     let counts = start.counts();
     // 1. The metadata snapshot.
     let path = start.snapshot().path().to_owned();
@@ -167,9 +185,14 @@ async fn produce(reg: &Registry, start: &BackupStart, tx: &Tx) -> Result<(), Str
             }
             let actual = h.finish();
             if got != size || actual != d {
-                return Err(format!(
+                let msg = format!(
                     "blob {d} in the store is corrupt: {got} bytes hashing to {actual}, expected {size} bytes"
-                ));
+                );
+                if got == size {
+                    send_entry_end(tx, size).await?;
+                    return Err(Failure::Corrupt(msg));
+                }
+                return Err(Failure::Abort(msg));
             }
             send_entry_end(tx, size).await?;
             n += 1;
@@ -177,10 +200,10 @@ async fn produce(reg: &Registry, start: &BackupStart, tx: &Tx) -> Result<(), Str
         }
     }
     if (n, bytes) != (counts.blobs, counts.blob_bytes) {
-        return Err(format!(
+        return Err(Failure::Abort(format!(
             "the snapshot listed {n} blobs ({bytes} bytes) but counted {} ({} bytes)",
             counts.blobs, counts.blob_bytes
-        ));
+        )));
     }
 
     // 3. The manifest, last.
@@ -200,5 +223,5 @@ async fn produce(reg: &Registry, start: &BackupStart, tx: &Tx) -> Result<(), Str
     .await?;
     send(tx, Bytes::from(body)).await?;
     send_entry_end(tx, len).await?;
-    send(tx, Bytes::from_static(&TAR_END)).await
+    Ok(send(tx, Bytes::from_static(&TAR_END)).await?)
 }

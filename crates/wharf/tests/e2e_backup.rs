@@ -298,6 +298,30 @@ fn online_backup_under_pushes_and_gc_restores_every_acknowledged_image() {
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(std::fs::read_to_string(used.join("keep")).unwrap(), "x");
 
+    // A blob damaged in the live store: the backup fails naming it and keeps nothing.
+    let live = s1.data_dir().join(rel(&before[before.len() - 2].blobs[1]));
+    let mut b = std::fs::read(&live).unwrap();
+    b[7] ^= 0x80;
+    std::fs::write(&live, &b).unwrap();
+    let damaged = tmp.path().join("damaged");
+    let r = run_fail(
+        wharf()
+            .arg("backup")
+            .arg("--quiet")
+            .arg("--server")
+            .arg(format!("http://{}", s1.host()))
+            .arg("--to")
+            .arg(&damaged),
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("corrupt") && err.contains(&before[before.len() - 2].blobs[1]),
+        "{err}"
+    );
+    assert!(!damaged.exists(), "a failed backup keeps nothing");
+    b[7] ^= 0x80;
+    std::fs::write(&live, &b).unwrap();
+
     // A data directory a server holds: refused locally, with the way out.
     let r = run_fail(
         wharf()
