@@ -9,9 +9,10 @@
 //!
 //! The archive holds `meta.redb` (the snapshot), then every blob it names
 //! (`blobs/<alg>/<xx>/<hex>`, each checked against its digest as it is read), then
-//! `wharf-backup.json` (counts and the snapshot's SHA-256). A failure part-way (a blob missing
-//! or not matching its digest) ends the body with an error before the manifest, so the client
-//! cannot mistake the archive for a complete backup. Garbage collection stays paused until the
+//! `wharf-backup.json` (counts and the snapshot's SHA-256). A failure part-way ends the body
+//! before the manifest, so the client cannot mistake the archive for a complete backup: with
+//! an error (a blob missing, storage failing), or cleanly after the entry of a blob that does
+//! not match its digest (so the client, which verifies each entry, names it). Garbage collection stays paused until the
 //! stream ends or the client goes away.
 
 use std::io;
