@@ -20,8 +20,10 @@ use super::tables::*;
 use crate::backup::{SnapshotCounts, SnapshotFile};
 use crate::{Result, StoreError};
 
-/// Rows written per transaction of the copy (bounds the copy's uncommitted state).
+/// Rows written per transaction of the copy, at most (bounds the copy's uncommitted state).
 const COPY_BATCH: usize = 10_000;
+/// Bytes (keys and values) written per transaction of the copy, about (manifests may be MiBs).
+const COPY_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Prefix of the snapshot files written beside the database.
 const SNAPSHOT_PREFIX: &str = ".backup-snapshot-";
@@ -154,11 +156,17 @@ fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
         let mut done = false;
         {
             let mut t = txn.open_table(def)?;
+            let mut bytes = 0usize;
             for _ in 0..COPY_BATCH {
                 match rows.next() {
                     Some(item) => {
                         let (k, v) = item?;
-                        t.insert(k.value(), v.value())?;
+                        let (kv, vv) = (k.value(), v.value());
+                        bytes += K::as_bytes(&kv).as_ref().len() + V::as_bytes(&vv).as_ref().len();
+                        t.insert(&kv, &vv)?;
+                        if bytes >= COPY_BATCH_BYTES {
+                            break;
+                        }
                     }
                     None => {
                         done = true;
@@ -283,5 +291,35 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(SNAPSHOT_PREFIX))
             .collect();
         assert!(leftovers.is_empty(), "a failed snapshot leaves no file");
+    }
+
+    /// Tables larger than one copy transaction arrive whole.
+    #[tokio::test]
+    async fn large_tables_are_copied_in_several_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        let n = COPY_BATCH * 2 + 7;
+        s.write(move |txn| {
+            let mut t = txn.open_table(RECORDS)?;
+            for i in 0..n {
+                t.insert(
+                    key(&["ns", &format!("{i:08}")]).as_str(),
+                    format!("v{i}").as_bytes(),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let snap = s.backup_snapshot().await.unwrap();
+        assert_eq!(snap.counts().records, n as u64);
+        let copy = redb::ReadOnlyDatabase::open(snap.path()).unwrap();
+        let txn = copy.begin_read().unwrap();
+        let t = txn.open_table(RECORDS).unwrap();
+        let last = key(&["ns", &format!("{:08}", n - 1)]);
+        assert_eq!(
+            t.get(last.as_str()).unwrap().unwrap().value(),
+            format!("v{}", n - 1).as_bytes()
+        );
     }
 }
