@@ -466,6 +466,17 @@ pub mod signing {
     }
 }
 
+/// Online backups (`POST /api/v1/backup`): the answer is a tar archive (its layout and
+/// manifest are `store::backup`'s), described by these headers.
+pub mod backup {
+    /// The answer's media type.
+    pub const MEDIA_TYPE: &str = "application/x-tar";
+    /// Response header: the blobs the backup holds (a client's progress total).
+    pub const BLOBS_HEADER: &str = "wharf-backup-blobs";
+    /// Response header: the bytes of those blobs.
+    pub const BYTES_HEADER: &str = "wharf-backup-bytes";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

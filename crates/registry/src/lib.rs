@@ -7,6 +7,7 @@
 
 pub mod access_log;
 mod api;
+mod backup_api;
 mod conn_guard;
 pub mod error;
 mod gc_api;
@@ -245,6 +246,7 @@ impl Registry {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/token", get(token::get_token).post(token::post_token))
+            .merge(backup_api::routes())
             .merge(mgmt::routes())
             .merge(retention_api::routes())
             .merge(gc_api::routes());

@@ -303,6 +303,11 @@ impl Touches {
     }
 }
 
+/// Collections wait while this lives (see [`Collector::pause`]).
+pub struct GcPause {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// Runs collections and computes storage use over a blob store and a metadata store.
 pub struct Collector {
     blobs: Arc<dyn BlobStore>,
@@ -311,8 +316,9 @@ pub struct Collector {
     /// The store's per-digest locks, shared with everything else that commits or links blobs.
     locks: Arc<DigestLocks>,
     touches: Touches,
-    /// One collection at a time (the generation bookkeeping in the store assumes it).
-    running: tokio::sync::Mutex<()>,
+    /// One collection at a time (the generation bookkeeping in the store assumes it); a
+    /// backup holds it too ([`Collector::pause`]).
+    running: Arc<tokio::sync::Mutex<()>>,
     /// Serializes storage scans requested through the API.
     usage_scan: tokio::sync::Mutex<()>,
     usage: Mutex<Option<(Instant, Arc<StorageUsage>)>>,
@@ -340,10 +346,20 @@ impl Collector {
             metrics: GcMetrics::new(),
             locks,
             touches: Touches::new(),
-            running: tokio::sync::Mutex::new(()),
+            running: Arc::new(tokio::sync::Mutex::new(())),
             usage_scan: tokio::sync::Mutex::new(()),
             usage: Mutex::new(None),
             defaults: Mutex::new(GcOptions::default()),
+        }
+    }
+
+    /// Holds off collections for as long as the returned guard lives, once a running one has
+    /// finished: a backup holds it from before its metadata snapshot until its last blob is
+    /// copied, so no blob the snapshot names is deleted meanwhile (collections are the only
+    /// deleters of blob files). Collections asked for meanwhile (the schedule's too) wait.
+    pub async fn pause(&self) -> GcPause {
+        GcPause {
+            _held: self.running.clone().lock_owned().await,
         }
     }
 

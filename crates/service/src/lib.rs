@@ -5,6 +5,7 @@
 //! front door: the HTTP API in `registry`, and the CLI on a data directory.
 
 pub mod access;
+pub mod backup;
 pub mod gc;
 pub mod identities;
 pub mod manage;

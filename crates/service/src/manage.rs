@@ -690,6 +690,23 @@ impl<'a> Manage<'a> {
         .await
     }
 
+    /// Starts a backup (administrators): pauses garbage collection and snapshots the metadata;
+    /// the caller copies the blobs the snapshot names and drops the value when done. Audited
+    /// as `backup` with the snapshot's counts.
+    pub async fn backup(&self, actor: &Actor) -> Result<crate::backup::BackupStart, ManageError> {
+        self.run(actor, Privilege::Admin, async {
+            let b =
+                crate::backup::BackupStart::take(self.svc.collector(), &**self.svc.meta()).await?;
+            let c = b.counts();
+            let detail = format!(
+                "repositories: {}, manifests: {}, blobs: {}, bytes: {}",
+                c.repositories, c.manifests, c.blobs, c.blob_bytes
+            );
+            Ok(Done::changed(b, Change::new("backup", detail)))
+        })
+        .await
+    }
+
     /// Storage use (recomputed when `refresh`, else at most a minute old).
     pub async fn storage(
         &self,

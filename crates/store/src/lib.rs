@@ -11,6 +11,7 @@
 //!
 //! Nothing here knows about HTTP: errors are typed and the registry maps them to protocol codes.
 
+pub mod backup;
 pub mod blob;
 mod generation;
 mod locks;

@@ -131,6 +131,16 @@ impl Remote {
             .with_context(|| format!("{method} {path}: unexpected answer from the server"))
     }
 
+    /// A request to `path` with the login applied, for answers that are not JSON (a backup's
+    /// stream).
+    pub(crate) fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.auth {
+            Some((u, p)) => req.basic_auth(u, Some(p)),
+            None => req,
+        }
+    }
+
     /// `GET path`.
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send::<(), T>(Method::GET, path, None).await

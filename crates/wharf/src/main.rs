@@ -4,6 +4,7 @@
 
 mod admin;
 mod admission;
+mod backup;
 mod blob;
 mod cache;
 mod config;
@@ -91,6 +92,10 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Writes an image's SBOM (CycloneDX 1.6 or SPDX 2.3 JSON) to stdout.
     Sbom(scan::SbomArgs),
+    /// Back up the registry while it serves: metadata snapshot plus its blobs, verified.
+    Backup(backup::BackupArgs),
+    /// Write a new data directory from a backup, verifying every checksum.
+    Restore(backup::RestoreArgs),
     /// The vulnerability database: import, update, status.
     #[command(subcommand)]
     Vulndb(scan::VulndbCmd),
@@ -134,6 +139,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Scan(args) => std::process::exit(scan::scan(args)),
         Command::Sbom(args) => std::process::exit(scan::sbom(args)),
         Command::Vulndb(c) => scan::vulndb(c),
+        Command::Backup(a) => backup::backup(a),
+        Command::Restore(a) => backup::restore(a),
     }
 }
 

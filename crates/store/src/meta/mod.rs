@@ -175,6 +175,18 @@ pub trait MetaStore: gc::GcMeta + Send + Sync + 'static {
     /// signature verdict) can be cached under it and is stale once it differs. Cheap (no I/O);
     /// repositories may share a counter, which only costs extra recomputation.
     fn generation(&self, repo: &str) -> u64;
+    /// Backups: writes a consistent copy of the whole metadata (one read snapshot; upload
+    /// sessions left out) to a new file beside the store's own, in the backup format
+    /// ([`crate::backup`]), and returns it; the file is deleted when the returned value is
+    /// dropped. Writes made meanwhile are not in it and are not slowed. Every blob the copy
+    /// names (its `blobs` table, which lists every linked blob) must then be copied by the
+    /// caller while nothing deletes blob files (the service pauses garbage collection).
+    /// A backend that cannot take backups refuses.
+    async fn backup_snapshot(&self) -> Result<crate::backup::SnapshotFile> {
+        Err(crate::StoreError::Db(
+            "this metadata store cannot take backups".into(),
+        ))
+    }
     /// Size of `digest` if it is linked in `repo`.
     async fn blob_linked(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Links an already stored blob into `repo` (cross-repository mount).

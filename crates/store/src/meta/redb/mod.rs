@@ -15,6 +15,7 @@ use crate::meta::{
     UploadRecord,
 };
 
+pub(crate) mod backup;
 mod gc;
 mod manifests;
 mod records;
@@ -27,6 +28,10 @@ pub use store::RedbMetaStore;
 
 #[async_trait]
 impl MetaStore for RedbMetaStore {
+    async fn backup_snapshot(&self) -> Result<crate::backup::SnapshotFile> {
+        backup::snapshot(self).await
+    }
+
     fn generation(&self, repo: &str) -> u64 {
         self.generations.get(repo)
     }

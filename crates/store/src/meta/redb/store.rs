@@ -28,6 +28,8 @@ const MAX_BATCH: usize = 256;
 /// a refused operation leaves nothing in the shared transaction.
 pub struct RedbMetaStore {
     pub(super) db: Arc<Database>,
+    /// The database file (backups write their snapshot beside it).
+    pub(super) path: std::path::PathBuf,
     /// Per-repository write generations, bumped by the writer thread after each commit.
     pub(super) generations: Arc<crate::Generations>,
     writer: Option<tokio::sync::mpsc::Sender<Job>>,
@@ -82,6 +84,7 @@ impl RedbMetaStore {
             .spawn(move || writer_loop(wdb, wgen, rx))?;
         Ok(RedbMetaStore {
             db,
+            path: path.to_owned(),
             generations,
             writer: Some(tx),
             writer_thread: Some(thread),
