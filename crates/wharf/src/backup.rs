@@ -40,8 +40,10 @@ pub struct BackupArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print the backup's manifest as JSON instead of the summary.
-    #[arg(long)]
+    #[command(flatten)]
+    pub output: crate::output::OutputArg,
+    /// Print the backup's manifest as JSON (the same as `--output json`).
+    #[arg(long, hide = true)]
     pub json: bool,
     #[command(flatten)]
     pub data: DataDir,
@@ -59,8 +61,10 @@ pub struct RestoreArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print the report as JSON instead of the summary.
-    #[arg(long)]
+    #[command(flatten)]
+    pub output: crate::output::OutputArg,
+    /// Print the report as JSON (the same as `--output json`).
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -116,7 +120,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
             }
         };
         let secs = t0.elapsed().as_secs_f64();
-        if args.json {
+        if args.json || args.output.output == crate::output::Output::Json {
             println!("{}", serde_json::to_string_pretty(&m)?);
             return Ok(());
         }
@@ -303,7 +307,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         })?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    if args.json {
+    if args.json || args.output.output == crate::output::Output::Json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
