@@ -293,22 +293,10 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                 server,
             } => {
                 let remote = remote(&server)?;
-                let show = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
                 let mut failed = 0;
                 // One image per request, so each shows its own progress and result as it ends.
                 for image in images {
-                    let spinner = show.then(|| {
-                        let b = indicatif::ProgressBar::new_spinner();
-                        b.set_style(
-                            indicatif::ProgressStyle::with_template(
-                                "{spinner} warming {msg} ({elapsed})",
-                            )
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                        );
-                        b.set_message(image.clone());
-                        b.enable_steady_tick(std::time::Duration::from_millis(120));
-                        b
-                    });
+                    let spinner = crate::output::spinner(format!("warming {image}"), quiet);
                     let body = api::cache::WarmRequest {
                         images: vec![image.clone()],
                         platform: platform.clone(),

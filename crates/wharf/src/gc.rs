@@ -23,6 +23,9 @@ pub struct GcArgs {
     pub upload_expiry: u64,
     #[command(flatten)]
     pub output: crate::output::OutputArg,
+    /// No progress spinner (it shows only on a terminal anyway).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Print the report as JSON (the same as `--output json`).
     #[arg(long, hide = true)]
     pub json: bool,
@@ -46,13 +49,26 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
             if args.data.server.is_none() && !data.join("meta.redb").exists() {
                 bail!("{} holds no Wharf data (no meta.redb)", data.display());
             }
-            let report = Door::open(&args.data)?
+            let door = Door::open(&args.data)?;
+            let spinner = crate::output::spinner(
+                if args.dry_run {
+                    "collecting garbage (dry run)"
+                } else {
+                    "collecting garbage"
+                },
+                args.quiet,
+            );
+            let report = door
                 .gc(&GcRequest {
                     dry_run: args.dry_run,
                     grace_seconds: Some(args.grace),
                     upload_expiry_seconds: Some(args.upload_expiry),
                 })
-                .await?;
+                .await;
+            if let Some(b) = spinner {
+                b.finish_and_clear();
+            }
+            let report = report?;
             let output = if args.json {
                 crate::output::Output::Json
             } else {

@@ -33,6 +33,9 @@ pub struct RetentionArgs {
     /// Output format: table (text is the same) or json.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// No progress spinner (it shows only on a terminal anyway).
+    #[arg(long, short = 'q')]
+    quiet: bool,
     /// Server configuration file with the `[[retention]]` policies and immutable-tag rules
     /// (data-directory mode).
     #[arg(long, env = "WHARF_CONFIG")]
@@ -164,7 +167,12 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
         };
         let req = RetentionRequest { repo: a.repo };
         if apply {
-            let applied = door.retention_apply(&req).await?;
+            let spinner = crate::output::spinner("applying retention policies", a.quiet);
+            let applied = door.retention_apply(&req).await;
+            if let Some(b) = spinner {
+                b.finish_and_clear();
+            }
+            let applied = applied?;
             match a.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&applied)?),
                 Output::Table => print_applied(&applied),
