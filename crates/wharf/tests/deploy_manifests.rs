@@ -6,11 +6,18 @@
 //! weakened securityContext fails here). Missing tools fail the tests: they never skip.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
+use support::kube::{kubernetes_validate, output, text, tool};
+
+mod support;
+
+/// `kubectl` on PATH, or a failure (never a skip).
+fn kubectl() -> Command {
+    tool("kubectl")
+}
 
 /// The Kubernetes version the objects are validated against.
 const KUBERNETES_VERSION: &str = "1.31.0";
@@ -30,67 +37,6 @@ fn base_dir() -> PathBuf {
 
 fn wharf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wharf"))
-}
-
-/// `kubectl` on PATH, or a failure (never a skip).
-fn kubectl() -> Command {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file());
-    let Some(kubectl) = found else {
-        panic!(
-            "kubectl is not on PATH: it comes with the machine image (scripts/install-test-deps.sh checks it)"
-        );
-    };
-    Command::new(kubectl)
-}
-
-/// The kubernetes-validate executable in the venv scripts/install-test-deps.sh makes.
-fn kubernetes_validate() -> PathBuf {
-    let venv = std::env::var_os("WHARF_KUBE_VALIDATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
-                })
-                .join("wharf-test-deps/kubernetes-validate")
-        });
-    let exe = venv.join("bin/kubernetes-validate");
-    assert!(
-        exe.is_file(),
-        "{} missing: run scripts/install-test-deps.sh",
-        exe.display()
-    );
-    exe
-}
-
-fn output(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `kubectl kustomize DIR`: the rendered YAML stream.

@@ -17,12 +17,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::kube::{kubernetes_validate, output, text, tool};
 use support::{AUTH_BCRYPT, AUTH_PASSWORD, AUTH_USER, Http, free_port, signal, wait_timeout};
 
 const KUBERNETES_VERSION: &str = "1.31.0";
@@ -56,62 +56,6 @@ fn wharf() -> Command {
         .env_remove("WHARF_METRICS_LISTEN")
         .env("RUST_BACKTRACE", "0");
     c
-}
-
-fn tool(name: &str) -> Command {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not on PATH: run scripts/install-test-deps.sh"));
-    Command::new(found)
-}
-
-/// The kubernetes-validate executable in the venv scripts/install-test-deps.sh makes.
-fn kubernetes_validate() -> PathBuf {
-    let venv = std::env::var_os("WHARF_KUBE_VALIDATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
-                })
-                .join("wharf-test-deps/kubernetes-validate")
-        });
-    let exe = venv.join("bin/kubernetes-validate");
-    assert!(
-        exe.is_file(),
-        "{} missing: run scripts/install-test-deps.sh",
-        exe.display()
-    );
-    exe
-}
-
-fn output(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `kubectl kustomize deploy/DIR`: the rendered YAML stream and its documents as JSON.

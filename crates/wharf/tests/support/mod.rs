@@ -10,6 +10,8 @@
 //! - `WHARF_E2E_KEEP=1` keeps a failed test's server data dir and log for inspection.
 #![allow(dead_code)]
 
+pub mod kube;
+
 pub mod fault;
 
 use std::collections::HashSet;

@@ -1,0 +1,67 @@
+//! Tools of the Kubernetes manifest tests (deploy_manifests, deploy_registry): programs found
+//! on PATH (a missing one fails the test: never a skip), the kubernetes-validate venv that
+//! scripts/install-test-deps.sh makes, and running a command with optional input.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// `name` from PATH, or a failure naming the install script.
+pub fn tool(name: &str) -> Command {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH: run scripts/install-test-deps.sh"));
+    Command::new(found)
+}
+
+/// The kubernetes-validate executable in the venv scripts/install-test-deps.sh makes
+/// (`$WHARF_KUBE_VALIDATE_VENV`, default `~/.cache/wharf-test-deps/kubernetes-validate`).
+pub fn kubernetes_validate() -> PathBuf {
+    let venv = std::env::var_os("WHARF_KUBE_VALIDATE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
+                })
+                .join("wharf-test-deps/kubernetes-validate")
+        });
+    let exe = venv.join("bin/kubernetes-validate");
+    assert!(
+        exe.is_file(),
+        "{} missing: run scripts/install-test-deps.sh",
+        exe.display()
+    );
+    exe
+}
+
+/// Runs `cmd` with `stdin` (or none) and collects its output.
+pub fn output(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Status, stdout and stderr, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
