@@ -107,8 +107,19 @@ def read_until(needle, limit=20):
         if not chunk:
             break
         out += chunk
+import termios
+def echo_off(limit=5):
+    # Type only once the program has turned echo off (as a person types after the prompt):
+    # the prompt is written before echo goes off. Never turning it off is the bug under test:
+    # then type anyway, and the echo shows.
+    end = time.time() + limit
+    while time.time() < end:
+        if not termios.tcgetattr(fd)[3] & termios.ECHO:
+            return
+        time.sleep(0.01)
 for l in lines:
     read_until(b": ")
+    echo_off()
     os.write(fd, l.encode() + b"\r")
     time.sleep(0.2)
 read_until(b"\n\n", 3)
