@@ -37,6 +37,7 @@ wait_up "$P1"
 seed "http://127.0.0.1:$P1"
 
 # Server with access control.
+mkdir -p "$WORK/auth"  # the CLI refuses a missing --data-dir (older binaries create it)
 echo 'bench-password' | "$BIN" user add bench --data-dir "$WORK/auth" > /dev/null
 "$BIN" rule add user:bench --repo 'bench/*' --actions pull,push --data-dir "$WORK/auth" > /dev/null
 printf '[auth]\nanonymous_pull = ["bench/*"]\n' > "$WORK/auth.toml"

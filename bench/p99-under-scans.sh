@@ -58,6 +58,7 @@ for bin in "$@"; do
   i=$((i + 1))
   BINNAME="$i:$(basename "$bin")"
   dir="$WORK/data$i"
+  mkdir -p "$dir"  # the CLI refuses a missing --data-dir (older binaries create it)
   echo 'bench-password' | "$bin" user add bench --admin --data-dir "$dir" > /dev/null
   p=$(port)
   "$bin" serve --listen "127.0.0.1:$p" --data-dir "$dir" > "$WORK/server$i.log" 2>&1 &
