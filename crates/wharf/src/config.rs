@@ -512,10 +512,11 @@ impl LogConfig {
     }
 }
 
-/// The tracing targets of Wharf's own crates (their library names).
+/// The tracing targets of Wharf's own crates (their library names), and `audit`, the target
+/// of the audit events (logins, identity changes), which must never be filtered as a library.
 pub const WHARF_CRATES: &[&str] = &[
     "wharf", "api", "auth", "cache", "client", "oci", "pin", "policy", "registry", "scan",
-    "service", "store", "trust", "versions", "vuln",
+    "service", "store", "trust", "versions", "vuln", "audit",
 ];
 
 /// Log output format.
@@ -763,7 +764,13 @@ mod tests {
         assert!(d.log.access);
         let f = d.log.filter();
         assert!(f.starts_with("warn,"), "{f}");
-        for c in ["wharf=info", "registry=info", "store=info", "cache=info"] {
+        for c in [
+            "wharf=info",
+            "registry=info",
+            "store=info",
+            "cache=info",
+            "audit=info",
+        ] {
             assert!(f.split(',').any(|d| d == c), "{c} not in {f}");
         }
         tracing_subscriber::EnvFilter::try_new(&f).unwrap();
