@@ -132,8 +132,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let signing_policy = cfg.signing.policy()?;
     let gc_options = cfg.gc.options()?;
     // And the port: a busy one stops the start before the data directory or a key is made.
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
+    // Bound, not yet listening: until everything below has loaded (identities, the htpasswd
+    // file), a connection is refused, never queued to a registry that may not start.
+    let socket = if cfg.server.listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("creating the listening socket")?;
+    socket
+        .set_reuseaddr(true)
+        .context("creating the listening socket")?;
+    socket
+        .bind(cfg.server.listen)
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let data = &cfg.storage.data_dir;
     // Owner only (0700): password hashes, the audit log, token keys and private images.
@@ -237,6 +248,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
 
+    let listener = socket
+        .listen(1024)
+        .with_context(|| format!("listening on {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
     if let Some(w) = auth_settings.realm_warning(addr) {
         tracing::warn!(%addr, "{w}");
