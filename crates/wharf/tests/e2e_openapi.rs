@@ -49,16 +49,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 /// Where `scripts/install-test-deps.sh` puts schemathesis.
 fn venv_schemathesis() -> PathBuf {
-    let venv = std::env::var_os("WHARF_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("wharf-test-deps/schemathesis")
-        });
+    let venv = support::test_venv("WHARF_TEST_VENV", "schemathesis");
     venv.join("bin/schemathesis")
 }
 

@@ -19,16 +19,7 @@ pub fn tool(name: &str) -> Command {
 /// The kubernetes-validate executable in the venv scripts/install-test-deps.sh makes
 /// (`$WHARF_KUBE_VALIDATE_VENV`, default `~/.cache/wharf-test-deps/kubernetes-validate`).
 pub fn kubernetes_validate() -> PathBuf {
-    let venv = std::env::var_os("WHARF_KUBE_VALIDATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
-                })
-                .join("wharf-test-deps/kubernetes-validate")
-        });
+    let venv = super::test_venv("WHARF_KUBE_VALIDATE_VENV", "kubernetes-validate");
     let exe = venv.join("bin/kubernetes-validate");
     assert!(
         exe.is_file(),

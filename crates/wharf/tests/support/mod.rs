@@ -216,6 +216,20 @@ pub fn run_fail(cmd: &mut Command) -> Output {
 }
 
 /// Sends a signal with kill(1) (no libc dependency in the tests).
+/// Where `scripts/install-test-deps.sh` put the test venv `name`: `$ENV` when set, else
+/// `$XDG_CACHE_HOME` (or `~/.cache`) `/wharf-test-deps/NAME`.
+pub fn test_venv(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+            })
+            .join("wharf-test-deps")
+            .join(name)
+    })
+}
+
 pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
