@@ -4,6 +4,9 @@
 #
 #   bench/ab-small-get.sh OLD_BINARY NEW_BINARY [SECONDS] [ROUNDS]
 #
+# OLD_CONFIG / NEW_CONFIG (environment, optional): a wharf.toml for that side, to compare two
+# settings of one binary (say, `[log] access = false` against the default).
+#
 # Each binary serves its own fresh data directory with access control off; wrk runs 64
 # connections against GET of a manifest by tag and GET of a 2 KiB blob. Prints the best req/s of
 # each and the ratio new/old. Needs wrk, curl, python3. Loopback only.
@@ -26,9 +29,11 @@ MANIFEST="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifes
 
 declare -A PORT
 for side in old new; do
-  bin=$OLD; [ "$side" = new ] && bin=$NEW
+  bin=$OLD; cfg=${OLD_CONFIG:-}
+  if [ "$side" = new ]; then bin=$NEW; cfg=${NEW_CONFIG:-}; fi
   p=$(port)
-  "$bin" serve --listen "127.0.0.1:$p" --data-dir "$WORK/$side" > "$WORK/$side.log" 2>&1 &
+  mkdir -p "$WORK/$side"
+  "$bin" serve ${cfg:+--config "$cfg"} --listen "127.0.0.1:$p" --data-dir "$WORK/$side" > "$WORK/$side.log" 2>&1 &
   wait_up "$p"
   u="http://127.0.0.1:$p"
   curl -sf -X POST "$u/v2/ab/app/blobs/uploads/?digest=$CFG" --data-binary @"$WORK/cfg" -o /dev/null

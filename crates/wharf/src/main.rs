@@ -14,6 +14,7 @@ mod gc;
 mod key;
 mod keys;
 mod lint;
+mod logging;
 mod output;
 mod pin;
 mod retention;

@@ -58,7 +58,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.tls_client_ca,
         args.tls_client_auth,
     );
-    init_logging(&cfg)?;
+    let _log = init_logging(&cfg)?;
     return_large_allocations();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,7 +94,7 @@ pub(crate) const REVISION: &str = env!("WHARF_REVISION");
 
 /// Logs to stderr: Wharf's crates at `[log] level` (info), the libraries at `[log] libraries`
 /// (warn), unless `WHARF_LOG` gives a whole filter.
-fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+fn init_logging(cfg: &Config) -> anyhow::Result<crate::logging::LogGuard> {
     let filter = match std::env::var("WHARF_LOG") {
         Ok(f) if !f.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&f)
             .with_context(|| format!("WHARF_LOG={f:?} is not a valid log filter"))?,
@@ -104,19 +104,7 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
                 .with_context(|| format!("[log] level: {f:?} is not a valid log filter"))?
         }
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match cfg.log.format {
-        // serde_json escapes control characters in the JSON lines.
-        LogFormat::Json => builder.json().init(),
-        // Untrusted text (user names, paths) must not forge lines or send terminal escapes.
-        LogFormat::Text => builder
-            .fmt_fields(crate::escape::EscapedFields::default())
-            .init(),
-    }
-    Ok(())
+    Ok(crate::logging::init(filter, cfg.log.format))
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -185,6 +173,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut reg = registry::Registry::builder(svc.clone())
         .access_log(cfg.log.access)
         .build_info(VERSION, REVISION);
+    if let Some(t) = &tls {
+        reg = reg.tls(t);
+    }
     // The pull-through cache, when upstreams are configured: a decorator of the registry's
     // source of pulls, plus its management routes, metrics and eviction.
     let mut cache_capability = None;

@@ -126,7 +126,7 @@ pub fn run(args: AdmissionArgs) -> anyhow::Result<()> {
     if let Some(AdmissionCmd::Certs(c)) = args.cmd {
         return certs(c);
     }
-    init_logging();
+    let _log = init_logging();
     let policy_path = args.policy.clone().context("--policy FILE is required")?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(
@@ -154,16 +154,11 @@ pub fn run(args: AdmissionArgs) -> anyhow::Result<()> {
         .block_on(serve(args.listen, args.metrics_listen, webhook, tls))
 }
 
-fn init_logging() {
+fn init_logging() -> crate::logging::LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // Names from reviews are untrusted: no forged lines, no terminal escapes.
-        .fmt_fields(crate::escape::EscapedFields::default())
-        .init();
+    // Names from reviews are untrusted: the text format escapes them.
+    crate::logging::init(filter, crate::config::LogFormat::Text)
 }
 
 /// The policy in force and the lookups its rules need; replaced whole on reload.
