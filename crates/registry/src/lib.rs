@@ -100,6 +100,7 @@ pub struct RegistryBuilder {
     capabilities: Vec<Arc<dyn Capability>>,
     access_log: bool,
     build_info: (String, String),
+    tls: Option<ReloadingTls>,
 }
 
 impl RegistryBuilder {
@@ -129,12 +130,25 @@ impl RegistryBuilder {
         self
     }
 
+    /// Reports the served certificate (`wharf_tls_certificate_expiry_timestamp_seconds`, its
+    /// notAfter, following reloads), so one alert covers any source of certificates.
+    pub fn tls(mut self, tls: &ReloadingTls) -> Self {
+        self.tls = Some(tls.clone());
+        self
+    }
+
     /// Builds the registry, with every part's metrics on `/metrics`, and the process's.
     pub fn build(self) -> Registry {
         let metrics = Arc::new(Metrics::new());
         let mut prom = prometheus_client::registry::Registry::with_prefix("wharf");
         metrics::register_build_info(&mut prom, &self.build_info.0, &self.build_info.1);
         self.service.register_metrics(&mut prom);
+        if self.service.blobs().space().is_some() {
+            metrics::register_storage_space(&mut prom, self.service.blobs().clone());
+        }
+        if let Some(tls) = self.tls {
+            metrics::register_tls_expiry(&mut prom, tls);
+        }
         for c in &self.capabilities {
             c.register_metrics(&mut prom);
         }
@@ -174,6 +188,7 @@ impl Registry {
             capabilities: Vec::new(),
             access_log: true,
             build_info: (env!("CARGO_PKG_VERSION").to_owned(), "unknown".to_owned()),
+            tls: None,
         }
     }
 

@@ -397,6 +397,88 @@ impl prometheus_client::collector::Collector for ProcessCollector {
     }
 }
 
+/// `wharf_storage_available_bytes` and `wharf_storage_capacity_bytes`: the data volume's free
+/// space and size, read from the blob store at each scrape (a disk-filling alert needs nothing
+/// else, not even the kubelet's volume metrics). Registered only for a store on a volume.
+pub fn register_storage_space(prom: &mut PromRegistry, blobs: Arc<dyn store::BlobStore>) {
+    prom.register_collector(Box::new(SpaceCollector(blobs)));
+}
+
+struct SpaceCollector(Arc<dyn store::BlobStore>);
+
+impl std::fmt::Debug for SpaceCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpaceCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for SpaceCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(space) = self.0.space() else {
+            return Ok(());
+        };
+        for (name, help, v) in [
+            (
+                "storage_available_bytes",
+                "Bytes still free on the data volume for the registry",
+                space.available,
+            ),
+            (
+                "storage_capacity_bytes",
+                "Size of the data volume in bytes",
+                space.capacity,
+            ),
+        ] {
+            let m = ConstGauge::new(v as i64);
+            m.encode(encoder.encode_descriptor(name, help, None, m.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `wharf_tls_certificate_expiry_timestamp_seconds`: the served certificate's notAfter, in
+/// seconds since the epoch, read at each scrape (so it follows reloads).
+pub fn register_tls_expiry(prom: &mut PromRegistry, tls: crate::ReloadingTls) {
+    prom.register_collector(Box::new(TlsCollector(tls)));
+}
+
+struct TlsCollector(crate::ReloadingTls);
+
+impl std::fmt::Debug for TlsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for TlsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(not_after) = self.0.certificate().not_after else {
+            return Ok(());
+        };
+        let secs = match not_after.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
+        let m = ConstGauge::new(secs);
+        m.encode(encoder.encode_descriptor(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the served TLS certificate expires (notAfter), in seconds since the epoch",
+            None,
+            m.metric_type(),
+        )?)
+    }
+}
+
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
 

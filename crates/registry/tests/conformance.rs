@@ -125,6 +125,22 @@ async fn healthz_readyz_and_metrics() {
             assert!(t.contains(needle), "metrics lack {needle}\n{t}");
         }
         assert!(!t.contains("# EOF"), "{t}");
+        // The data volume's space, as statvfs tells it (a temp dir is on a real volume).
+        let gauge = |name: &str| -> f64 {
+            t.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {name}\n{t}"))
+                .parse()
+                .unwrap()
+        };
+        let (avail, cap) = (
+            gauge("wharf_storage_available_bytes"),
+            gauge("wharf_storage_capacity_bytes"),
+        );
+        assert!(
+            avail > 0.0 && cap >= avail,
+            "available {avail}, capacity {cap}"
+        );
     }
     let (ct, t) = scrape(Some("application/openmetrics-text;version=1.0.0")).await;
     assert_eq!(

@@ -26,7 +26,7 @@ pub use locks::{DigestGuard, DigestLocks};
 pub use small::{DEFAULT_SMALL_BLOB_CACHE_BYTES, SmallBlobCache};
 
 pub use blob::{
-    BlobEntry, BlobStore, BlobStream, FsBlobStore, SMALL_BLOB, UploadEntry, UploadReader,
+    BlobEntry, BlobStore, BlobStream, FsBlobStore, SMALL_BLOB, Space, UploadEntry, UploadReader,
     UploadState,
 };
 pub use meta::gc;

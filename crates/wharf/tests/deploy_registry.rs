@@ -690,63 +690,42 @@ fn alert_cases() -> Vec<AlertCase> {
         },
         AlertCase {
             series: &[
+                (r#"wharf_storage_available_bytes{JOB}"#, "5x20"),
+                (r#"wharf_storage_capacity_bytes{JOB}"#, "100x20"),
+                // Another job's series are none of these rules' business.
                 (
-                    r#"kubelet_volume_stats_available_bytes{namespace="wharf-registry", persistentvolumeclaim="data-wharf-0"}"#,
-                    "5x20",
-                ),
-                (
-                    r#"kubelet_volume_stats_capacity_bytes{namespace="wharf-registry", persistentvolumeclaim="data-wharf-0"}"#,
-                    "100x20",
-                ),
-                // Another claim in the namespace is none of Wharf's business.
-                (
-                    r#"kubelet_volume_stats_available_bytes{namespace="wharf-registry", persistentvolumeclaim="scratch"}"#,
+                    r#"wharf_storage_available_bytes{job="other", namespace="wharf-registry", pod="other-0"}"#,
                     "1x20",
                 ),
                 (
-                    r#"kubelet_volume_stats_capacity_bytes{namespace="wharf-registry", persistentvolumeclaim="scratch"}"#,
+                    r#"wharf_storage_capacity_bytes{job="other", namespace="wharf-registry", pod="other-0"}"#,
                     "100x20",
                 ),
             ],
             eval: "10m",
             alert: "WharfVolumeAlmostFull",
-            fires: &[&[
-                ("namespace", "wharf-registry"),
-                ("persistentvolumeclaim", "data-wharf-0"),
-                ("severity", "critical"),
-            ]],
+            fires: &[POD_LABELS],
         },
         AlertCase {
             // 39% free, shrinking by 0.1% a minute: empty within 4 days.
             series: &[
-                (
-                    r#"kubelet_volume_stats_available_bytes{namespace="wharf-registry", persistentvolumeclaim="data-wharf-0"}"#,
-                    "390-0.1x180",
-                ),
-                (
-                    r#"kubelet_volume_stats_capacity_bytes{namespace="wharf-registry", persistentvolumeclaim="data-wharf-0"}"#,
-                    "1000x180",
-                ),
+                (r#"wharf_storage_available_bytes{JOB}"#, "390-0.1x180"),
+                (r#"wharf_storage_capacity_bytes{JOB}"#, "1000x180"),
             ],
             eval: "150m",
             alert: "WharfVolumeFillingUp",
             fires: &[&[
+                ("job", "wharf-headless"),
                 ("namespace", "wharf-registry"),
-                ("persistentvolumeclaim", "data-wharf-0"),
+                ("pod", "wharf-0"),
                 ("severity", "warning"),
             ]],
         },
         AlertCase {
             // 30% free and not growing: nothing to predict.
             series: &[
-                (
-                    r#"kubelet_volume_stats_available_bytes{namespace="wharf-registry", persistentvolumeclaim="data-wharf-0"}"#,
-                    "300x180",
-                ),
-                (
-                    r#"kubelet_volume_stats_capacity_bytes{namespace="wharf-registry", persistentvolumeclaim="data-wharf-0"}"#,
-                    "1000x180",
-                ),
+                (r#"wharf_storage_available_bytes{JOB}"#, "300x180"),
+                (r#"wharf_storage_capacity_bytes{JOB}"#, "1000x180"),
             ],
             eval: "150m",
             alert: "WharfVolumeFillingUp",
@@ -755,21 +734,22 @@ fn alert_cases() -> Vec<AlertCase> {
         AlertCase {
             // Expires 10 days after t=2h (time() is seconds since the test's start).
             series: &[(
-                r#"certmanager_certificate_expiration_timestamp_seconds{namespace="wharf-registry", name="wharf-tls"}"#,
+                r#"wharf_tls_certificate_expiry_timestamp_seconds{JOB}"#,
                 "871200x150",
             )],
             eval: "2h",
             alert: "WharfCertificateExpiringSoon",
             fires: &[&[
+                ("job", "wharf-headless"),
                 ("namespace", "wharf-registry"),
-                ("name", "wharf-tls"),
+                ("pod", "wharf-0"),
                 ("severity", "warning"),
             ]],
         },
         AlertCase {
             // 60 days left: fine.
             series: &[(
-                r#"certmanager_certificate_expiration_timestamp_seconds{namespace="wharf-registry", name="wharf-tls"}"#,
+                r#"wharf_tls_certificate_expiry_timestamp_seconds{JOB}"#,
                 "5184000x150",
             )],
             eval: "2h",
@@ -777,14 +757,15 @@ fn alert_cases() -> Vec<AlertCase> {
             fires: &[],
         },
         AlertCase {
+            // Any namespace the overlay was applied to.
             series: &[(
-                r#"certmanager_certificate_ready_status{namespace="wharf-registry", name="wharf-tls", condition="False"}"#,
+                r#"certmanager_certificate_ready_status{namespace="tenant-registry", name="wharf-tls", condition="False"}"#,
                 "1x30",
             )],
             eval: "20m",
             alert: "WharfCertificateNotReady",
             fires: &[&[
-                ("namespace", "wharf-registry"),
+                ("namespace", "tenant-registry"),
                 ("name", "wharf-tls"),
                 ("condition", "False"),
                 ("severity", "warning"),
@@ -1193,15 +1174,28 @@ fn the_cache_only_config_serves_anonymous_pulls_and_refuses_pushes() {
         named,
         BTreeSet::from([
             "wharf_cache_upstream_errors_total".to_owned(),
-            "wharf_http_requests_total".to_owned()
+            "wharf_http_requests_total".to_owned(),
+            "wharf_storage_available_bytes".to_owned(),
+            "wharf_storage_capacity_bytes".to_owned(),
+            "wharf_tls_certificate_expiry_timestamp_seconds".to_owned(),
         ])
     );
-    for name in &named {
+    // The certificate's series exists only with TLS (the TLS overlay's test checks it).
+    for name in named
+        .iter()
+        .filter(|n| *n != "wharf_tls_certificate_expiry_timestamp_seconds")
+    {
         assert!(
-            metrics.lines().any(|l| l.starts_with(&format!("{name}{{"))),
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
             "{name} is not exported:\n{metrics}"
         );
     }
+    assert!(
+        !metrics.contains("wharf_tls_certificate_expiry_timestamp_seconds"),
+        "no TLS, no certificate series:\n{metrics}"
+    );
     s.stop();
 }
 
@@ -1450,10 +1444,16 @@ fn statefulset_volumes_secrets_and_budget() {
             sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
             "Retain"
         );
-        // The disk alerts watch this claim's name (data-wharf-0).
+        // The disk alerts watch Wharf's own statvfs of the data volume, by job only: no claim
+        // name or namespace to keep in step with the manifests.
+        let rules = shipped_rules_text(&docs);
         assert!(
-            shipped_rules_text(&docs).contains("persistentvolumeclaim=~\"data-wharf-[0-9]+\""),
+            rules.contains("wharf_storage_available_bytes{job=\"wharf-headless\"}"),
             "{dir}"
+        );
+        assert!(
+            !rules.contains("persistentvolumeclaim") && !rules.contains("namespace=\""),
+            "{dir}: {rules}"
         );
 
         let pdbs = objects(&docs, "PodDisruptionBudget");
@@ -1760,8 +1760,24 @@ fn the_tls_overlay_serves_https_and_the_first_admin_comes_through_localhost() {
     }
     // Plain HTTP on the registry port is not served.
     assert_eq!(s.http.get("/readyz").unwrap().status, 400);
-    // Metrics stay plain HTTP (the ServiceMonitor's scheme).
-    s.metrics.get("/metrics").unwrap().expect(200);
+    // Metrics stay plain HTTP (the ServiceMonitor's scheme), and name the served certificate's
+    // expiry (what WharfCertificateExpiringSoon watches): in the future, within the 10 years
+    // `wharf admission certs` issues for at most.
+    let metrics = s.metrics.get("/metrics").unwrap().expect(200).text();
+    let expiry: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_tls_certificate_expiry_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("no certificate expiry series:\n{metrics}"))
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        expiry > now + 86400.0 && expiry < now + 10.0 * 366.0 * 86400.0,
+        "expiry {expiry}, now {now}"
+    );
 
     let add = |ssl_cert_file: Option<&Path>| -> Output {
         let mut cmd = wharf();

@@ -128,6 +128,12 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_open(&self, id: &str) -> Result<Box<dyn UploadReader>>;
     /// Bytes held by committed blobs.
     fn used_bytes(&self) -> u64;
+    /// Space on the volume the blobs live on, when the backend has one (a local filesystem);
+    /// an object store has no such limit and answers `None`. Read at each metrics scrape, so an
+    /// operator is warned before a full disk refuses pushes.
+    fn space(&self) -> Option<Space> {
+        None
+    }
     /// Garbage collection: stored blobs in digest order strictly after `after`, at most `limit`
     /// (fewer only at the end). One call is one page of an object store's ListObjectsV2 under
     /// the blobs prefix (`start-after`, `max-keys`), or
@@ -138,6 +144,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// prefix (or ListMultipartUploads with its key marker), or the same keyset query on an
     /// uploads table.
     async fn list_uploads(&self, after: Option<&str>, limit: usize) -> Result<Vec<UploadEntry>>;
+}
+
+/// Space on the volume under a blob store ([`BlobStore::space`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes an unprivileged writer may still use.
+    pub available: u64,
+    /// The volume's size in bytes.
+    pub capacity: u64,
 }
 
 /// Reads an upload that another task may still be appending to (see [`BlobStore::upload_open`]).

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use oci::{Algorithm, Digest, Hasher};
 
-use super::{BlobEntry, BlobStore, BlobStream, SMALL_BLOB, UploadEntry, UploadReader, UploadState};
+use super::{
+    BlobEntry, BlobStore, BlobStream, SMALL_BLOB, Space, UploadEntry, UploadReader, UploadState,
+};
 use crate::small::{DEFAULT_SMALL_BLOB_CACHE_BYTES, SmallBlobCache};
 use crate::{Result, StoreError};
 
@@ -508,6 +510,16 @@ impl BlobStore for FsBlobStore {
 
     fn used_bytes(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    fn space(&self) -> Option<Space> {
+        // statvfs is one quick system call on the (already mounted) data volume.
+        let st = rustix::fs::statvfs(&self.root).ok()?;
+        let unit = st.f_frsize;
+        Some(Space {
+            available: st.f_bavail.saturating_mul(unit),
+            capacity: st.f_blocks.saturating_mul(unit),
+        })
     }
 
     async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>> {
