@@ -3,7 +3,7 @@
 # into an OCI image layout; optionally pushes it (skopeo), signs it (`wharf sign`) and attaches
 # its SBOM (`wharf sbom`) as an OCI 1.1 referrer.
 #
-#   scripts/build-image.sh [--binary PATH] [--out DIR] [--version V] [--tag T]...
+#   scripts/build-image.sh [--build | --binary PATH] [--out DIR] [--version V] [--tag T]...
 #                          [--strip debug|all|none] [--source URL] [--force]
 #                          [--push HOST/REPO[:TAG]] [--insecure] [--sign-key KEY]
 #
@@ -23,6 +23,12 @@
 # (registry) and 5001/tcp (metrics, when --metrics-listen is given), VOLUME /var/lib/wharf, and
 # the OCI annotations org.opencontainers.image.{title,description,version,revision,source,
 # created,licenses} on the manifest (the same as config labels).
+#
+# The SBOM lists the Rust crates compiled into wharf only when the binary carries cargo-auditable's
+# dependency record (its .dep-v0 section, read by `wharf scan`/`wharf sbom`): --build builds such a
+# binary (`cargo auditable build --release -p wharf`; cargo-auditable from PATH, or where
+# scripts/install-test-deps.sh puts it, or `cargo install cargo-auditable`). A binary without
+# the record is packed all the same, with a warning that its SBOM names only the system packages.
 #
 # Reproducible: every file's mtime, the config's and history's `created` are SOURCE_DATE_EPOCH
 # (default: the last commit's time), so the same binary and machine give the same digest.
@@ -55,10 +61,12 @@ FORCE=0
 PUSH=""
 INSECURE=0
 SIGN_KEY=""
+BUILD=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) BINARY="${2:?--binary needs a path}"; shift 2 ;;
+    --build) BUILD=1; shift ;;
     --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
     --version) VERSION="${2:?--version needs a value}"; shift 2 ;;
     --tag) TAGS+=("${2:?--tag needs a value}"); shift 2 ;;
@@ -83,12 +91,42 @@ done
 [ -z "$SIGN_KEY" ] || [ -n "$PUSH" ] || die "--sign-key signs the pushed image: give --push too"
 [ -z "$SIGN_KEY" ] || [ -r "$SIGN_KEY" ] || die "cannot read the signing key $SIGN_KEY"
 
+if [ "$BUILD" = 1 ]; then
+  [ -z "$BINARY" ] || die "--build and --binary exclude each other"
+  CA_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-deps/cargo-auditable/bin"
+  PATH="$PATH:$CA_CACHE" command -v cargo-auditable >/dev/null \
+    || die "cargo-auditable is missing: cargo install --locked cargo-auditable (or run scripts/install-test-deps.sh)"
+  (cd "$REPO" && PATH="$PATH:$CA_CACHE" cargo auditable build --release --locked -p wharf) \
+    || die "cargo auditable build failed"
+fi
 if [ -z "$BINARY" ]; then
   BINARY="${CARGO_TARGET_DIR:-$REPO/target}/release/wharf"
   [ -x "$BINARY" ] || die "no $BINARY: build it (cargo build --release -p wharf) or give --binary PATH"
 fi
 [ -x "$BINARY" ] || die "$BINARY is not an executable file"
 BINARY="$(readlink -f "$BINARY")"
+# cargo-auditable's record of the crates compiled in (what the SBOM's Rust components come from).
+if ! python3 - "$BINARY" <<'EOF'
+import struct, sys
+with open(sys.argv[1], "rb") as f:
+    elf = f.read()
+# 64-bit little-endian ELF: the section headers and their name table.
+if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+    sys.exit(1)
+shoff, = struct.unpack_from("<Q", elf, 0x28)
+shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
+def header(i):
+    return struct.unpack_from("<IIQQQQ", elf, shoff + i * shentsize)
+names_off = header(shstrndx)[4]
+for i in range(shnum):
+    name_at = names_off + header(i)[0]
+    if elf[name_at:elf.index(b"\0", name_at)] == b".dep-v0":
+        sys.exit(0)
+sys.exit(1)
+EOF
+then
+  echo "build-image: warning: $BINARY has no cargo-auditable dependency record (.dep-v0): the SBOM will list the system packages but not the Rust crates compiled into wharf; build with --build (cargo auditable) for a complete one" >&2
+fi
 if [ -z "$VERSION" ]; then
   VERSION="$("$BINARY" --version | awk '{print $2}')"
   [ -n "$VERSION" ] || die "could not read the version from $BINARY --version: give --version"

@@ -553,12 +553,24 @@ fn wharf_image_builds_runs_pushes_signs_and_pulls_back() {
     // --- reproducible --------------------------------------------------------------------
     let again = tmp.path().join("again");
     let start = Instant::now();
-    let stdout2 = run(&mut build_image(
+    let built = run_any(&mut build_image(
         &home,
         EPOCH,
         &["--out", again.to_str().unwrap(), "--tag", "latest"],
     ));
     let build_secs = start.elapsed().as_secs_f64();
+    let (stdout2, stderr2) = (
+        String::from_utf8_lossy(&built.stdout).into_owned(),
+        String::from_utf8_lossy(&built.stderr).into_owned(),
+    );
+    assert!(built.status.success(), "{stdout2}\n{stderr2}");
+    // `cargo test` builds this binary without cargo-auditable: the script says what its SBOM
+    // lacks (the Rust crates), and how to get them (--build).
+    assert!(
+        stderr2.contains("no cargo-auditable dependency record (.dep-v0)")
+            && stderr2.contains("--build"),
+        "{stderr2}"
+    );
     assert_eq!(stdout2.lines().last().unwrap().trim(), digest);
     let again_layout = Layout::at(&again);
     assert_eq!(
@@ -594,6 +606,7 @@ fn bad_arguments_are_refused_before_building() {
             vec!["--out", out.to_str().unwrap(), "--sign-key", "k.key"],
             "--sign-key signs the pushed image: give --push too",
         ),
+        (vec!["--build"], "--build and --binary exclude each other"),
     ] {
         let o = run_fail(&mut build_image(home, EPOCH, &args));
         let err = String::from_utf8_lossy(&o.stderr);
