@@ -1,7 +1,7 @@
 //! OCI primitives shared by every Wharf crate.
 //!
 //! Everything here is pure: parsing and validation of digests, repository names, tags, image
-//! references, globs, semantic versions (SemVer 2.0.0), the spec's error codes, HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
+//! references, globs, semantic versions (SemVer 2.0.0), UTC times as RFC 3339, the spec's error codes, HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
 
 pub mod digest;
 pub mod error_code;
@@ -12,6 +12,7 @@ pub mod name;
 pub mod range;
 pub mod route;
 pub mod semver;
+pub mod time;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error_code::ErrorCode;

@@ -451,7 +451,7 @@ pub fn vulndb(cmd: VulndbCmd) -> anyhow::Result<()> {
                     f.name,
                     format!("{:?}", f.kind),
                     f.records,
-                    iso_time(f.imported_at),
+                    oci::time::rfc3339(f.imported_at),
                     &f.sha256[..f.sha256.len().min(16)]
                 );
             }
@@ -464,11 +464,6 @@ pub fn vulndb(cmd: VulndbCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
-fn iso_time(secs: u64) -> String {
-    scan::sbom::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// Scanning in `wharf serve`: the capability, its workers, and the database loaded (and
