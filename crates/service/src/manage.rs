@@ -1125,33 +1125,6 @@ mod tests {
         ));
     }
 
-    /// Stores a config-only manifest in `repo` tagged `tag`; returns its digest.
-    async fn put(svc: &Service, repo: &str, tag: &str) -> oci::Digest {
-        let config = oci::Digest::sha256(repo.as_bytes());
-        svc.meta().link_blob(repo, &config, 1).await.unwrap();
-        let body = bytes::Bytes::from(format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[]}}"#,
-            oci::media_types::OCI_MANIFEST
-        ));
-        let digest = oci::Digest::sha256(&body);
-        let rec = store::ManifestRecord {
-            digest: digest.clone(),
-            media_type: oci::media_types::OCI_MANIFEST.into(),
-            body,
-            blobs: vec![config],
-            children: vec![],
-            subject: None,
-            referrer: None,
-            frozen_tags: vec![],
-            actor: "test".into(),
-        };
-        svc.meta()
-            .put_manifest(repo, rec, vec![tag.to_owned()])
-            .await
-            .unwrap();
-        digest
-    }
-
     /// The read-only views (versions, signatures, trusted keys) authorize as their routes
     /// always did: a reader of a repository reads its versions and signatures, nobody else
     /// does; a bad name is refused before anyone is asked; reads are not audited.
@@ -1170,8 +1143,9 @@ mod tests {
         )
         .await
         .unwrap();
-        let app = put(&f.svc, "app", "v1.0.0").await;
-        put(&f.svc, "secret", "v1.0.0").await;
+        let put = crate::testing::put_image;
+        let app = put(f.svc.meta().as_ref(), "app", 1, &["v1.0.0"]).await;
+        put(f.svc.meta().as_ref(), "secret", 2, &["v1.0.0"]).await;
 
         let rows = m.versions(&dev, "app").await.unwrap();
         assert_eq!(

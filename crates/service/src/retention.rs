@@ -464,33 +464,10 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use store::{ManifestRecord, RedbMetaStore};
+    use store::RedbMetaStore;
 
-    /// Stores a config-only image manifest tagged `tags`; returns its digest.
     async fn put(meta: &RedbMetaStore, seed: u8, tags: &[&str]) -> Digest {
-        let config = Digest::sha256(&[seed]);
-        meta.link_blob("r", &config, 1).await.unwrap();
-        let body = Bytes::from(format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[]}}"#,
-            oci::media_types::OCI_MANIFEST
-        ));
-        let digest = Digest::sha256(&body);
-        let rec = ManifestRecord {
-            digest: digest.clone(),
-            media_type: oci::media_types::OCI_MANIFEST.into(),
-            body,
-            blobs: vec![config],
-            children: vec![],
-            subject: None,
-            referrer: None,
-            frozen_tags: vec![],
-            actor: "test".into(),
-        };
-        meta.put_manifest("r", rec, tags.iter().map(|t| (*t).to_owned()).collect())
-            .await
-            .unwrap();
-        digest
+        crate::testing::put_image(meta, "r", seed, tags).await
     }
 
     #[tokio::test]
