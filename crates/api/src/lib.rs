@@ -339,6 +339,24 @@ pub mod retention {
         #[serde(default)]
         pub repo: Option<String>,
     }
+
+    /// One line of `wharf versions` (`GET /api/v1/versions?repo=R`).
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct VersionRow {
+        /// The tag.
+        pub tag: String,
+        /// The manifest it points at.
+        pub digest: String,
+        /// The manifest's media type.
+        pub media_type: String,
+        /// Bytes: the manifest, plus for an index its child manifests, plus the distinct config
+        /// and layer blobs they reference (as their descriptors declare).
+        pub size: u64,
+        /// Unix seconds when the tag was last set (else when its manifest was first pushed).
+        pub pushed: Option<u64>,
+        /// Unix seconds of the manifest's last pull, if it was pulled since tracking began.
+        pub last_pull: Option<u64>,
+    }
 }
 
 /// The pull-through cache (`/api/v1/cache...`, when one is configured).

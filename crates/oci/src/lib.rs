@@ -1,7 +1,7 @@
 //! OCI primitives shared by every Wharf crate.
 //!
 //! Everything here is pure: parsing and validation of digests, repository names, tags, image
-//! references, globs, the spec's error codes, HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
+//! references, globs, semantic versions (SemVer 2.0.0), UTC times as RFC 3339, the spec's error codes, HTTP byte ranges and manifests, with no I/O, so the rules are easy to test and fuzz.
 
 pub mod digest;
 pub mod error_code;
@@ -11,6 +11,8 @@ pub mod manifest;
 pub mod name;
 pub mod range;
 pub mod route;
+pub mod semver;
+pub mod time;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error_code::ErrorCode;
@@ -20,3 +22,4 @@ pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, media_type
 pub use name::{NameError, Reference, validate_repository, validate_tag};
 pub use range::{ByteRange, RangeError, parse_content_range, parse_range};
 pub use route::{Route, parse_route, percent_decode};
+pub use semver::SemVer;

@@ -1,6 +1,7 @@
 //! The management API under `/api/v1/` (a prefix that cannot clash with `/v2/`): users, robots,
-//! groups, permission rules and the audit log, for administrators. Described by the OpenAPI
-//! document at `/api/v1/openapi.json`.
+//! groups, permission rules and the audit log, for administrators; a tag's history and an
+//! image's signatures, for readers of its repository; the trusted keys, for any identified
+//! caller. Described by the OpenAPI document at `/api/v1/openapi.json`.
 //!
 //! The handlers are thin: parse the request, turn the caller into an actor, call one
 //! `service::manage::Manage` operation (which authorizes, runs and audits), answer JSON. Their
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use api::audit::AuditQuery;
 use api::robots::CreateRobot;
 use api::rules::{CreateRule, SetGroup};
-use api::signing::{RejectedView, SignatureReport, TrustedKey, VerifiedView};
 use api::tags::{HistoryQuery, Rollback};
 use api::users::{CreateUser, SetDisabled, SetPassword};
 use auth::Actions;
@@ -337,11 +337,13 @@ struct SignatureQuery {
     reference: String,
 }
 
-/// Admits callers who may pull `repo` (signature reports are read access, not administration).
-pub(crate) async fn reader(reg: &Registry, parts: &Parts, repo: &str) -> Result<(), ApiError> {
-    repo_caller(reg, parts, repo, auth::Action::Pull)
-        .await
-        .map(|_| ())
+/// The caller access control admits for `need` (the open caller without access control).
+async fn caller(reg: &Registry, parts: &Parts, need: &Need) -> Result<Caller, ApiError> {
+    let Some(ac) = reg.access() else {
+        return Ok(Caller::open());
+    };
+    let (source, cert) = request_origin(&parts.extensions);
+    crate::http_access::authorize(ac, &parts.headers, source, cert, need).await
 }
 
 /// Admits callers who may take `action` on `repo`; returns the caller.
@@ -351,20 +353,16 @@ async fn repo_caller(
     repo: &str,
     action: auth::Action,
 ) -> Result<Caller, ApiError> {
-    let Some(ac) = reg.access() else {
-        return Ok(Caller::open());
-    };
-    let (source, cert) = request_origin(&parts.extensions);
     let need = Need {
         repo: Some((repo.to_owned(), Actions::of(action))),
         scope_actions: Actions::of(action),
         ..Need::default()
     };
-    crate::http_access::authorize(ac, &parts.headers, source, cert, &need).await
+    caller(reg, parts, &need).await
 }
 
 /// `GET /api/v1/signatures?repo=R&reference=TAG|DIGEST`: the image's signatures and which
-/// trusted keys verified them.
+/// trusted keys verified them (read access to the repository, not administration).
 async fn signatures(
     State(reg): State<Registry>,
     q: Result<Query<SignatureQuery>, QueryRejection>,
@@ -372,90 +370,21 @@ async fn signatures(
 ) -> MResult {
     let (parts, _) = req.into_parts();
     let q = query(q)?;
-    oci::validate_repository(&q.repo)
-        .map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
-    reader(&reg, &parts, &q.repo).await?;
-    let r = oci::Reference::parse(&q.reference).map_err(|e| bad(e.to_string()))?;
-    let m = reg
+    let actor = repo_caller_checked(&reg, &parts, &q.repo, None, auth::Action::Pull).await?;
+    let report = reg
         .service()
-        .meta()
-        .get_manifest(&q.repo, &r)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "manifest unknown"))?;
-    let Some(policy) = reg.service().signing() else {
-        return Ok(json(
-            StatusCode::OK,
-            &SignatureReport {
-                digest: m.digest.to_string(),
-                trusted_keys: Vec::new(),
-                verified: Vec::new(),
-                rejected: Vec::new(),
-            },
-        ));
-    };
-    let v = policy
-        .report(
-            reg.service().meta().as_ref(),
-            reg.service().blobs().as_ref(),
-            &q.repo,
-            &m.digest,
-        )
-        .await
-        .map_err(ApiError::from)?;
-    let verified = v
-        .verified
-        .iter()
-        .map(|s| VerifiedView {
-            source: s.source.clone(),
-            // The format's serde name (`simple-signing`), as the verdict writes it.
-            format: serde_json::to_value(s.format)
-                .ok()
-                .and_then(|f| f.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            key: policy.keys()[s.key_index].name.clone(),
-            key_id: s.key_id.clone(),
-            identity: s.identity.clone(),
-            annotations: s.annotations.clone(),
-        })
-        .collect();
-    let rejected = v
-        .rejected
-        .iter()
-        .map(|r| RejectedView {
-            source: r.source.clone(),
-            reason: r.reason.to_string(),
-        })
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &SignatureReport {
-            digest: m.digest.to_string(),
-            trusted_keys: policy.keys().iter().map(|k| k.name.clone()).collect(),
-            verified,
-            rejected,
-        },
-    ))
+        .manage()
+        .signatures(&actor, &q.repo, &q.reference)
+        .await?;
+    Ok(json(StatusCode::OK, &report))
 }
 
-/// `GET /api/v1/trusted-keys`: names and ids of the keys the server trusts.
+/// `GET /api/v1/trusted-keys`: names and ids of the keys the server trusts (any identified
+/// caller).
 async fn trusted_keys(State(reg): State<Registry>, req: Request) -> MResult {
     let (parts, _) = req.into_parts();
-    if let Some(ac) = reg.access() {
-        let (source, cert) = request_origin(&parts.extensions);
-        crate::http_access::authorize(ac, &parts.headers, source, cert, &Need::default()).await?;
-    }
-    let keys: Vec<TrustedKey> = reg
-        .service()
-        .signing()
-        .iter()
-        .flat_map(|p| p.keys())
-        .map(|k| TrustedKey {
-            name: k.name.clone(),
-            key_id: k.key.key_id(),
-            algorithm: k.key.algorithm().to_string(),
-        })
-        .collect();
+    let actor = Actor::Caller(caller(&reg, &parts, &Need::default()).await?);
+    let keys = reg.service().manage().trusted_keys(&actor).await?;
     Ok(json(StatusCode::OK, &keys))
 }
 
@@ -479,7 +408,7 @@ async fn tag_history(
 
 /// The caller of a repository route, once the repository name (and tag) are valid: the
 /// name is checked before the caller so that a bad name is a 400 whoever asks.
-async fn repo_caller_checked(
+pub(crate) async fn repo_caller_checked(
     reg: &Registry,
     parts: &Parts,
     repo: &str,

@@ -1,6 +1,6 @@
 //! The management API of retention: `GET /api/v1/versions?repo=`, `POST /api/v1/retention/plan`,
-//! `POST /api/v1/retention/apply` (see docs/retention.md). Planning and applying are
-//! `service::manage::Manage::{retention_plan, retention_apply}`.
+//! `POST /api/v1/retention/apply` (see docs/retention.md). Listing, planning and applying are
+//! `service::manage::Manage::{versions, retention_plan, retention_apply}`.
 
 use api::retention::RetentionRequest;
 use axum::Router;
@@ -10,9 +10,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use service::retention::list_versions;
 
-use crate::error::{ApiError, Code};
+use crate::error::ApiError;
 use crate::{Registry, mgmt};
 
 pub(crate) fn routes() -> Router<Registry> {
@@ -35,18 +34,8 @@ async fn versions_handler(
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
     let q = mgmt::query(q)?;
-    oci::validate_repository(&q.repo)
-        .map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))?;
-    mgmt::reader(&reg, &parts, &q.repo).await?;
-    let pulls = reg.service().last_pulls(&q.repo).await?;
-    let rows = list_versions(reg.service().meta().as_ref(), &pulls, &q.repo)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::NameUnknown,
-                format!("repository {} not known", q.repo),
-            )
-        })?;
+    let actor = mgmt::repo_caller_checked(&reg, &parts, &q.repo, None, auth::Action::Pull).await?;
+    let rows = reg.service().manage().versions(&actor, &q.repo).await?;
     Ok(mgmt::json(StatusCode::OK, &rows))
 }
 

@@ -62,7 +62,7 @@ fn token_json(
         "token": token,
         "access_token": token,
         "expires_in": ac.token_ttl(),
-        "issued_at": rfc3339_now(),
+        "issued_at": oci::time::rfc3339(auth::now()),
         "scope": scope,
     });
     if let Some(r) = refresh {
@@ -207,26 +207,4 @@ async fn post_token_inner(
         Some(other) => Err(bad(&format!("unsupported grant_type {other:?}"))),
         None => Err(bad("grant_type is required")),
     }
-}
-
-/// The current time as RFC 3339 (UTC), without pulling in a date library.
-fn rfc3339_now() -> String {
-    let secs = auth::now();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }

@@ -170,7 +170,7 @@ impl Read for Counting<'_, '_> {
 
 /// Today's date in UTC, `YYYY-MM-DD` (ignore rules expire by date).
 pub fn today() -> String {
-    crate::sbom::rfc3339(SystemTime::now())[..10].to_string()
+    oci::time::UtcDateTime::from_system(SystemTime::now()).date()
 }
 
 /// The advisories of a vulnerability database, loaded once, with the ignore rules and the

@@ -14,6 +14,8 @@ pub mod retention;
 pub mod signatures;
 pub mod source;
 pub mod tagrules;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use api::audit::{AuditEvent, AuditQuery};
 use api::gc::{GcReport, GcRequest};
-use api::retention::RetentionRequest;
+use api::retention::{RetentionRequest, VersionRow};
 use api::robots::{CreateRobot, RobotSecret, RobotView};
 use api::rules::{CreateRule, SetGroup};
+use api::signing::{RejectedView, SignatureReport, TrustedKey, VerifiedView};
 use api::tags::{Rollback, RolledBack};
 use api::users::{CreateUser, SetDisabled, SetPassword, UserView};
 use auth::{Action, Actions, Group, Robot, Rule, Subject, User};
@@ -75,6 +76,9 @@ pub enum Privilege<'a> {
     Admin,
     /// An action on one repository.
     Repo(&'a str, Action),
+    /// Any caller the front door identified (an anonymous token counts, as for `/v2/`): reads
+    /// about the registry as a whole that are not administration (the trusted keys).
+    Identified,
 }
 
 /// Why a management operation failed. The HTTP layer maps each to a status and error code in
@@ -255,6 +259,8 @@ impl<'a> Manage<'a> {
             };
         };
         match need {
+            // Identification is the front door's (access control's `authorize`).
+            Privilege::Identified => Ok(()),
             Privilege::Admin if caller.is_admin() => Ok(()),
             Privilege::Admin => Err(ManageError::Denied(format!(
                 "{} is not an administrator",
@@ -767,6 +773,110 @@ impl<'a> Manage<'a> {
         .await
     }
 
+    /// A repository's tags in version order (semantic versions highest first, then other
+    /// tags newest first) with digest, size, push and last-pull time (needs pull).
+    pub async fn versions(
+        &self,
+        actor: &Actor,
+        repo: &str,
+    ) -> Result<Vec<VersionRow>, ManageError> {
+        check_repo_tag(repo, None)?;
+        self.run(actor, Privilege::Repo(repo, Action::Pull), async {
+            let pulls = self.svc.last_pulls(repo).await?;
+            crate::retention::list_versions(self.svc.meta().as_ref(), &pulls, repo)
+                .await?
+                .map(Done::read)
+                .ok_or_else(|| ManageError::NotFound(format!("repository {repo} not known")))
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Signatures
+
+    /// The signatures of the image `reference` (a tag or digest) names in `repo`, and which
+    /// trusted keys verified them (needs pull: a reader of a repository may read its
+    /// signatures). Without a signing policy the report is empty but names the digest.
+    pub async fn signatures(
+        &self,
+        actor: &Actor,
+        repo: &str,
+        reference: &str,
+    ) -> Result<SignatureReport, ManageError> {
+        check_repo_tag(repo, None)?;
+        self.run(actor, Privilege::Repo(repo, Action::Pull), async {
+            let r = oci::Reference::parse(reference)
+                .map_err(|e| ManageError::Invalid(e.to_string()))?;
+            let meta = self.svc.meta();
+            let m = meta
+                .get_manifest(repo, &r)
+                .await?
+                .ok_or(StoreError::ManifestUnknown)?;
+            let Some(policy) = self.svc.signing() else {
+                return Ok(Done::read(SignatureReport {
+                    digest: m.digest.to_string(),
+                    trusted_keys: Vec::new(),
+                    verified: Vec::new(),
+                    rejected: Vec::new(),
+                }));
+            };
+            let v = policy
+                .report(meta.as_ref(), self.svc.blobs().as_ref(), repo, &m.digest)
+                .await?;
+            let verified = v
+                .verified
+                .iter()
+                .map(|s| VerifiedView {
+                    source: s.source.clone(),
+                    // The format's serde name (`simple-signing`), as the verdict writes it.
+                    format: serde_json::to_value(s.format)
+                        .ok()
+                        .and_then(|f| f.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    key: policy.keys()[s.key_index].name.clone(),
+                    key_id: s.key_id.clone(),
+                    identity: s.identity.clone(),
+                    annotations: s.annotations.clone(),
+                })
+                .collect();
+            let rejected = v
+                .rejected
+                .iter()
+                .map(|r| RejectedView {
+                    source: r.source.clone(),
+                    reason: r.reason.to_string(),
+                })
+                .collect();
+            Ok(Done::read(SignatureReport {
+                digest: m.digest.to_string(),
+                trusted_keys: policy.keys().iter().map(|k| k.name.clone()).collect(),
+                verified,
+                rejected,
+            }))
+        })
+        .await
+    }
+
+    /// The names, ids and algorithms of the keys the registry trusts (any identified caller;
+    /// none without a signing policy).
+    pub async fn trusted_keys(&self, actor: &Actor) -> Result<Vec<TrustedKey>, ManageError> {
+        self.run(actor, Privilege::Identified, async {
+            let keys = self
+                .svc
+                .signing()
+                .iter()
+                .flat_map(|p| p.keys())
+                .map(|k| TrustedKey {
+                    name: k.name.clone(),
+                    key_id: k.key.key_id(),
+                    algorithm: k.key.algorithm().to_string(),
+                })
+                .collect();
+            Ok(Done::read(keys))
+        })
+        .await
+    }
+
     // -----------------------------------------------------------------------------------------
     // Tags
 
@@ -1013,5 +1123,68 @@ mod tests {
             m.tag_history(&Actor::Loopback, "app", "v1", None).await,
             Err(ManageError::Denied(_))
         ));
+    }
+
+    /// The read-only views (versions, signatures, trusted keys) authorize as their routes
+    /// always did: a reader of a repository reads its versions and signatures, nobody else
+    /// does; a bad name is refused before anyone is asked; reads are not audited.
+    #[tokio::test]
+    async fn read_only_views_admit_readers_of_the_repository() {
+        let f = fixture().await;
+        let (root, dev) = (caller(&f.ac, "root").await, caller(&f.ac, "dev").await);
+        let m = f.svc.manage();
+        m.create_rule(
+            &root,
+            CreateRule {
+                subject: "user:dev".into(),
+                repos: "app".into(),
+                actions: Actions::of(Action::Pull),
+            },
+        )
+        .await
+        .unwrap();
+        let put = crate::testing::put_image;
+        let app = put(f.svc.meta().as_ref(), "app", 1, &["v1.0.0"]).await;
+        put(f.svc.meta().as_ref(), "secret", 2, &["v1.0.0"]).await;
+
+        let rows = m.versions(&dev, "app").await.unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.tag.as_str(), r.digest.clone()))
+                .collect::<Vec<_>>(),
+            [("v1.0.0", app.to_string())]
+        );
+        let report = m.signatures(&dev, "app", "v1.0.0").await.unwrap();
+        assert_eq!(report.digest, app.to_string());
+        assert!(report.trusted_keys.is_empty() && report.verified.is_empty());
+        assert!(m.trusted_keys(&dev).await.unwrap().is_empty());
+
+        for e in [
+            m.versions(&dev, "secret").await.unwrap_err(),
+            m.signatures(&dev, "secret", "v1.0.0").await.unwrap_err(),
+            m.signatures(&Actor::Loopback, "app", "v1.0.0")
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(matches!(e, ManageError::Denied(_)), "{e}");
+        }
+        assert!(matches!(
+            m.versions(&dev, "Bad").await,
+            Err(ManageError::NameInvalid(_))
+        ));
+        assert!(matches!(
+            m.versions(&root, "nothing").await,
+            Err(ManageError::NotFound(_))
+        ));
+        assert!(matches!(
+            m.signatures(&dev, "app", "v9").await,
+            Err(ManageError::Store(StoreError::ManifestUnknown))
+        ));
+        assert!(matches!(
+            m.signatures(&dev, "app", "no tag!").await,
+            Err(ManageError::Invalid(_))
+        ));
+        let ev = events(&f.svc, &f.ac).await;
+        assert_eq!(ev.len(), 1, "only the rule is audited: {ev:?}");
     }
 }

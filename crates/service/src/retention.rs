@@ -95,23 +95,8 @@ impl RetentionRules {
     }
 }
 
-/// One line of `wharf versions`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VersionRow {
-    /// The tag.
-    pub tag: String,
-    /// The manifest it points at.
-    pub digest: String,
-    /// The manifest's media type.
-    pub media_type: String,
-    /// Bytes: the manifest, plus for an index its child manifests, plus the distinct config and
-    /// layer blobs they reference (as their descriptors declare).
-    pub size: u64,
-    /// Unix seconds when the tag was last set (else when its manifest was first pushed).
-    pub pushed: Option<u64>,
-    /// Unix seconds of the manifest's last pull, if it was pulled since tracking began.
-    pub last_pull: Option<u64>,
-}
+/// One line of `wharf versions`: the management API's type, named here too for the CLI.
+pub use api::retention::VersionRow;
 
 /// The plan for one repository.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -479,33 +464,10 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use store::{ManifestRecord, RedbMetaStore};
+    use store::RedbMetaStore;
 
-    /// Stores a config-only image manifest tagged `tags`; returns its digest.
     async fn put(meta: &RedbMetaStore, seed: u8, tags: &[&str]) -> Digest {
-        let config = Digest::sha256(&[seed]);
-        meta.link_blob("r", &config, 1).await.unwrap();
-        let body = Bytes::from(format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[]}}"#,
-            oci::media_types::OCI_MANIFEST
-        ));
-        let digest = Digest::sha256(&body);
-        let rec = ManifestRecord {
-            digest: digest.clone(),
-            media_type: oci::media_types::OCI_MANIFEST.into(),
-            body,
-            blobs: vec![config],
-            children: vec![],
-            subject: None,
-            referrer: None,
-            frozen_tags: vec![],
-            actor: "test".into(),
-        };
-        meta.put_manifest("r", rec, tags.iter().map(|t| (*t).to_owned()).collect())
-            .await
-            .unwrap();
-        digest
+        crate::testing::put_image(meta, "r", seed, tags).await
     }
 
     #[tokio::test]

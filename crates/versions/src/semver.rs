@@ -1,36 +1,14 @@
 //! Semantic versions in tags: `[v]MAJOR.MINOR.PATCH[-PRERELEASE]` (build metadata cannot appear
-//! in a tag, since `+` is not a tag character), ordered by semver precedence.
+//! in a tag, since `+` is not a tag character), ordered by semver precedence. A thin layer on
+//! [`oci::semver`], Wharf's one SemVer 2.0.0: see [`Version::parse`] for what a tag adds.
 
 use std::cmp::Ordering;
 
-/// One dot-separated pre-release identifier.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ident {
-    /// Digits only: compared numerically.
-    Numeric(u64),
-    /// Anything else: compared as ASCII text, and after every numeric identifier.
-    Alpha(String),
-}
+use oci::semver::{SemVer, pre_cmp};
 
-impl Ord for Ident {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Ident::Numeric(a), Ident::Numeric(b)) => a.cmp(b),
-            (Ident::Numeric(_), Ident::Alpha(_)) => Ordering::Less,
-            (Ident::Alpha(_), Ident::Numeric(_)) => Ordering::Greater,
-            (Ident::Alpha(a), Ident::Alpha(b)) => a.cmp(b),
-        }
-    }
-}
-
-impl PartialOrd for Ident {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// A semantic version. Ordering is semver precedence: numerically by major, minor, patch; a
-/// pre-release sorts before its release; pre-releases compare identifier by identifier.
+/// A semantic version written in a tag. Ordering is semver precedence: numerically by major,
+/// minor, patch; a pre-release sorts before its release; pre-releases compare identifier by
+/// identifier ([`oci::semver::pre_cmp`], the one SemVer 2.0.0 of Wharf).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version {
     /// Incompatible changes.
@@ -39,55 +17,42 @@ pub struct Version {
     pub minor: u64,
     /// Fixes.
     pub patch: u64,
-    /// Pre-release identifiers (`rc.1` is `[Alpha("rc"), Numeric(1)]`); empty for a release.
-    pub pre: Vec<Ident>,
+    /// Pre-release identifiers joined by `.` (`rc.1`); empty for a release. Canonical (no
+    /// leading zeros), so equal versions have equal strings.
+    pub pre: String,
+}
+
+/// True for a numeric identifier that does not fit 64 bits.
+fn overflows(digits: &str) -> bool {
+    digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u64>().is_err()
 }
 
 impl Version {
-    /// Parses a tag as a semantic version (an optional leading `v` is accepted); `None` when the
-    /// tag is not one. Numbers that do not fit 64 bits (in the core or a numeric pre-release
-    /// identifier) are not treated as versions. This is the one semver parser of Wharf: tag
-    /// rules (`semver = true`) and retention ask it, so they always agree.
+    /// Parses a tag as a semantic version; `None` when the tag is not one. This is the one
+    /// semver question of Wharf's tags: tag rules (`semver = true`), retention and `wharf
+    /// versions` ask it, so they always agree.
+    ///
+    /// The grammar and precedence are [`oci::semver::SemVer`]'s; a tag differs from it only in
+    /// what it accepts around the core, each for a reason:
+    /// - an optional leading `v` (`v1.2.3`), because that is how most images tag releases;
+    /// - no build metadata, because `+` is not a tag character;
+    /// - numbers (major, minor, patch and numeric pre-release identifiers) must fit 64 bits,
+    ///   as the `semver` crate requires: retention groups tags by their major number and
+    ///   reports it as a number, and tag rules have always refused bigger ones.
     pub fn parse(tag: &str) -> Option<Version> {
         let t = tag.strip_prefix('v').unwrap_or(tag);
-        let (core, pre) = match t.split_once('-') {
-            Some((c, p)) => (c, Some(p)),
-            None => (t, None),
-        };
-        let number = |s: &str| -> Option<u64> {
-            let ok = !s.is_empty()
-                && s.bytes().all(|b| b.is_ascii_digit())
-                && (s == "0" || !s.starts_with('0'));
-            if ok { s.parse().ok() } else { None }
-        };
-        let mut parts = core.split('.');
-        let major = number(parts.next()?)?;
-        let minor = number(parts.next()?)?;
-        let patch = number(parts.next()?)?;
-        if parts.next().is_some() {
+        if t.contains('+') {
             return None;
         }
-        let pre = match pre {
-            None => Vec::new(),
-            Some(p) => p
-                .split('.')
-                .map(|id| {
-                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    {
-                        None
-                    } else if id.bytes().all(|b| b.is_ascii_digit()) {
-                        id.parse().ok().map(Ident::Numeric)
-                    } else {
-                        Some(Ident::Alpha(id.to_owned()))
-                    }
-                })
-                .collect::<Option<Vec<_>>>()?,
-        };
+        let v = SemVer::parse(t).ok()?;
+        if !v.pre.is_empty() && v.pre.split('.').any(overflows) {
+            return None;
+        }
         Some(Version {
-            major,
-            minor,
-            patch,
-            pre,
+            major: v.major.parse().ok()?,
+            minor: v.minor.parse().ok()?,
+            patch: v.patch.parse().ok()?,
+            pre: v.pre.to_owned(),
         })
     }
 
@@ -99,14 +64,11 @@ impl Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
+        // The numbers fit 64 bits here, so comparing them as integers is the core's digit-string
+        // comparison; the pre-release precedence is the core's own function.
         (self.major, self.minor, self.patch)
             .cmp(&(other.major, other.minor, other.patch))
-            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                (false, false) => self.pre.cmp(&other.pre),
-            })
+            .then_with(|| pre_cmp(&self.pre, &other.pre))
     }
 }
 
@@ -169,13 +131,15 @@ mod tests {
             "vv1.2.3",
             "99999999999999999999999.0.0",
             "1.0.0-99999999999999999999999",
+            "1.0.0+build",
+            "1.0.0-rc.01",
             "",
         ] {
             assert!(Version::parse(bad).is_none(), "{bad}");
         }
         let v = Version::parse("v1.2.3-rc.10").unwrap();
         assert_eq!((v.major, v.minor, v.patch), (1, 2, 3));
-        assert_eq!(v.pre, vec![Ident::Alpha("rc".into()), Ident::Numeric(10)]);
+        assert_eq!(v.pre, "rc.10");
         assert!(v.is_prerelease());
     }
 
@@ -207,6 +171,33 @@ mod tests {
                 .cmp(&Version::parse("1.0.0").unwrap()),
             Ordering::Equal
         );
+    }
+
+    /// Tags and the shared core agree: what a tag accepts, the core accepts after the `v`, in
+    /// the same order. The differences are only the documented ones around the core. Before
+    /// the two were one, `1.0.0-01` and `1.0.0-rc.01` were semver tags here (a numeric
+    /// identifier was read as a number, leading zero or not) and not SemVer in the core.
+    #[test]
+    fn tags_agree_with_the_shared_core() {
+        fn core(s: &str) -> Option<SemVer<'_>> {
+            SemVer::parse(s).ok()
+        }
+        // Agreement on what is not a version at all.
+        for bad in ["1.2", "1.0.0-01", "1.0.0-rc.01", "01.0.0", "1.0.0-"] {
+            assert!(
+                Version::parse(bad).is_none() && core(bad).is_none(),
+                "{bad}"
+            );
+        }
+        // The documented differences: a `v`, build metadata, numbers beyond 64 bits.
+        assert!(Version::parse("v1.0.0").is_some() && core("v1.0.0").is_none());
+        assert!(Version::parse("1.0.0+b").is_none() && core("1.0.0+b").is_some());
+        let big = "99999999999999999999999.0.0";
+        assert!(Version::parse(big).is_none() && core(big).is_some());
+        // Pre-release ordering, the spec's subtle case, is the same.
+        let (a, b) = ("1.0.0-alpha.1", "1.0.0-alpha.beta");
+        assert!(Version::parse(a).unwrap() < Version::parse(b).unwrap());
+        assert!(core(a).unwrap() < core(b).unwrap());
     }
 
     #[test]
@@ -247,7 +238,7 @@ mod tests {
         fn order_is_numeric_and_prereleases_precede(
             a in (0u64..30, 0u64..30, 0u64..30),
             b in (0u64..30, 0u64..30, 0u64..30),
-            pre in "[a-z]{1,5}(\\.[0-9]{1,3})?",
+            pre in "[a-z]{1,5}(\\.(0|[1-9][0-9]{0,2}))?",
         ) {
             let v = |t: (u64, u64, u64)| Version::parse(&format!("{}.{}.{}", t.0, t.1, t.2)).unwrap();
             proptest::prop_assert_eq!(v(a).cmp(&v(b)), a.cmp(&b));
@@ -260,6 +251,25 @@ mod tests {
                 Version::parse(&format!("v{}.{}.{}", a.0, a.1, a.2)).unwrap(),
                 v(a)
             );
+        }
+
+        /// Whatever two tags are, the tag order is the shared core's order of the tags without
+        /// their `v`, and a tag is a version only if the core says so.
+        #[test]
+        fn order_is_the_cores(
+            a in "v?(0|[1-9][0-9]{0,2})\\.(0|[1-9])\\.(0|[1-9])(-([0-9]{1,2}|[a-z]{1,3}|rc\\.0?[0-9]|[a-z]\\.[0-9a-z]{1,2}))?",
+            b in "v?(0|[1-9][0-9]{0,2})\\.(0|[1-9])\\.(0|[1-9])(-([0-9]{1,2}|[a-z]{1,3}|rc\\.0?[0-9]|[a-z]\\.[0-9a-z]{1,2}))?",
+        ) {
+            let strip = |s: &str| s.strip_prefix('v').unwrap_or(s).to_owned();
+            let (sa, sb) = (strip(&a), strip(&b));
+            let (ca, cb) = (SemVer::parse(&sa).ok(), SemVer::parse(&sb).ok());
+            let (ta, tb) = (Version::parse(&a), Version::parse(&b));
+            proptest::prop_assert_eq!(ta.is_some(), ca.is_some());
+            proptest::prop_assert_eq!(tb.is_some(), cb.is_some());
+            if let (Some(ta), Some(tb), Some(ca), Some(cb)) = (ta, tb, ca, cb) {
+                proptest::prop_assert_eq!(ta.cmp(&tb), ca.cmp(&cb));
+                proptest::prop_assert_eq!(ta == tb, ca == cb);
+            }
         }
 
         /// Sorting is deterministic whatever the input order.

@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use crate::semver::{self, SemVer};
+use oci::semver::{self, SemVer};
 
 /// Why a string is not a Cargo version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -123,7 +123,7 @@ pub enum Parsed<'a> {
     /// PEP 440.
     PyPI(pep440::Version<'a>),
     /// npm, Go and Cargo, each parsed by its own rules.
-    Semver(crate::semver::SemVer<'a>),
+    Semver(oci::semver::SemVer<'a>),
     /// Maven.
     Maven(maven::Version),
 }

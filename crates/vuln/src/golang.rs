@@ -10,7 +10,7 @@
 
 use std::cmp::Ordering;
 
-use crate::semver::{self, SemVer, is_number};
+use oci::semver::{self, SemVer, is_number};
 
 /// Why a string is not a Go module version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

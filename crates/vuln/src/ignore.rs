@@ -138,15 +138,10 @@ pub fn valid_date(s: &str) -> bool {
     {
         return false;
     }
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&d)
+    let days = u8::try_from(m)
+        .ok()
+        .and_then(|m| oci::time::days_in_month(i64::from(y), m));
+    days.is_some_and(|days| (1..=u32::from(days)).contains(&d))
 }
 
 impl IgnoreRules {

@@ -8,8 +8,10 @@
 //!   error and checked against the real tool or the upstream project's own test data
 //!   (`tests/`):
 //!   [`dpkg`] (Debian, Ubuntu), [`rpm`], [`apk`] (Alpine), [`pep440`] (PyPI), [`npm`],
-//!   [`golang`] (Go modules), [`cargo`] (crates.io), [`maven`]; [`semver`] is the SemVer 2.0.0
-//!   core the npm, Go and Cargo orderings share.
+//!   [`golang`] (Go modules), [`cargo`] (crates.io), [`maven`]; the SemVer 2.0.0 core the npm,
+//!   Go and Cargo orderings and `SEMVER` ranges share is [`oci::semver`], the one semantic
+//!   version of Wharf (tags use it too), and these modules only add what each tool accepts
+//!   around it.
 //! - [`Ecosystem`] names an ordering (from OSV's ecosystem strings) and [`compare`] orders two
 //!   version strings in it.
 //! - [`Range`] and [`Affected`]: OSV's `introduced` / `fixed` / `last_affected` / `limit`
@@ -40,7 +42,6 @@ pub mod pep440;
 pub mod range;
 pub mod rpm;
 pub mod secdb;
-pub mod semver;
 pub mod tracker;
 
 pub use advisory::{Advisory, AffectedPackage, ParseError, parse_osv};

@@ -351,8 +351,8 @@ impl Entry {
     }
 }
 
-fn semver_of(v: &str) -> Option<crate::semver::SemVer<'_>> {
-    crate::semver::SemVer::parse(v.strip_prefix('v').unwrap_or(v)).ok()
+fn semver_of(v: &str) -> Option<oci::semver::SemVer<'_>> {
+    crate::range::semver_parse(v).ok()
 }
 
 /// Sorts and deduplicates `versions` with `cmp`, giving equal ones one rank.

@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use crate::semver::{self, SemVer};
+use oci::semver::{self, SemVer};
 
 /// node-semver's limits.
 const MAX_LENGTH: usize = 256;

@@ -17,7 +17,7 @@
 use std::cmp::Ordering;
 
 use crate::ecosystem::{Ecosystem, Parsed, VersionError, compare};
-use crate::semver::{self, SemVer};
+use oci::semver::{self, SemVer};
 
 /// The `type` of an OSV range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,11 @@ pub struct Range {
     has_limit: bool,
 }
 
-fn semver_parse(v: &str) -> Result<SemVer<'_>, semver::ParseError> {
+/// A version in a `SEMVER` range: [`oci::semver`], Wharf's one SemVer 2.0.0, after an
+/// optional leading `v`. The `v` is the only leniency, and it differs from the core because
+/// advisories and Go build info write it (`v1.20.1`) while the SemVer grammar has no prefix;
+/// the matcher parses installed versions with this same function, so both sides agree.
+pub(crate) fn semver_parse(v: &str) -> Result<SemVer<'_>, semver::ParseError> {
     SemVer::parse(v.strip_prefix('v').unwrap_or(v))
 }
 

@@ -280,6 +280,17 @@ async fn inventory(
     .map_err(anyhow::Error::from)
 }
 
+/// The ignore file's rules (none without a file), read and parsed the same way for `wharf
+/// scan --ignore-file` and the server's `[scan] ignore_file`, with the same error context.
+fn load_ignore_file(path: Option<&Path>) -> anyhow::Result<IgnoreRules> {
+    let Some(p) = path else {
+        return Ok(IgnoreRules::default());
+    };
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("reading the ignore file {}", p.display()))?;
+    IgnoreRules::parse(&text).with_context(|| format!("in the ignore file {}", p.display()))
+}
+
 fn run_scan(args: ScanArgs) -> anyhow::Result<i32> {
     let format: Format = args.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let threshold = args
@@ -287,14 +298,7 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<i32> {
         .as_deref()
         .map(str::parse::<Severity>)
         .transpose()?;
-    let ignore = match &args.ignore_file {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading the ignore file {}", p.display()))?;
-            IgnoreRules::parse(&text).with_context(|| format!("in {}", p.display()))?
-        }
-        None => IgnoreRules::default(),
-    };
+    let ignore = load_ignore_file(args.ignore_file.as_deref())?;
     let db = args.db.open()?;
     let results = ScanResults::open(db.dir())
         .with_context(|| format!("opening the layer inventories in {}", db.dir().display()))?;
@@ -451,7 +455,7 @@ pub fn vulndb(cmd: VulndbCmd) -> anyhow::Result<()> {
                     f.name,
                     format!("{:?}", f.kind),
                     f.records,
-                    iso_time(f.imported_at),
+                    oci::time::rfc3339(f.imported_at),
                     &f.sha256[..f.sha256.len().min(16)]
                 );
             }
@@ -464,11 +468,6 @@ pub fn vulndb(cmd: VulndbCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
-fn iso_time(secs: u64) -> String {
-    scan::sbom::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// Scanning in `wharf serve`: the capability, its workers, and the database loaded (and
@@ -486,14 +485,7 @@ pub fn capability(
             data.join("scan").display()
         )
     })?;
-    let ignore = match &config.ignore_file {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading the scan ignore file {}", p.display()))?;
-            IgnoreRules::parse(&text).with_context(|| format!("in {}", p.display()))?
-        }
-        None => IgnoreRules::default(),
-    };
+    let ignore = load_ignore_file(config.ignore_file.as_deref())?;
     let db_dir = config.db_dir.clone().unwrap_or_else(|| data.join("vulndb"));
     let cap = Arc::new(scan::capability::ScanCapability::new(
         svc,
@@ -599,4 +591,33 @@ pub fn capability(
     });
     cap.spawn_workers();
     Ok(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both front doors (CLI and server) read the ignore file through one function: no file
+    /// is no rules; a missing or malformed file is an error naming it (and the bad line).
+    #[test]
+    fn ignore_file_errors_name_the_file() {
+        assert!(load_ignore_file(None).unwrap().rules().is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let e = format!("{:#}", load_ignore_file(Some(&missing)).unwrap_err());
+        assert!(
+            e.starts_with("reading the ignore file ") && e.contains("missing.toml"),
+            "{e}"
+        );
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[[ignore]]\nid = \"CVE-1\"\nreason = \n").unwrap();
+        let e = format!("{:#}", load_ignore_file(Some(&bad)).unwrap_err());
+        assert!(
+            e.starts_with("in the ignore file ") && e.contains("line 3"),
+            "{e}"
+        );
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "[[ignore]]\nid = \"CVE-1\"\nreason = \"accepted\"\n").unwrap();
+        assert_eq!(load_ignore_file(Some(&good)).unwrap().rules().len(), 1);
+    }
 }

@@ -14,7 +14,9 @@ mod cyclonedx;
 mod spdx;
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use oci::time::UtcDateTime;
 
 pub use cyclonedx::{CYCLONEDX_SPEC_VERSION, cyclonedx, cyclonedx_component};
 pub use spdx::{spdx, spdx_id};
@@ -126,7 +128,7 @@ impl SbomOptions {
     fn timestamp(&self) -> String {
         self.timestamp
             .clone()
-            .unwrap_or_else(|| rfc3339(SystemTime::now()))
+            .unwrap_or_else(|| UtcDateTime::from_system(SystemTime::now()).rfc3339())
     }
 
     fn uuid(&self) -> uuid::Uuid {
@@ -138,31 +140,6 @@ impl SbomOptions {
             .clone()
             .unwrap_or_else(|| ("wharf".to_string(), env!("CARGO_PKG_VERSION").to_string()))
     }
-}
-
-/// A time as RFC 3339 UTC with seconds (`2026-12-07T12:00:00Z`).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
 
 /// The `bom-ref` of each package of an inventory, in the inventory's order: its purl and
@@ -198,14 +175,6 @@ pub fn bom_ref_of(inventory: &ImageInventory, refs: &[String], pkg: &Package) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_of_known_instants() {
-        let t = |s: u64| rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(s));
-        assert_eq!(t(0), "1970-01-01T00:00:00Z");
-        assert_eq!(t(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(t(1_796_647_259), "2026-12-07T12:40:59Z");
-    }
 
     #[test]
     fn image_purls() {

@@ -5,9 +5,16 @@
 //! numerically and before alphanumeric ones, alphanumeric ones in ASCII order, more
 //! identifiers win when all before are equal); build metadata is ignored.
 //!
-//! This is the shared core of the npm, Cargo and Go orderings, which differ only in what they
-//! accept around it (a `v`, Go's `v1.2` shorthand, number limits). Numbers are digit strings,
-//! compared by length then digits, so any size compares exactly; nothing is allocated.
+//! This is the one semantic version of Wharf. Every user is a thin layer that decides only
+//! what it accepts around this core, never the precedence:
+//!
+//! - `vuln`'s npm, Cargo and Go orderings and its OSV `SEMVER` ranges (a leading `v`, Go's
+//!   `v1.2` shorthand, each tool's number limits);
+//! - `versions::Version`, semantic versions in tags (a leading `v`, no build metadata since
+//!   `+` is not a tag character, numbers that fit 64 bits), which tag rules and retention ask.
+//!
+//! Numbers are digit strings, compared by length then digits, so any size compares exactly;
+//! nothing is allocated.
 
 use std::cmp::Ordering;
 
