@@ -635,8 +635,10 @@ fn log_loaded(what: &str, info: &CertificateInfo, previous: Option<&CertificateI
 }
 
 fn format_time(t: Option<SystemTime>) -> String {
-    t.and_then(|t| x509_cert::der::DateTime::from_system_time(t).ok())
-        .map_or_else(|| "unknown".into(), |d| d.to_string())
+    t.map_or_else(
+        || "unknown".into(),
+        |t| oci::time::UtcDateTime::from_system(t).rfc3339(),
+    )
 }
 
 /// A serial number as hex without the sign byte DER adds to positive numbers whose high bit is
