@@ -20,7 +20,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, Method};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 /// The `X-Request-ID` header.
@@ -159,6 +162,52 @@ pub(crate) struct Pending {
     pub(crate) path: String,
     pub(crate) client: Option<IpAddr>,
     pub(crate) start: Instant,
+}
+
+/// The access log's part of handling a request: its id (honoured or generated, put in the
+/// request's extensions and on the response as `X-Request-ID`), the `request{id=...}` span the
+/// handling runs in (so other lines name the request), and, when `log`, the line written once the
+/// response body is done. `start` is when the request arrived.
+pub(crate) async fn logged(mut req: Request, next: Next, log: bool, start: Instant) -> Response {
+    let request_id = request_id(req.headers());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let pending = log.then(|| Pending {
+        id: request_id.clone(),
+        method: req.method().clone(),
+        path: logged_path(req.uri()),
+        client: crate::http_access::request_origin(req.extensions()).0,
+        start,
+    });
+    // Lines logged while the request is handled name it: `request{id=...}`.
+    let span = tracing::info_span!(target: "wharf::access", "request", id = %request_id);
+    let handled = tracing::Instrument::instrument(next.run(req), span);
+    let (mut resp, notes) = if pending.is_some() {
+        with_notes(handled).await
+    } else {
+        (handled.await, Default::default())
+    };
+    // Sane ids are visible ASCII, valid in a header.
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let Some(p) = pending else {
+        return resp;
+    };
+    let status = resp.status().as_u16();
+    let length = resp
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    resp.map(|b| axum::body::Body::new(LoggedBody::new(b, p, status, length, notes)))
+}
+
+/// The access log as a middleware of its own, for a router without the registry's (the
+/// standalone admission webhook): `axum::middleware::from_fn(access_log::middleware)`. It logs
+/// when `wharf::access` is enabled at info.
+pub async fn middleware(req: Request, next: Next) -> Response {
+    let log = tracing::enabled!(target: "wharf::access", tracing::Level::INFO);
+    logged(req, next, log, Instant::now()).await
 }
 
 /// Everything one log line says, written when the response body is done.

@@ -313,18 +313,6 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
     if let Some(ac) = reg.access() {
         http_access::resolve_client(ac, &mut req);
     }
-    let request_id = access_log::request_id(req.headers());
-    req.extensions_mut()
-        .insert(access_log::RequestId(request_id.clone()));
-    let log =
-        reg.inner.access_log && tracing::enabled!(target: "wharf::access", tracing::Level::INFO);
-    let pending = log.then(|| access_log::Pending {
-        id: request_id.clone(),
-        method: req.method().clone(),
-        path: access_log::logged_path(req.uri()),
-        client: http_access::request_origin(req.extensions()).0,
-        start,
-    });
     let method = req.method().clone();
     let version = req.version();
     let path_label = match req.uri().path() {
@@ -334,14 +322,9 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
         p if p.starts_with("/api/") => "api",
         _ => "other",
     };
-    // Lines logged while the request is handled name it: `request{id=...}`.
-    let span = tracing::info_span!(target: "wharf::access", "request", id = %request_id);
-    let handled = tracing::Instrument::instrument(next.run(req), span);
-    let (mut resp, notes) = if pending.is_some() {
-        access_log::with_notes(handled).await
-    } else {
-        (handled.await, Default::default())
-    };
+    let log =
+        reg.inner.access_log && tracing::enabled!(target: "wharf::access", tracing::Level::INFO);
+    let mut resp = access_log::logged(req, next, log, start).await;
     let route = resp
         .extensions()
         .get::<RouteLabel>()
@@ -373,21 +356,5 @@ async fn observe(State(reg): State<Registry>, mut req: Request, next: Next) -> R
     if version <= axum::http::Version::HTTP_11 && !reg.inner.ready.load(Ordering::Relaxed) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    // Sane ids are visible ASCII, valid in a header.
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(access_log::REQUEST_ID_HEADER, v);
-    }
-    match pending {
-        Some(p) => {
-            let length = resp
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            resp.map(|b| {
-                axum::body::Body::new(access_log::LoggedBody::new(b, p, status, length, notes))
-            })
-        }
-        None => resp,
-    }
+    resp
 }

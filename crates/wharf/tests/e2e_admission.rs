@@ -199,6 +199,17 @@ fn webhook_over_https_answers_reviews_as_the_api_server_expects() {
     ] {
         assert!(log.contains(want), "{want} not in {log}");
     }
+    // One access line per review, as the registry writes them.
+    let access = w.wait_log("wharf::access");
+    for want in [
+        "request_id=",
+        "method=POST",
+        "path=/admission/v1/validate?timeout=10s",
+        "status=200",
+        "latency_ms=",
+    ] {
+        assert!(access.contains(want), "{want} not in {access}");
+    }
 
     // A compliant Deployment: allowed, no warnings.
     let r = w.review(&ca, "review-hardened-deployment.json");

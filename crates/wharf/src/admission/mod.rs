@@ -447,9 +447,12 @@ async fn serve(
     Ok(())
 }
 
-/// The webhook's routes.
+/// The standalone webhook's routes, with the access log (request id, one `wharf::access` line
+/// per review, as the registry writes; in `serve` the registry's own log covers the same routes).
 pub fn router(webhook: Arc<Webhook>) -> Router {
-    review_routes(webhook).route("/healthz", get(|| async { "ok" }))
+    review_routes(webhook)
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn(registry::access_log::middleware))
 }
 
 /// The two review routes, for any router state.
