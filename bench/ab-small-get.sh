@@ -28,6 +28,7 @@ declare -A PORT
 for side in old new; do
   bin=$OLD; [ "$side" = new ] && bin=$NEW
   p=$(port)
+  mkdir -p "$WORK/$side" # serve refuses a missing --data-dir without --init (mkdir suits older binaries too)
   "$bin" serve --listen "127.0.0.1:$p" --data-dir "$WORK/$side" > "$WORK/$side.log" 2>&1 &
   wait_up "$p"
   u="http://127.0.0.1:$p"

@@ -347,7 +347,8 @@ fn serve_on_a_busy_port_creates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["serve", "--listen", &busy.local_addr().unwrap().to_string()])
+        .args(["serve", "--init", "--listen"])
+        .arg(busy.local_addr().unwrap().to_string())
         .arg("--data-dir")
         .arg(&data)
         .env_remove("WHARF_CONFIG")
@@ -361,4 +362,98 @@ fn serve_on_a_busy_port_creates_nothing() {
         !data.exists(),
         "the data directory was created before the bind failed"
     );
+}
+
+/// `wharf serve --listen 127.0.0.1:PORT --data-dir DATA EXTRA`: the exit status and standard
+/// error when it stops by itself within 20 s, or `None` once `/readyz` answered 200 (then it is
+/// killed).
+fn serve_until_ready(data: &std::path::Path, extra: &[&str]) -> Option<(Option<i32>, String)> {
+    let port = free_port();
+    let log = data.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env_remove("WHARF_CONFIG")
+        .env_remove("WHARF_DATA_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let http = Http::new(([127, 0, 0, 1], port).into());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some((st.code(), std::fs::read_to_string(&log).unwrap()));
+        }
+        if http.get("/readyz").is_ok_and(|r| r.status == 200) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither ready nor stopped in 20 s:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_needs_an_existing_data_dir_or_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Missing: refused on one line naming --init; nothing is created.
+    let data = tmp.path().join("wharf-dat");
+    let (code, err) = serve_until_ready(&data, &[]).expect("serve started on a missing dir");
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: no data directory at {} (a mistyped --data-dir or storage.data_dir? give \
+             `wharf serve --init` to create a new registry there)",
+            data.display()
+        )
+    );
+    assert!(!data.exists(), "a missing --data-dir was created");
+    // The same through the environment (as a container or a unit file gives it).
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("WHARF_DATA_DIR", &data)
+        .env_remove("WHARF_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("give `wharf serve --init`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data.exists());
+    // A file where the directory should be: refused, even with --init.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, err) = serve_until_ready(&file, &["--init"]).expect("serve started on a file");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is not a directory"), "{err}");
+
+    // --init: created (owner only), and the registry starts in it.
+    assert_eq!(serve_until_ready(&data, &["--init"]), None);
+    assert!(data.join("meta.redb").exists());
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
+    // Existing now: it starts without --init, and --init again changes nothing.
+    assert_eq!(serve_until_ready(&data, &[]), None);
+    assert_eq!(serve_until_ready(&data, &["--init"]), None);
+
+    // An existing empty directory (a freshly mounted volume) is accepted without --init.
+    let volume = tmp.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    assert_eq!(serve_until_ready(&volume, &[]), None);
+    assert!(volume.join("meta.redb").exists());
 }
