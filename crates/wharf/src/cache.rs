@@ -149,9 +149,14 @@ pub struct ServerArgs {
     /// The running server (the cache lives in it).
     #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:5000")]
     pub server: String,
-    /// Administrator login; the password comes from WHARF_PASSWORD.
+    /// Administrator login; the password comes from standard input with
+    /// --as-password-stdin, else from WHARF_PASSWORD, else it is asked on the terminal.
     #[arg(long = "as", env = "WHARF_USER")]
     pub login_as: Option<String>,
+    /// Read the password of --as from standard input's first line (not from WHARF_PASSWORD or
+    /// the terminal); an empty line is an error.
+    #[arg(long)]
+    pub as_password_stdin: bool,
 }
 
 /// `wharf cache ...`.
@@ -212,6 +217,7 @@ fn remote(s: &ServerArgs) -> anyhow::Result<Remote> {
         data_dir: PathBuf::new(),
         server: Some(s.server.clone()),
         login_as: s.login_as.clone(),
+        as_password_stdin: s.as_password_stdin,
         create: false,
     };
     Ok(Remote::of(&d)?.expect("server is set"))

@@ -60,8 +60,8 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    /// The server `--server` names (`None` without one); `--as` logs in with the password in
-    /// `WHARF_PASSWORD`, or asked on the terminal.
+    /// The server `--server` names (`None` without one); `--as` logs in with the password from
+    /// standard input (`--as-password-stdin`), `WHARF_PASSWORD`, or asked on the terminal.
     pub(crate) fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
         let Some(server) = &d.server else {
             return Ok(None);
@@ -69,7 +69,10 @@ impl Remote {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = server_base(server)?;
         let auth = match &d.login_as {
-            Some(u) => Some((u.clone(), login_password(u)?)),
+            Some(u) => Some((u.clone(), login_password(u, d.as_password_stdin)?)),
+            None if d.as_password_stdin => {
+                anyhow::bail!("--as-password-stdin reads the password of --as USER: give --as")
+            }
             None => None,
         };
         Ok(Some(Remote {
@@ -186,13 +189,22 @@ pub(crate) fn server_base(server: &str) -> anyhow::Result<String> {
     )
 }
 
-/// The password of `--as USER`: `WHARF_PASSWORD`, else asked on the terminal without echo.
-fn login_password(user: &str) -> anyhow::Result<String> {
+/// The password of `--as USER`: standard input's first line with `from_stdin`
+/// (`--as-password-stdin`), else `WHARF_PASSWORD`, else asked on the terminal without echo.
+fn login_password(user: &str, from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        return Ok(crate::admin::read_secret_line()
+            .context("--as-password-stdin")?
+            .to_string());
+    }
     if let Ok(p) = std::env::var("WHARF_PASSWORD") {
         return Ok(p);
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        anyhow::bail!("--as {user} needs a password: set WHARF_PASSWORD (no terminal to ask on)");
+        anyhow::bail!(
+            "--as {user} needs a password: give it on standard input with --as-password-stdin, \
+             or set WHARF_PASSWORD (no terminal to ask on)"
+        );
     }
     rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")
 }
