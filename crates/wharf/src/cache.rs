@@ -180,7 +180,8 @@ pub enum CacheCmd {
         /// Only this platform of multi-platform images (os/arch[/variant]); all by default.
         #[arg(long)]
         platform: Option<String>,
-        /// No progress spinner (it shows only on a terminal anyway).
+        /// No progress bar (bytes of the image done, as the server reports them; it shows only
+        /// on a terminal anyway).
         #[arg(long, short = 'q')]
         quiet: bool,
         #[command(flatten)]
@@ -210,6 +211,72 @@ pub enum CacheCmd {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+/// The longest line of a streamed warm-up answer the CLI reads (a result line of one image is
+/// a few hundred bytes).
+const MAX_LINE: usize = 1 << 20;
+
+/// `POST /api/v1/cache/warm` with `Accept: application/x-ndjson`: draws the bytes done of
+/// `image` as the server reports them, and returns the result line's array (the plain answer's).
+async fn warm_with_bar(
+    remote: &Remote,
+    image: &str,
+    body: &api::cache::WarmRequest,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use futures_util::StreamExt;
+    const PATH: &str = "/api/v1/cache/warm";
+    let resp = remote
+        .open(
+            reqwest::Method::POST,
+            PATH,
+            Some(body),
+            Some(cache::http::NDJSON),
+        )
+        .await?;
+    let bar = crate::output::bytes_bar(false, 0, &format!("warming {image}"));
+    let mut stream = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let result = 'read: loop {
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&line)
+                .with_context(|| format!("POST {PATH}: unexpected line from the server"))?;
+            if let Some(r) = v.get("result") {
+                break 'read serde_json::from_value::<Vec<serde_json::Value>>(r.clone())
+                    .with_context(|| format!("POST {PATH}: unexpected result from the server"))?;
+            }
+            if let Some(e) = v.get("errors") {
+                bar.finish_and_clear();
+                anyhow::bail!(
+                    "POST {PATH}: {}",
+                    e[0]["message"].as_str().unwrap_or("the warm-up failed")
+                );
+            }
+            if let (Some(done), Some(total)) = (v["done"].as_u64(), v["total"].as_u64()) {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        }
+        match stream.next().await {
+            Some(chunk) => {
+                buf.extend_from_slice(&chunk.with_context(|| format!("POST {PATH}"))?);
+                anyhow::ensure!(
+                    buf.len() <= MAX_LINE,
+                    "POST {PATH}: a line of the answer is longer than {MAX_LINE} bytes"
+                );
+            }
+            None => {
+                bar.finish_and_clear();
+                anyhow::bail!("POST {PATH}: the server ended the answer before the result");
+            }
+        }
+    };
+    bar.finish_and_clear();
+    Ok(result)
 }
 
 fn remote(s: &ServerArgs) -> anyhow::Result<Remote> {
@@ -302,17 +369,19 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                 let mut failed = 0;
                 // One image per request, so each shows its own progress and result as it ends.
                 for image in images {
-                    let spinner = crate::output::spinner(format!("warming {image}"), quiet);
                     let body = api::cache::WarmRequest {
                         images: vec![image.clone()],
                         platform: platform.clone(),
                     };
-                    let r: anyhow::Result<Vec<serde_json::Value>> = remote
-                        .with_body(Method::POST, "/api/v1/cache/warm", &body)
-                        .await;
-                    if let Some(b) = spinner {
-                        b.finish_and_clear();
-                    }
+                    // A progress bar from the server's streamed answer on a terminal; the plain
+                    // answer otherwise (scripts, --quiet).
+                    let r = if crate::output::shows_progress(quiet) {
+                        warm_with_bar(&remote, &image, &body).await
+                    } else {
+                        remote
+                            .with_body(Method::POST, "/api/v1/cache/warm", &body)
+                            .await
+                    };
                     for i in &r? {
                         if let Some(e) = i["error"].as_str() {
                             eprintln!("{}: {e}", i["image"].as_str().unwrap_or(""));

@@ -92,11 +92,34 @@ impl Remote {
         path: &str,
         body: Option<&B>,
     ) -> anyhow::Result<T> {
+        let resp = self.open(method.clone(), path, body, None).await?;
+        let text = resp.text().await.unwrap_or_default();
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        };
+        serde_json::from_str(text)
+            .with_context(|| format!("{method} {path}: unexpected answer from the server"))
+    }
+
+    /// One call whose successful answer is read by the caller (a stream): `body` as JSON,
+    /// `accept` as the `Accept` header. A refusal becomes the server's message.
+    pub(crate) async fn open<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        accept: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
+        }
+        if let Some(a) = accept {
+            req = req.header(reqwest::header::ACCEPT, a);
         }
         if let Some(b) = body {
             req = req
@@ -117,21 +140,15 @@ impl Remote {
             }
         };
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
             let msg = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
                 .unwrap_or(text);
             anyhow::bail!("{method} {path}: {status}: {msg}");
         }
-        let text = if text.trim().is_empty() {
-            "null"
-        } else {
-            &text
-        };
-        serde_json::from_str(text)
-            .with_context(|| format!("{method} {path}: unexpected answer from the server"))
+        Ok(resp)
     }
 
     /// A request to `path` with the login applied, for answers that are not JSON (a backup's
