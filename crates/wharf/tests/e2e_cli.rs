@@ -1,7 +1,9 @@
 //! End to end: how the CLI talks to a server and reports mistakes. `--server` without a scheme
 //! works for a loopback server and is refused (asking for the scheme) for another; a server
 //! that is not there gets a hint instead of a bare error chain; user errors never print a
-//! backtrace, even with RUST_BACKTRACE=1.
+//! backtrace, even with RUST_BACKTRACE=1. `serve` refuses a missing data directory unless
+//! `--init`; passwords come from standard input with `--password-stdin` (new passwords, key
+//! passwords) and `--as-password-stdin` (the `--as` login), never empty.
 
 mod support;
 
