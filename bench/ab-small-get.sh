@@ -32,7 +32,7 @@ for side in old new; do
   bin=$OLD; cfg=${OLD_CONFIG:-}
   if [ "$side" = new ]; then bin=$NEW; cfg=${NEW_CONFIG:-}; fi
   p=$(port)
-  mkdir -p "$WORK/$side"
+  mkdir -p "$WORK/$side" # serve refuses a missing --data-dir without --init (mkdir suits older binaries too)
   "$bin" serve ${cfg:+--config "$cfg"} --listen "127.0.0.1:$p" --data-dir "$WORK/$side" > "$WORK/$side.log" 2>&1 &
   wait_up "$p"
   u="http://127.0.0.1:$p"

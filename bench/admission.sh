@@ -28,6 +28,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/healthz" && return; sleep 0.1; done; echo "nothing on $1" >&2; exit 1; }
 
 REG=$(port)
+mkdir -p "$WORK/data" # serve refuses a missing --data-dir without --init (mkdir suits older binaries too)
 "$BIN" serve --listen "127.0.0.1:$REG" --data-dir "$WORK/data" > "$WORK/registry.log" 2>&1 &
 wait_up "$REG"
 

@@ -32,6 +32,7 @@ seed() { # URL [curl auth args...]
 
 # Server without access control.
 P1=$(port)
+mkdir -p "$WORK/open" # serve refuses a missing --data-dir without --init (mkdir suits older binaries too)
 "$BIN" serve --listen "127.0.0.1:$P1" --data-dir "$WORK/open" > "$WORK/open.log" 2>&1 &
 wait_up "$P1"
 seed "http://127.0.0.1:$P1"

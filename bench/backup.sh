@@ -9,7 +9,7 @@ SIZE_MIB=${SIZE_MIB:-64}
 PORT=${PORT:-5077}
 W=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; rm -rf "$W"' EXIT
-mkdir -p "$W/src"
+mkdir -p "$W/src" "$W/data" # serve refuses a missing --data-dir without --init (mkdir suits older binaries too)
 "$WHARF" serve --listen 127.0.0.1:$PORT --data-dir "$W/data" >"$W/server.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done

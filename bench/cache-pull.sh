@@ -52,6 +52,7 @@ cat > "$WORK/wharf.toml" <<EOF
 host = "upstream.test"
 url = "http://127.0.0.1:$UP"
 EOF
+mkdir -p "$WORK/wharf" # serve refuses a missing --data-dir without --init (mkdir suits older binaries too)
 "$BIN" serve --listen "127.0.0.1:$WP" --data-dir "$WORK/wharf" --config "$WORK/wharf.toml" > "$WORK/wharf.log" 2>&1 &
 WPID=$!
 wait_up "http://127.0.0.1:$WP/readyz"

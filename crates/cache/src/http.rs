@@ -298,37 +298,46 @@ async fn list(
     Ok(json(StatusCode::OK, &listing))
 }
 
-/// `POST /api/v1/cache/warm`: fetches images into the cache now.
-async fn warm(
-    State(reg): State<Registry>,
-    Extension(h): Extension<Handles>,
-    req: Request,
-) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
-    let cache = &h.cache;
-    let w: WarmRequest = body_json(body).await?;
-    let results = reg
-        .service()
+/// The media type of `POST /api/v1/cache/warm`'s streamed answer: progress lines, then the
+/// result (see [`warm`]).
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// Checks a warm request before anything is fetched: a reference that is no image of a cached
+/// upstream, or a malformed platform, is the caller's mistake.
+fn check_warm(cache: &Cache, w: &WarmRequest) -> Result<(), ApiError> {
+    if w.images.is_empty() || w.images.len() > 100 {
+        return Err(bad("give between 1 and 100 images"));
+    }
+    for image in &w.images {
+        cache.parse_image(image).map_err(bad)?;
+    }
+    if let Some(p) = &w.platform
+        && (p.is_empty() || p.split('/').count() > 3 || p.len() > 64)
+    {
+        return Err(bad("platform must be os/arch[/variant]"));
+    }
+    Ok(())
+}
+
+/// Warms each image of `w` in turn, as `actor` (authorized and audited as one change), passing
+/// progress to `progress`. Upstream failures are reported per image, with the others' results.
+async fn warm_images(
+    reg: &Registry,
+    cache: &Cache,
+    actor: &service::manage::Actor,
+    w: &WarmRequest,
+    progress: &mut (dyn FnMut(crate::WarmProgress<'_>) + Send),
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    reg.service()
         .manage()
-        .run(&actor, Privilege::Admin, async {
-            if w.images.is_empty() || w.images.len() > 100 {
-                return Err(bad("give between 1 and 100 images"));
-            }
-            // A reference that is no image of a cached upstream is the caller's mistake: refuse
-            // the request before fetching anything.
-            for image in &w.images {
-                cache.parse_image(image).map_err(bad)?;
-            }
-            if let Some(p) = &w.platform
-                && (p.is_empty() || p.split('/').count() > 3 || p.len() > 64)
-            {
-                return Err(bad("platform must be os/arch[/variant]"));
-            }
-            // Upstream failures are reported per image, with the others' results.
+        .run(actor, Privilege::Admin, async {
+            check_warm(cache, w)?;
             let mut results = Vec::new();
             for image in &w.images {
-                match cache.warm(image, w.platform.as_deref()).await {
+                match cache
+                    .warm_with_progress(image, w.platform.as_deref(), progress)
+                    .await
+                {
                     Ok(r) => results.push(serde_json::to_value(&r).unwrap_or_default()),
                     Err(e) => results.push(serde_json::json!({"image": image, "error": e})),
                 }
@@ -338,8 +347,103 @@ async fn warm(
                 Change::new("cache.warm", w.images.join(",")),
             ))
         })
+        .await
+}
+
+/// Whether the request asks for the streamed answer (`Accept: application/x-ndjson`).
+fn wants_ndjson(parts: &axum::http::request::Parts) -> bool {
+    parts
+        .headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(NDJSON)
+        })
+}
+
+/// How often a streamed warm-up reports progress at most (the last bytes of each blob are
+/// always reported).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `POST /api/v1/cache/warm`: fetches images into the cache now. The answer is a JSON array,
+/// one result per image; with `Accept: application/x-ndjson` it is streamed instead, one JSON
+/// object a line: `{"image","blob","done","total"}` progress lines (bytes of the image's blobs
+/// done, never decreasing: at each new blob, at most every 100 ms within one, and at the end),
+/// then
+/// `{"result": [...]}` (the same array), or `{"errors": [...]}` when the warm-up failed after
+/// the answer began. A refused request (not an administrator, a bad image) is refused before
+/// streaming, as without the header.
+async fn warm(
+    State(reg): State<Registry>,
+    Extension(h): Extension<Handles>,
+    req: Request,
+) -> MResult {
+    let (parts, body) = req.into_parts();
+    let actor = admin_actor(&reg, &parts).await?;
+    let w: WarmRequest = body_json(body).await?;
+    if !wants_ndjson(&parts) {
+        let results = warm_images(&reg, &h.cache, &actor, &w, &mut |_| {}).await?;
+        return Ok(json(StatusCode::OK, &results));
+    }
+    // Refusals first, as a plain error answer: authorize (nothing runs, nothing is audited)
+    // and check the request.
+    reg.service()
+        .manage()
+        .run(&actor, Privilege::Admin, async {
+            Ok::<_, ApiError>(Done::read(()))
+        })
         .await?;
-    Ok(json(StatusCode::OK, &results))
+    check_warm(&h.cache, &w)?;
+    // Progress lines may be dropped when the client reads slowly (the channel is bounded);
+    // the result line never is. A client that goes away does not stop the warm-up.
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    tokio::spawn(async move {
+        let mut last: Option<(std::time::Instant, Digest)> = None;
+        let mut report = |p: crate::WarmProgress<'_>| {
+            let due = match &last {
+                None => true,
+                Some((at, blob)) => {
+                    blob != p.blob || p.done == p.total || at.elapsed() >= PROGRESS_EVERY
+                }
+            };
+            if due {
+                last = Some((std::time::Instant::now(), p.blob.clone()));
+                if let Ok(mut line) = serde_json::to_vec(&p) {
+                    line.push(b'\n');
+                    let _ = tx.try_send(line.into());
+                }
+            }
+        };
+        let end = match warm_images(&reg, &h.cache, &actor, &w, &mut report).await {
+            Ok(results) => serde_json::json!({ "result": results }),
+            Err(e) => serde_json::json!({
+                "errors": [{"code": e.code.as_str(), "message": e.message, "detail": null}]
+            }),
+        };
+        let mut line = end.to_string().into_bytes();
+        line.push(b'\n');
+        let _ = tx.send(line.into()).await;
+    });
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Ok((
+        StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, NDJSON),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/cache/pins`: configured and run-time pins.

@@ -107,6 +107,21 @@ pub struct WarmReport {
     pub bytes_fetched: u64,
 }
 
+/// Where a warm-up stands, as [`Cache::warm_with_progress`] reports it: the bytes of the
+/// image's blobs done so far (fetched now, or found cached) out of all of them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WarmProgress<'a> {
+    /// The image as given.
+    pub image: &'a str,
+    /// The blob being fetched (or just found cached).
+    pub blob: &'a Digest,
+    /// Bytes of the image's blobs done: never decreases.
+    pub done: u64,
+    /// Bytes of all the image's blobs, from its manifests (corrected when an upstream's blob
+    /// is not the size its manifest says).
+    pub total: u64,
+}
+
 /// Whether an index entry is for `platform` (`os/arch[/variant]`), or any when `None`.
 fn platform_matches(d: &Descriptor, platform: Option<&str>) -> bool {
     let Some(want) = platform else {
@@ -473,6 +488,18 @@ impl Cache {
     /// the platform manifests matching `platform` (`os/arch[/variant]`; all when `None`), and
     /// every blob they need.
     pub async fn warm(&self, image: &str, platform: Option<&str>) -> Result<WarmReport, String> {
+        self.warm_with_progress(image, platform, &mut |_| {}).await
+    }
+
+    /// [`Cache::warm`], calling `progress` as bytes arrive (after every chunk of a fetched
+    /// blob, and for every blob found cached): for a progress bar. It must be cheap; a caller
+    /// that forwards it somewhere throttles it itself.
+    pub async fn warm_with_progress(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        progress: &mut (dyn FnMut(WarmProgress<'_>) + Send),
+    ) -> Result<WarmReport, String> {
         let (name, r) = self.parse_image(image)?;
         let fail = |e: UpstreamError| format!("{image}: {e}");
         self.manifest(&name, &r).await.map_err(fail)?;
@@ -515,31 +542,52 @@ impl Cache {
             ..Default::default()
         };
         let mut seen = HashSet::new();
-        for m in &images {
-            for b in m.required_blobs() {
-                if !seen.insert(b.digest.clone()) {
-                    continue;
-                }
-                report.blobs += 1;
-                if meta
-                    .blob_linked(&name, &b.digest)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-                {
-                    continue;
-                }
-                if let BlobAnswer::Incoming(i) =
+        let blobs: Vec<&Descriptor> = images
+            .iter()
+            .flat_map(|m| m.required_blobs())
+            .filter(|b| seen.insert(b.digest.clone()))
+            .collect();
+        let declared = |b: &Descriptor| u64::try_from(b.size).unwrap_or(0);
+        let mut total: u64 = blobs.iter().map(|b| declared(b)).sum();
+        let mut done = 0u64;
+        for b in blobs {
+            report.blobs += 1;
+            let mut blob_done = declared(b);
+            if meta
+                .blob_linked(&name, &b.digest)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+                && let BlobAnswer::Incoming(i) =
                     self.blob(&name, &b.digest, false).await.map_err(fail)?
-                {
-                    let size = i.size;
-                    let mut s = i.stream(0, size);
-                    while let Some(chunk) = s.next().await {
-                        chunk.map_err(|e| format!("{image}: blob {}: {e}", b.digest))?;
-                    }
-                    report.bytes_fetched += size;
+            {
+                let size = i.size;
+                // The bytes that arrive are what counts: correct the total by what the
+                // manifest said.
+                total = total.saturating_sub(declared(b)).saturating_add(size);
+                blob_done = size;
+                let start = done;
+                let mut s = i.stream(0, size);
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk.map_err(|e| format!("{image}: blob {}: {e}", b.digest))?;
+                    done = (done + chunk.len() as u64).min(start + size);
+                    progress(WarmProgress {
+                        image,
+                        blob: &b.digest,
+                        done,
+                        total,
+                    });
                 }
+                report.bytes_fetched += size;
+                done = start;
             }
+            done += blob_done;
+            progress(WarmProgress {
+                image,
+                blob: &b.digest,
+                done,
+                total,
+            });
         }
         Ok(report)
     }

@@ -32,10 +32,14 @@ pub struct DataDir {
     /// of the data directory.
     #[arg(long, env = "WHARF_SERVER")]
     pub server: Option<String>,
-    /// Administrator login for --server; the password comes from WHARF_PASSWORD, or is asked
-    /// on the terminal.
+    /// Administrator login for --server; the password comes from standard input with
+    /// --as-password-stdin, else from WHARF_PASSWORD, else it is asked on the terminal.
     #[arg(long = "as", env = "WHARF_USER")]
     pub login_as: Option<String>,
+    /// Read the password of --as from standard input's first line (not from WHARF_PASSWORD or
+    /// the terminal); an empty line is an error.
+    #[arg(long)]
+    pub as_password_stdin: bool,
     /// Create the data directory if it does not exist (without it, a missing directory is an
     /// error: a mistyped path must not start an empty registry).
     #[arg(long)]
@@ -84,7 +88,8 @@ pub enum UserCmd {
         /// Make the user an administrator.
         #[arg(long)]
         admin: bool,
-        /// Read the password from standard input's first line even on a terminal.
+        /// Read the new user's password from standard input's first line even on a terminal
+        /// (the --as login's is --as-password-stdin).
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -102,7 +107,8 @@ pub enum UserCmd {
     Passwd {
         /// Login name.
         name: String,
-        /// Read the password from standard input's first line even on a terminal.
+        /// Read the new password from standard input's first line even on a terminal (the
+        /// --as login's is --as-password-stdin).
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -300,13 +306,40 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn read_secret_line() -> anyhow::Result<String> {
-    let mut line = String::new();
+/// A password from standard input: its first line without the line ending. An empty one
+/// (an empty line, or nothing at all) is an error, never a password.
+pub(crate) fn read_secret_line() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let mut line = zeroize::Zeroizing::new(String::new());
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .context("reading the password from standard input")?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    let p = line.trim_end_matches(['\n', '\r']);
+    if p.is_empty() {
+        bail!("standard input gave an empty password (the first line is read)");
+    }
+    Ok(zeroize::Zeroizing::new(p.to_owned()))
+}
+
+/// `user add` and `user passwd` through `--server` with `--as-password-stdin`: standard input
+/// carries the login, so the new password cannot come from it too.
+fn one_password_on_stdin(password_stdin: bool, data: &DataDir) -> anyhow::Result<()> {
+    if data.server.is_some() && data.as_password_stdin {
+        if password_stdin {
+            bail!(
+                "--password-stdin and --as-password-stdin both read standard input: give the \
+                 --as password in WHARF_PASSWORD instead"
+            );
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            bail!(
+                "standard input carries the --as password (--as-password-stdin), and there is no \
+                 terminal to ask the new password on: give the --as password in WHARF_PASSWORD \
+                 and the new one with --password-stdin"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Reads a new password for `name`: on a terminal (unless `from_stdin`), asked twice without
@@ -314,7 +347,7 @@ fn read_secret_line() -> anyhow::Result<String> {
 /// same for every front door.
 fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
     if from_stdin || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return read_secret_line();
+        return Ok(read_secret_line()?.to_string());
     }
     let first = rpassword::prompt_password(format!("New password for {name}: "))
         .context("reading the password")?;
@@ -493,6 +526,7 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                 password_stdin,
                 data,
             } => {
+                one_password_on_stdin(password_stdin, &data)?;
                 let door = Door::open(&data)?;
                 let password = read_password(&name, password_stdin)?;
                 door.create_user(&CreateUser {
@@ -514,6 +548,7 @@ pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
                 password_stdin,
                 data,
             } => {
+                one_password_on_stdin(password_stdin, &data)?;
                 let door = Door::open(&data)?;
                 let password = read_password(&name, password_stdin)?;
                 door.set_password(&name, &SetPassword { password }).await?;

@@ -76,22 +76,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// A byte progress bar on stderr (drawn only on a terminal), or none when `quiet`.
-fn bar(quiet: bool, total: u64, what: &str) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let b = indicatif::ProgressBar::new(total);
-    b.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    b.set_message(what.to_owned());
-    b
-}
+use crate::output::bytes_bar as bar;
 
 /// Runs `wharf backup`.
 pub fn backup(args: BackupArgs) -> anyhow::Result<()> {

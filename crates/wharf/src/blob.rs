@@ -19,6 +19,8 @@ pub struct SignBlobArgs {
     /// Also write the signature to this file.
     #[arg(long)]
     output_signature: Option<PathBuf>,
+    #[command(flatten)]
+    password: key::PasswordArg,
     /// The file to sign.
     file: PathBuf,
 }
@@ -41,7 +43,7 @@ pub struct VerifyBlobArgs {
 
 /// Runs `wharf sign-blob`: prints the base64 signature.
 pub fn sign(args: SignBlobArgs) -> anyhow::Result<()> {
-    let key = key::load_private(&args.key)?;
+    let key = key::load_private(&args.key, args.password)?;
     let data = fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let sig = key.sign_base64(&data);
     if let Some(out) = &args.output_signature {

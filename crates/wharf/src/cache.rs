@@ -149,9 +149,14 @@ pub struct ServerArgs {
     /// The running server (the cache lives in it).
     #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:5000")]
     pub server: String,
-    /// Administrator login; the password comes from WHARF_PASSWORD.
+    /// Administrator login; the password comes from standard input with
+    /// --as-password-stdin, else from WHARF_PASSWORD, else it is asked on the terminal.
     #[arg(long = "as", env = "WHARF_USER")]
     pub login_as: Option<String>,
+    /// Read the password of --as from standard input's first line (not from WHARF_PASSWORD or
+    /// the terminal); an empty line is an error.
+    #[arg(long)]
+    pub as_password_stdin: bool,
 }
 
 /// `wharf cache ...`.
@@ -175,7 +180,8 @@ pub enum CacheCmd {
         /// Only this platform of multi-platform images (os/arch[/variant]); all by default.
         #[arg(long)]
         platform: Option<String>,
-        /// No progress spinner (it shows only on a terminal anyway).
+        /// No progress bar (bytes of the image done, as the server reports them; it shows only
+        /// on a terminal anyway).
         #[arg(long, short = 'q')]
         quiet: bool,
         #[command(flatten)]
@@ -207,11 +213,78 @@ pub enum CacheCmd {
     },
 }
 
+/// The longest line of a streamed warm-up answer the CLI reads (a result line of one image is
+/// a few hundred bytes).
+const MAX_LINE: usize = 1 << 20;
+
+/// `POST /api/v1/cache/warm` with `Accept: application/x-ndjson`: draws the bytes done of
+/// `image` as the server reports them, and returns the result line's array (the plain answer's).
+async fn warm_with_bar(
+    remote: &Remote,
+    image: &str,
+    body: &api::cache::WarmRequest,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use futures_util::StreamExt;
+    const PATH: &str = "/api/v1/cache/warm";
+    let resp = remote
+        .open(
+            reqwest::Method::POST,
+            PATH,
+            Some(body),
+            Some(cache::http::NDJSON),
+        )
+        .await?;
+    let bar = crate::output::bytes_bar(false, 0, &format!("warming {image}"));
+    let mut stream = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let result = 'read: loop {
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&line)
+                .with_context(|| format!("POST {PATH}: unexpected line from the server"))?;
+            if let Some(r) = v.get("result") {
+                break 'read serde_json::from_value::<Vec<serde_json::Value>>(r.clone())
+                    .with_context(|| format!("POST {PATH}: unexpected result from the server"))?;
+            }
+            if let Some(e) = v.get("errors") {
+                bar.finish_and_clear();
+                anyhow::bail!(
+                    "POST {PATH}: {}",
+                    e[0]["message"].as_str().unwrap_or("the warm-up failed")
+                );
+            }
+            if let (Some(done), Some(total)) = (v["done"].as_u64(), v["total"].as_u64()) {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        }
+        match stream.next().await {
+            Some(chunk) => {
+                buf.extend_from_slice(&chunk.with_context(|| format!("POST {PATH}"))?);
+                anyhow::ensure!(
+                    buf.len() <= MAX_LINE,
+                    "POST {PATH}: a line of the answer is longer than {MAX_LINE} bytes"
+                );
+            }
+            None => {
+                bar.finish_and_clear();
+                anyhow::bail!("POST {PATH}: the server ended the answer before the result");
+            }
+        }
+    };
+    bar.finish_and_clear();
+    Ok(result)
+}
+
 fn remote(s: &ServerArgs) -> anyhow::Result<Remote> {
     let d = crate::admin::DataDir {
         data_dir: PathBuf::new(),
         server: Some(s.server.clone()),
         login_as: s.login_as.clone(),
+        as_password_stdin: s.as_password_stdin,
         create: false,
     };
     Ok(Remote::of(&d)?.expect("server is set"))
@@ -296,17 +369,19 @@ pub fn cache(cmd: CacheCmd) -> anyhow::Result<()> {
                 let mut failed = 0;
                 // One image per request, so each shows its own progress and result as it ends.
                 for image in images {
-                    let spinner = crate::output::spinner(format!("warming {image}"), quiet);
                     let body = api::cache::WarmRequest {
                         images: vec![image.clone()],
                         platform: platform.clone(),
                     };
-                    let r: anyhow::Result<Vec<serde_json::Value>> = remote
-                        .with_body(Method::POST, "/api/v1/cache/warm", &body)
-                        .await;
-                    if let Some(b) = spinner {
-                        b.finish_and_clear();
-                    }
+                    // A progress bar from the server's streamed answer on a terminal; the plain
+                    // answer otherwise (scripts, --quiet).
+                    let r = if crate::output::shows_progress(quiet) {
+                        warm_with_bar(&remote, &image, &body).await
+                    } else {
+                        remote
+                            .with_body(Method::POST, "/api/v1/cache/warm", &body)
+                            .await
+                    };
                     for i in &r? {
                         if let Some(e) = i["error"].as_str() {
                             eprintln!("{}: {e}", i["image"].as_str().unwrap_or(""));

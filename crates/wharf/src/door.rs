@@ -60,8 +60,8 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    /// The server `--server` names (`None` without one); `--as` logs in with the password in
-    /// `WHARF_PASSWORD`, or asked on the terminal.
+    /// The server `--server` names (`None` without one); `--as` logs in with the password from
+    /// standard input (`--as-password-stdin`), `WHARF_PASSWORD`, or asked on the terminal.
     pub(crate) fn of(d: &DataDir) -> anyhow::Result<Option<Remote>> {
         let Some(server) = &d.server else {
             return Ok(None);
@@ -69,7 +69,10 @@ impl Remote {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = server_base(server)?;
         let auth = match &d.login_as {
-            Some(u) => Some((u.clone(), login_password(u)?)),
+            Some(u) => Some((u.clone(), login_password(u, d.as_password_stdin)?)),
+            None if d.as_password_stdin => {
+                anyhow::bail!("--as-password-stdin reads the password of --as USER: give --as")
+            }
             None => None,
         };
         Ok(Some(Remote {
@@ -89,11 +92,34 @@ impl Remote {
         path: &str,
         body: Option<&B>,
     ) -> anyhow::Result<T> {
+        let resp = self.open(method.clone(), path, body, None).await?;
+        let text = resp.text().await.unwrap_or_default();
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        };
+        serde_json::from_str(text)
+            .with_context(|| format!("{method} {path}: unexpected answer from the server"))
+    }
+
+    /// One call whose successful answer is read by the caller (a stream): `body` as JSON,
+    /// `accept` as the `Accept` header. A refusal becomes the server's message.
+    pub(crate) async fn open<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        accept: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
+        }
+        if let Some(a) = accept {
+            req = req.header(reqwest::header::ACCEPT, a);
         }
         if let Some(b) = body {
             req = req
@@ -114,21 +140,15 @@ impl Remote {
             }
         };
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
             let msg = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
                 .unwrap_or(text);
             anyhow::bail!("{method} {path}: {status}: {msg}");
         }
-        let text = if text.trim().is_empty() {
-            "null"
-        } else {
-            &text
-        };
-        serde_json::from_str(text)
-            .with_context(|| format!("{method} {path}: unexpected answer from the server"))
+        Ok(resp)
     }
 
     /// A request to `path` with the login applied, for answers that are not JSON (a backup's
@@ -186,13 +206,22 @@ pub(crate) fn server_base(server: &str) -> anyhow::Result<String> {
     )
 }
 
-/// The password of `--as USER`: `WHARF_PASSWORD`, else asked on the terminal without echo.
-fn login_password(user: &str) -> anyhow::Result<String> {
+/// The password of `--as USER`: standard input's first line with `from_stdin`
+/// (`--as-password-stdin`), else `WHARF_PASSWORD`, else asked on the terminal without echo.
+fn login_password(user: &str, from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        return Ok(crate::admin::read_secret_line()
+            .context("--as-password-stdin")?
+            .to_string());
+    }
     if let Ok(p) = std::env::var("WHARF_PASSWORD") {
         return Ok(p);
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        anyhow::bail!("--as {user} needs a password: set WHARF_PASSWORD (no terminal to ask on)");
+        anyhow::bail!(
+            "--as {user} needs a password: give it on standard input with --as-password-stdin, \
+             or set WHARF_PASSWORD (no terminal to ask on)"
+        );
     }
     rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")
 }

@@ -1,5 +1,6 @@
 //! `wharf key generate`: cosign-compatible signing key pairs; and the key loading shared by the
-//! signing subcommands (passwords from `COSIGN_PASSWORD` or a terminal prompt, never logged).
+//! signing subcommands (passwords from standard input with `--password-stdin`, `COSIGN_PASSWORD`
+//! or a terminal prompt, never logged).
 
 use std::fs;
 use std::io::{IsTerminal as _, Write as _};
@@ -28,6 +29,17 @@ pub struct PublicArgs {
     /// Private key (cosign's encrypted PEM, or unencrypted PKCS#8 / SEC1).
     #[arg(long)]
     key: PathBuf,
+    #[command(flatten)]
+    password: PasswordArg,
+}
+
+/// `--password-stdin` of the commands that read an encrypted private key.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct PasswordArg {
+    /// Read the key's password from standard input's first line (else COSIGN_PASSWORD, else
+    /// the terminal); an empty line is an error.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// `wharf key generate`
@@ -42,6 +54,8 @@ pub struct GenerateArgs {
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    password: PasswordArg,
 }
 
 fn parse_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
@@ -53,7 +67,12 @@ pub fn run(cmd: KeyCmd) -> anyhow::Result<()> {
     match cmd {
         KeyCmd::Generate(args) => generate(args),
         KeyCmd::Public(args) => {
-            print!("{}", load_private(&args.key)?.public_key().to_pem());
+            print!(
+                "{}",
+                load_private(&args.key, args.password)?
+                    .public_key()
+                    .to_pem()
+            );
             Ok(())
         }
     }
@@ -76,7 +95,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let password = password(true)?;
+    let password = password(true, args.password)?;
     let key = PrivateKey::generate(args.algorithm).context("generating the key")?;
     let pem = key
         .to_encrypted_pem(password.as_bytes())
@@ -107,9 +126,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The key password: `COSIGN_PASSWORD` when set (even empty, as cosign), else a prompt on the
+/// The key password: standard input's first line with `--password-stdin` (not empty, not
+/// confirmed), else `COSIGN_PASSWORD` when set (even empty, as cosign), else a prompt on the
 /// terminal (twice when `confirm`). Without a terminal, an error: never a silent empty password.
-pub fn password(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
+pub fn password(confirm: bool, arg: PasswordArg) -> anyhow::Result<Zeroizing<String>> {
+    if arg.password_stdin {
+        return crate::admin::read_secret_line().context("--password-stdin");
+    }
     if let Some(p) = std::env::var_os(PASSWORD_ENV) {
         let p = p
             .into_string()
@@ -117,7 +140,10 @@ pub fn password(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
         return Ok(Zeroizing::new(p));
     }
     if !std::io::stdin().is_terminal() {
-        bail!("a key password is needed: set {PASSWORD_ENV} (there is no terminal to prompt on)");
+        bail!(
+            "a key password is needed: give it on standard input with --password-stdin, or set \
+             {PASSWORD_ENV} (there is no terminal to prompt on)"
+        );
     }
     let first = Zeroizing::new(
         rpassword::prompt_password("Enter password for private key: ")
@@ -135,15 +161,15 @@ pub fn password(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
     Ok(first)
 }
 
-/// Loads a private key file: cosign's encrypted format (password from [`password`]), or an
-/// unencrypted PKCS#8 / SEC1 PEM.
-pub fn load_private(path: &Path) -> anyhow::Result<PrivateKey> {
+/// Loads a private key file: cosign's encrypted format (password from [`password`], asked only
+/// then), or an unencrypted PKCS#8 / SEC1 PEM.
+pub fn load_private(path: &Path, arg: PasswordArg) -> anyhow::Result<PrivateKey> {
     let pem = Zeroizing::new(
         fs::read(path).with_context(|| format!("reading the key {}", path.display()))?,
     );
     match PrivateKey::from_pem(&pem, None) {
         Err(KeyError::PasswordRequired) => {
-            let pw = password(false)?;
+            let pw = password(false, arg)?;
             PrivateKey::from_pem(&pem, Some(pw.as_bytes()))
                 .with_context(|| format!("loading the key {}", path.display()))
         }

@@ -79,3 +79,26 @@ pub fn spinner(msg: impl Into<String>, quiet: bool) -> Option<indicatif::Progres
     b.enable_steady_tick(std::time::Duration::from_millis(120));
     Some(b)
 }
+
+/// Whether progress is drawn: on a terminal (standard error) and unless `quiet`.
+pub fn shows_progress(quiet: bool) -> bool {
+    !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// A byte progress bar on standard error with `what`, done/total, rate and time left (drawn
+/// only on a terminal), or a hidden one when `quiet`.
+pub fn bytes_bar(quiet: bool, total: u64, what: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(total);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b.set_message(what.to_owned());
+    b
+}

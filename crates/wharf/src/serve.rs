@@ -1,7 +1,7 @@
 //! `wharf serve`: the registry server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +18,14 @@ pub struct ServeArgs {
     /// Serve Prometheus /metrics (unauthenticated, plain HTTP) on this address; none by default.
     #[arg(long, env = "WHARF_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Directory holding blobs and metadata (default ./wharf-data).
+    /// Directory holding blobs and metadata (default ./wharf-data). It must exist (an empty
+    /// directory will do, such as a freshly mounted volume) unless --init is given.
     #[arg(long, env = "WHARF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Create the data directory when it does not exist (a first start). Without it a missing
+    /// data directory is an error: a mistyped path must not start a new, empty registry.
+    #[arg(long)]
+    pub init: bool,
     /// TOML configuration file (see docs/configuration.md).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
@@ -65,7 +70,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("wharf")
         .build()
         .context("starting the async runtime")?
-        .block_on(serve(cfg))
+        .block_on(serve(cfg, args.init))
+}
+
+/// Checks the data directory before anything is written into it: an existing directory (empty
+/// or not) is used; a missing one is created only with `init`; anything else is an error.
+fn check_data_dir(data: &Path, init: bool) -> anyhow::Result<()> {
+    match std::fs::metadata(data) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!("the data directory {} is not a directory", data.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if init {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "no data directory at {} (a mistyped --data-dir or storage.data_dir? give \
+                     `wharf serve --init` to create a new registry there)",
+                    data.display()
+                )
+            }
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e)
+                .context(format!("reading the data directory {}", data.display())))
+        }
+    }
 }
 
 /// Allocations at or above this size get their own mapping, returned to the system when freed.
@@ -107,7 +136,7 @@ fn init_logging(cfg: &Config) -> anyhow::Result<crate::logging::LogGuard> {
     Ok(crate::logging::init(filter, cfg.log.format))
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, init: bool) -> anyhow::Result<()> {
     // First, so a bad certificate stops the start before anything is created.
     let tls = match cfg.tls_settings()? {
         Some(s) => Some(registry::ReloadingTls::load(s).context("loading the TLS certificate")?),
@@ -135,6 +164,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .bind(cfg.server.listen)
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let data = &cfg.storage.data_dir;
+    check_data_dir(data, init)?;
     // Owner only (0700): password hashes, the audit log, token keys and private images.
     store::private_dir(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;

@@ -59,12 +59,14 @@ pub struct SignArgs {
     #[arg(long)]
     referrer: bool,
     #[command(flatten)]
+    password: key::PasswordArg,
+    #[command(flatten)]
     registry: RegistryArgs,
 }
 
 /// Runs `wharf sign`.
 pub fn run(args: SignArgs) -> anyhow::Result<()> {
-    let key = key::load_private(&args.key)?;
+    let key = key::load_private(&args.key, args.password)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

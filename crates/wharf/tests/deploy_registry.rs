@@ -922,11 +922,13 @@ impl Served {
         Served::start_args(&args, data, false)
     }
 
-    /// `wharf ARGS --listen .. --metrics-listen .. --data-dir DATA`; ready when `/readyz` on
+    /// `wharf ARGS --listen .. --metrics-listen .. --data-dir DATA`, DATA made first and empty
+    /// as a freshly mounted volume is (the manifests' `serve` has no `--init`); ready when `/readyz` on
     /// the registry port answers 200 (with `tls`, when the metrics port's `/healthz` does: the
     /// test's HTTP client speaks no TLS).
     fn start_args(args: &[String], data: &Path, tls: bool) -> Served {
         let (port, mport) = (free_port(), free_port());
+        std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension("log");
         let mut child = wharf()
             .args(args)

@@ -37,6 +37,7 @@ impl Wharf {
         let log = fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .arg("serve")
+            .arg("--init")
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data-dir")

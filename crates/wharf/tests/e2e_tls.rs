@@ -177,6 +177,7 @@ impl TlsServer {
         let log = fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
         cmd.arg("serve")
+            .arg("--init")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
