@@ -20,7 +20,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use service::manage::Actor;
-use service::retention::{Applied, RepoPlan};
+use service::retention::{Applied, RepoPlan, VersionRow};
 use service::{Service, ServiceBuilder};
 
 use crate::admin::DataDir;
@@ -446,6 +446,17 @@ impl Door {
         match self {
             Door::Local(s, a) => Ok(s.manage().rollback(a, b.clone(), None).await?),
             Door::Remote(r) => r.with_body(Method::POST, "/api/v1/tags/rollback", b).await,
+        }
+    }
+
+    /// A repository's tags in version order, with digest, size, push and last-pull time.
+    pub(crate) async fn versions(&self, repo: &str) -> anyhow::Result<Vec<VersionRow>> {
+        match self {
+            Door::Local(s, a) => Ok(s.manage().versions(a, repo).await?),
+            Door::Remote(r) => {
+                r.get(&format!("/api/v1/versions?repo={}", urlencode(repo)))
+                    .await
+            }
         }
     }
 

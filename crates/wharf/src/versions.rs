@@ -2,15 +2,12 @@
 //! first, then other tags newest first) with digest, size, push and last-pull time; on a data
 //! directory (server stopped) or through a running server's management API.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use service::retention::VersionRow;
 
 use crate::admin::DataDir;
-use crate::door::{Remote, urlencode};
+use crate::door::Door;
 
 pub use crate::output::Output;
 
@@ -31,19 +28,6 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
-}
-
-pub(crate) fn open_meta(data: &Path) -> anyhow::Result<Arc<store::RedbMetaStore>> {
-    let path = data.join("meta.redb");
-    if !path.exists() {
-        bail!("no registry data in {} (no meta.redb)", data.display());
-    }
-    Ok(Arc::new(store::RedbMetaStore::open(&path).with_context(|| {
-        format!(
-            "opening the metadata database in {} (is a server running on it? stop it first, or use --server)",
-            data.display()
-        )
-    })?))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds.
@@ -95,22 +79,8 @@ fn print_rows(rows: &[VersionRow], output: Output) -> anyhow::Result<()> {
 pub fn run(a: VersionsArgs) -> anyhow::Result<()> {
     oci::validate_repository(&a.repo).map_err(|e| anyhow::anyhow!("{}: {e}", a.repo))?;
     runtime()?.block_on(async move {
-        let rows: Vec<VersionRow> = match Remote::of(&a.data)? {
-            Some(r) => {
-                r.get(&format!("/api/v1/versions?repo={}", urlencode(&a.repo)))
-                    .await?
-            }
-            None => {
-                let meta = open_meta(&a.data.data_dir)?;
-                let pulls = store::MetaStore::last_pulls(meta.as_ref(), &a.repo)
-                    .await?
-                    .into_iter()
-                    .collect();
-                service::retention::list_versions(meta.as_ref(), &pulls, &a.repo)
-                    .await?
-                    .with_context(|| format!("no repository {}", a.repo))?
-            }
-        };
+        // The same service function on the data directory and behind the server's route.
+        let rows = Door::open(&a.data)?.versions(&a.repo).await?;
         print_rows(&rows, a.output)
     })
 }
