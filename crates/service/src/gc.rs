@@ -387,11 +387,21 @@ impl Collector {
             .clone()
     }
 
-    /// Takes the per-digest lock of `d` and marks it touched. Held by upload commit + link, by
-    /// blob HEAD/GET/mount while they read the link, and by the collector while it re-checks and
-    /// deletes: so a blob seen (or just linked) is protected for the grace period.
+    /// Takes the per-digest lock of `d` alone and marks it touched. Held by upload commit + link,
+    /// by mount while it reads and writes the link, and by the collector while it re-checks and
+    /// deletes (blob HEAD/GET take it shared: [`Collector::hold_shared`]): so a blob seen (or
+    /// just linked) is protected for the grace period.
     pub async fn hold(&self, d: &Digest) -> DigestGuard {
         let g = self.locks.hold(d).await;
+        self.touches.touch(d);
+        g
+    }
+
+    /// [`Collector::hold`] for a reader (a pull checking the blob's link): the lock is shared
+    /// with other readers, so only the collector's re-check-and-delete is excluded, and the
+    /// digest is touched.
+    pub async fn hold_shared(&self, d: &Digest) -> DigestGuard {
+        let g = self.locks.share(d).await;
         self.touches.touch(d);
         g
     }

@@ -136,7 +136,7 @@ impl StoreSource {
     /// GC lock and touched, so a blob found here stays for the grace period (a client may
     /// reference it in a manifest next).
     pub async fn blob(&self, repo: &str, d: &Digest) -> Result<Option<u64>, StoreError> {
-        let _held = self.gc.hold(d).await;
+        let _held = self.gc.hold_shared(d).await;
         self.meta.blob_linked(repo, d).await
     }
 }

@@ -1,5 +1,7 @@
 //! Per-digest locks: "commit a blob and link it" and "re-check a blob and delete it" exclude each
-//! other, whoever does them (an upload, the pull-through cache, the garbage collector).
+//! other, whoever does them (an upload, the pull-through cache, the garbage collector). Reads
+//! ("is it linked? touch it") only need to exclude the collector's delete, not each other: they
+//! share the lock, so concurrent pulls of one popular blob never queue behind each other.
 
 use std::sync::Arc;
 
@@ -15,13 +17,19 @@ const STRIPES: usize = 1024;
 /// that commits, links or deletes blobs. Two digests may share a stripe: that only serializes
 /// them, never lets two holders of one digest in at once.
 pub struct DigestLocks {
-    stripes: Box<[Arc<tokio::sync::Mutex<()>>]>,
+    stripes: Box<[Arc<tokio::sync::RwLock<()>>]>,
 }
 
 /// A held per-digest lock, released on drop. Owned, so it can move into a spawned task.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct DigestGuard {
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _guard: Held,
+}
+
+/// Exclusive for writers and the collector, shared for readers.
+enum Held {
+    Exclusive(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
 }
 
 impl Default for DigestLocks {
@@ -35,7 +43,7 @@ impl DigestLocks {
     pub fn new() -> Self {
         DigestLocks {
             stripes: (0..STRIPES)
-                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .map(|_| Arc::new(tokio::sync::RwLock::new(())))
                 .collect(),
         }
     }
@@ -44,10 +52,18 @@ impl DigestLocks {
         (digest_key(d) % STRIPES as u128) as usize
     }
 
-    /// Waits for and takes the lock of `d`.
+    /// Waits for and takes the lock of `d`, alone (to commit, link or delete it).
     pub async fn hold(&self, d: &Digest) -> DigestGuard {
         DigestGuard {
-            _guard: self.stripes[Self::stripe(d)].clone().lock_owned().await,
+            _guard: Held::Exclusive(self.stripes[Self::stripe(d)].clone().write_owned().await),
+        }
+    }
+
+    /// Waits for and takes the lock of `d` shared with other readers (to check and read it):
+    /// it excludes [`DigestLocks::hold`]ers only.
+    pub async fn share(&self, d: &Digest) -> DigestGuard {
+        DigestGuard {
+            _guard: Held::Shared(self.stripes[Self::stripe(d)].clone().read_owned().await),
         }
     }
 
@@ -60,7 +76,7 @@ impl DigestLocks {
         let mut out = Vec::with_capacity(idx.len());
         for i in idx {
             out.push(DigestGuard {
-                _guard: self.stripes[i].clone().lock_owned().await,
+                _guard: Held::Exclusive(self.stripes[i].clone().write_owned().await),
             });
         }
         out
@@ -99,5 +115,36 @@ mod tests {
         drop(got);
         let many = locks.hold_many([&a, &b, &a].into_iter()).await;
         assert!(many.len() <= 2);
+    }
+
+    #[tokio::test]
+    async fn readers_share_and_exclude_holders() {
+        let locks = Arc::new(DigestLocks::new());
+        let a = Digest::sha256(b"a");
+        let r1 = locks.share(&a).await;
+        let r2 = tokio::time::timeout(Duration::from_secs(5), locks.share(&a))
+            .await
+            .expect("a second reader does not wait for the first");
+        let l2 = locks.clone();
+        let a2 = a.clone();
+        let writer = tokio::spawn(async move { l2.hold(&a2).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!writer.is_finished(), "a holder waits for the readers");
+        drop(r1);
+        drop(r2);
+        let w = tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .expect("the holder gets in once the readers leave")
+            .unwrap();
+        let l3 = locks.clone();
+        let a3 = a.clone();
+        let reader = tokio::spawn(async move { l3.share(&a3).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!reader.is_finished(), "a reader waits for the holder");
+        drop(w);
+        let _r = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("the reader gets in once the holder leaves")
+            .unwrap();
     }
 }
