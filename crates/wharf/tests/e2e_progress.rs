@@ -379,6 +379,7 @@ fn gc_streams_its_phases_and_the_plain_report_and_the_cli_draws_them() {
     let (shown, code) = on_terminal(&["gc", "--data-dir", data, "--grace", "0s"]);
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("gc: "), "no bar: {shown}");
+    assert!(has_count(&shown), "no done/total: {shown}");
     assert!(
         shown.contains(&format!(
             "freed {} in 200 blobs (0 without metadata)",
@@ -537,6 +538,7 @@ fn retention_apply_streams_its_phases_and_the_plain_result_and_the_cli_draws_the
     let (shown, code) = on_terminal(&strs(&args));
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("retention: "), "no bar: {shown}");
+    assert!(has_count(&shown), "no done/total: {shown}");
     assert!(
         shown.contains("repository app/d: 38 tag(s) and 38 manifest(s) deleted"),
         "{shown}"
@@ -584,6 +586,7 @@ fn retention_apply_streams_its_phases_and_the_plain_result_and_the_cli_draws_the
     let (shown, code) = local(false, "app/f");
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("retention: "), "no bar: {shown}");
+    assert!(has_count(&shown), "no done/total: {shown}");
     assert!(
         shown.contains("repository app/f: 38 tag(s) and 38 manifest(s) deleted"),
         "{shown}"
