@@ -749,7 +749,6 @@ impl Collector {
             rep.orphan_uploads_deleted += 1;
             rep.upload_bytes_freed += f.size;
         }
-        drop(tick);
         report(GcPhase::Uploads, uploads, Some(uploads));
         rep.duration_seconds = t0.elapsed().as_secs_f64();
         Ok(rep)
