@@ -48,11 +48,35 @@ async fn plan_handler(State(reg): State<Registry>, req: Request) -> Result<Respo
     Ok(mgmt::json(StatusCode::OK, &plans))
 }
 
-/// `POST /api/v1/retention/apply {repo?}`: deletes what the policies say (admin).
+/// `POST /api/v1/retention/apply {repo?}`: deletes what the policies say (admin). The answer is
+/// one entry per repository; with `Accept: application/x-ndjson` it is streamed instead, one
+/// JSON object a line: `{"phase","repo"?,"done","total"}` progress lines (see
+/// `service::retention::RetentionProgress`), then `{"result": [...]}` (the same array), or
+/// `{"errors": [...]}` when applying failed after the answer began. A refused request is
+/// refused before streaming, as without the header.
 async fn apply_handler(State(reg): State<Registry>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let actor = mgmt::admin_actor(&reg, &parts).await?;
     let r: RetentionRequest = mgmt::body_json_or_default(body).await?;
-    let applied = reg.service().manage().retention_apply(&actor, &r).await?;
-    Ok(mgmt::json(StatusCode::OK, &applied))
+    if !crate::gc_api::wants_ndjson(&parts) {
+        let applied = reg.service().manage().retention_apply(&actor, &r).await?;
+        return Ok(mgmt::json(StatusCode::OK, &applied));
+    }
+    reg.service()
+        .manage()
+        .retention_apply_check(&actor, &r)
+        .await?;
+    let (mut lines, resp) = crate::gc_api::ndjson_answer();
+    tokio::spawn(async move {
+        let result = reg
+            .service()
+            .manage()
+            .retention_apply_with_progress(&actor, &r, &mut |p| {
+                lines.progress(p.phase.as_str(), p.done == p.total, &p)
+            })
+            .await
+            .map_err(ApiError::from);
+        lines.end(result).await;
+    });
+    Ok(resp)
 }

@@ -72,6 +72,53 @@ impl Default for GcOptions {
 /// What a collection did (or, dry, would do): the management API's report, defined in `api`.
 pub use api::gc::GcReport;
 
+/// A phase of a collection, in the order they run (see [`GcProgress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GcPhase {
+    /// Reading every manifest for the blobs it references (one snapshot): `done` is 0 until it
+    /// ends, then the manifests read, with no total before.
+    Mark,
+    /// Re-checking and deleting what the mark found unreferenced (links and blobs): of the
+    /// proposals.
+    Sweep,
+    /// Listing blob files for those no metadata knows: files looked at, of the blob records
+    /// the mark counted (an estimate, raised when more files exist; exact at the phase's end).
+    Files,
+    /// Expired and abandoned uploads: uploads looked at, of those listed.
+    Uploads,
+}
+
+impl GcPhase {
+    /// The phase's name as the streamed answer spells it (`mark`, `sweep`, `files`, `uploads`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GcPhase::Mark => "mark",
+            GcPhase::Sweep => "sweep",
+            GcPhase::Files => "files",
+            GcPhase::Uploads => "uploads",
+        }
+    }
+}
+
+/// Where a collection stands, as [`Collector::collect_with_progress`] reports it. Within a
+/// phase `done` never decreases and never exceeds `total`; every phase is reported at least
+/// at its start and at its end (`done == total` then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GcProgress {
+    /// The phase running.
+    pub phase: GcPhase,
+    /// Items of the phase done.
+    pub done: u64,
+    /// Items of the phase in all, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+/// A receiver of a collection's progress: called synchronously from the collection, so it
+/// must be cheap (a caller that forwards it somewhere throttles it itself).
+pub type GcProgressFn<'a> = dyn FnMut(GcProgress) + Send + 'a;
+
 /// Failures of a collection.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -444,10 +491,20 @@ impl Collector {
 
     /// Runs one collection (waiting for a running one to finish first) and returns its report.
     pub async fn collect(&self, opts: &GcOptions) -> Result<GcReport, GcError> {
+        self.collect_with_progress(opts, &mut |_| {}).await
+    }
+
+    /// [`Collector::collect`], calling `progress` as the collection goes (see [`GcProgress`]):
+    /// for a progress bar. Reported after each batch of work, never per byte.
+    pub async fn collect_with_progress(
+        &self,
+        opts: &GcOptions,
+        progress: &mut GcProgressFn<'_>,
+    ) -> Result<GcReport, GcError> {
         let _run = self.running.lock().await;
         let mode = if opts.dry_run { "dry_run" } else { "collect" };
         let t0 = Instant::now();
-        let r = self.run(opts).await;
+        let r = self.run(opts, progress).await;
         let outcome = if r.is_ok() { "ok" } else { "error" };
         let m = &self.metrics;
         m.runs.get_or_create(&RunLabels { mode, outcome }).inc();
@@ -482,7 +539,14 @@ impl Collector {
         r
     }
 
-    async fn run(&self, opts: &GcOptions) -> Result<GcReport, GcError> {
+    async fn run(
+        &self,
+        opts: &GcOptions,
+        progress: &mut GcProgressFn<'_>,
+    ) -> Result<GcReport, GcError> {
+        let mut report = |phase, done, total| {
+            progress(GcProgress { phase, done, total });
+        };
         let t0 = Instant::now();
         let now = SystemTime::now();
         let started_at = unix_now();
@@ -498,12 +562,16 @@ impl Collector {
 
         // 1. Mark: one snapshot, after the generation is bumped (so every manifest stored after
         //    the snapshot is recorded under this generation and vetoes deletions below).
+        report(GcPhase::Mark, 0, None);
         let generation = if opts.dry_run {
             0
         } else {
             self.meta.gc_begin().await?
         };
         let mark = self.meta.gc_mark(cutoff, MAX_DOOMED).await?;
+        let manifests = mark.usage.total.manifests;
+        report(GcPhase::Mark, manifests, Some(manifests));
+        let blob_records = mark.usage.total.referenced_blobs + mark.usage.total.unreferenced_blobs;
         rep.repositories = mark.usage.total.repositories;
         rep.manifests = mark.usage.total.manifests;
         rep.unparsable_manifests = mark.unparsable_manifests;
@@ -516,7 +584,15 @@ impl Collector {
         }
 
         // 2. Sweep the proposals, a batch at a time, under their per-digest locks.
+        let proposals = mark.doomed.len() as u64;
+        let mut swept = 0u64;
+        report(GcPhase::Sweep, 0, Some(proposals));
         for batch in mark.doomed.chunks(SWEEP_BATCH) {
+            // Counted at the batch's start: its `continue`s below skip the loop's end.
+            if swept > 0 {
+                report(GcPhase::Sweep, swept, Some(proposals));
+            }
+            swept += batch.len() as u64;
             let _held = self.hold_many(batch.iter().map(Doomed::digest)).await;
             let (live, touched): (Vec<&Doomed>, Vec<&Doomed>) = batch
                 .iter()
@@ -559,13 +635,25 @@ impl Collector {
             }
         }
 
+        report(GcPhase::Sweep, proposals, Some(proposals));
+
         // 3. Blob files no metadata knows (a crash between the two steps above, or between an
         //    upload's rename and its link), older than the grace period.
         let mut after: Option<Digest> = None;
+        let mut files_seen = 0u64;
+        report(GcPhase::Files, 0, Some(blob_records));
         loop {
+            if files_seen > 0 {
+                report(
+                    GcPhase::Files,
+                    files_seen,
+                    Some(blob_records.max(files_seen)),
+                );
+            }
             let page = self.blobs.list_blobs(after.as_ref(), LIST_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.digest.clone());
+            files_seen += page.len() as u64;
             let old: Vec<_> = page
                 .into_iter()
                 .filter(|f| f.modified < file_cutoff)
@@ -608,6 +696,8 @@ impl Collector {
             }
         }
 
+        report(GcPhase::Files, files_seen, Some(files_seen));
+
         // 4. Uploads idle for longer than the expiry, with a session record or without one.
         let expiry_cutoff = now.checked_sub(opts.upload_expiry).unwrap_or(UNIX_EPOCH);
         let expiry_secs = started_at.saturating_sub(opts.upload_expiry.as_secs());
@@ -624,7 +714,19 @@ impl Collector {
                 break;
             }
         }
-        for rec in self.meta.gc_uploads(MAX_UPLOADS).await? {
+        let records = self.meta.gc_uploads(MAX_UPLOADS).await?;
+        let with_file = records.iter().filter(|r| files.contains_key(&r.id)).count();
+        let uploads = (records.len() + files.len() - with_file) as u64;
+        let mut looked = 0u64;
+        report(GcPhase::Uploads, 0, Some(uploads));
+        let mut tick = |looked: &mut u64| {
+            *looked += 1;
+            if looked.is_multiple_of(UPLOAD_PAGE as u64 / 16) {
+                report(GcPhase::Uploads, *looked, Some(uploads));
+            }
+        };
+        for rec in records {
+            tick(&mut looked);
             let file = files.remove(&rec.id);
             let active_recently = rec.started >= expiry_secs
                 || file.as_ref().is_some_and(|f| f.modified >= expiry_cutoff);
@@ -643,6 +745,7 @@ impl Collector {
             rep.upload_bytes_freed += size;
         }
         for f in files.into_values() {
+            tick(&mut looked);
             if f.modified >= expiry_cutoff {
                 continue; // e.g. a monolithic upload (no session record) in progress
             }
@@ -656,6 +759,7 @@ impl Collector {
             rep.orphan_uploads_deleted += 1;
             rep.upload_bytes_freed += f.size;
         }
+        report(GcPhase::Uploads, uploads, Some(uploads));
         rep.duration_seconds = t0.elapsed().as_secs_f64();
         Ok(rep)
     }
@@ -685,5 +789,138 @@ impl Collector {
                 tokio::time::sleep_until(wake.into()).await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use store::{FsBlobStore, RedbMetaStore, UploadRecord};
+
+    /// Checks one run's progress: phases in order, each started and ended (`done == total`),
+    /// `done` never decreasing nor above `total` within a phase; returns each phase's end.
+    fn ends(events: &[GcProgress]) -> Vec<GcProgress> {
+        let order = [
+            GcPhase::Mark,
+            GcPhase::Sweep,
+            GcPhase::Files,
+            GcPhase::Uploads,
+        ];
+        let mut out: Vec<GcProgress> = Vec::new();
+        for e in events {
+            match out.last_mut() {
+                Some(last) if last.phase == e.phase => {
+                    assert!(e.done >= last.done, "{e:?} after {last:?}");
+                    *last = *e;
+                }
+                _ => {
+                    assert_eq!(e.done, 0, "a phase starts at 0: {e:?}");
+                    out.push(*e);
+                }
+            }
+            if let Some(t) = e.total {
+                assert!(e.done <= t, "{e:?}");
+            }
+        }
+        assert_eq!(
+            out.iter().map(|p| p.phase).collect::<Vec<_>>(),
+            order,
+            "{events:?}"
+        );
+        for p in &out {
+            assert_eq!(Some(p.done), p.total, "a phase ends complete: {p:?}");
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn progress_counts_each_phase_and_changes_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<RedbMetaStore> =
+            Arc::new(RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap());
+        let blobs = Arc::new(FsBlobStore::open(dir.path().join("blobs")).unwrap());
+        let c = Collector::new(blobs.clone(), meta.clone(), Arc::new(DigestLocks::new()));
+        // 150 manifests; 100 unreferenced blob records; 3 blob files no metadata knows; 5
+        // abandoned upload sessions.
+        for seed in 0..150u8 {
+            crate::testing::put_image(meta.as_ref(), "r", seed, &[&format!("t{seed}")]).await;
+        }
+        for i in 0..100u32 {
+            let d = Digest::sha256(format!("junk {i}").as_bytes());
+            meta.link_blob("junk", &d, 10).await.unwrap();
+        }
+        for i in 0..3u32 {
+            let id = format!("orphan-{i}");
+            let data = Bytes::from(format!("orphan file {i}"));
+            let d = Digest::sha256(&data);
+            blobs.upload_create(&id).await.unwrap();
+            let body: store::BlobStream =
+                Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(data)]));
+            blobs.upload_append(&id, None, None, body).await.unwrap();
+            blobs.upload_commit(&id, &d).await.unwrap();
+        }
+        for i in 0..5 {
+            meta.upload_create(UploadRecord {
+                id: format!("abandoned-{i}"),
+                repo: "r".into(),
+                started: 1,
+                owner: None,
+            })
+            .await
+            .unwrap();
+        }
+        // Past the second the links were made in, so none is younger than a zero grace.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let opts = |dry_run| GcOptions {
+            dry_run,
+            grace: Duration::ZERO,
+            upload_expiry: Duration::ZERO,
+        };
+
+        // Dry: the same report with or without a listener.
+        let plain = c.collect(&opts(true)).await.unwrap();
+        let mut events = Vec::new();
+        let dry = c
+            .collect_with_progress(&opts(true), &mut |p| events.push(p))
+            .await
+            .unwrap();
+        let strip = |mut r: GcReport| {
+            r.duration_seconds = 0.0;
+            r.started_at = 0;
+            r
+        };
+        assert_eq!(
+            serde_json::to_value(strip(plain.clone())).unwrap(),
+            serde_json::to_value(strip(dry)).unwrap()
+        );
+        let e = ends(&events);
+        assert_eq!(e[0].done, 150, "manifests marked");
+        assert_eq!(e[1].done, 100, "proposals swept");
+        assert_eq!(e[2].done, 3, "blob files looked at");
+        assert_eq!(e[3].done, 5, "uploads looked at");
+        // The sweep reports batch by batch.
+        let sweeps = events.iter().filter(|p| p.phase == GcPhase::Sweep).count();
+        assert!(sweeps >= 100 / SWEEP_BATCH + 2, "{events:?}");
+
+        // For real: the counts are what the report says was done.
+        let mut events = Vec::new();
+        let rep = c
+            .collect_with_progress(&opts(false), &mut |p| events.push(p))
+            .await
+            .unwrap();
+        let e = ends(&events);
+        assert_eq!(rep.blobs_deleted, 100);
+        assert_eq!(rep.orphan_files_deleted, 3);
+        assert_eq!(rep.uploads_expired, 5);
+        assert_eq!(e[1].done, rep.blobs_deleted + rep.links_deleted);
+        assert_eq!(e[3].done, rep.uploads_expired + rep.orphan_uploads_deleted);
+        // Once more: nothing left, every phase still starts and ends.
+        let mut events = Vec::new();
+        c.collect_with_progress(&opts(false), &mut |p| events.push(p))
+            .await
+            .unwrap();
+        let e = ends(&events);
+        assert_eq!((e[0].done, e[1].done, e[2].done, e[3].done), (150, 0, 0, 0));
     }
 }

@@ -26,9 +26,9 @@ use store::{StoreError, TagEvent};
 
 use crate::Service;
 use crate::access::Caller;
-use crate::gc::{GcError, USAGE_MAX_AGE};
+use crate::gc::{GcError, GcOptions, GcProgressFn, USAGE_MAX_AGE};
 use crate::identities::IdentityError;
-use crate::retention::{Applied, RepoPlan};
+use crate::retention::{Applied, RepoPlan, RetentionProgressFn};
 
 /// The audit action of every change to users, robots, groups and rules.
 pub const IDENTITY_CHANGE: &str = "identity.change";
@@ -661,28 +661,60 @@ impl<'a> Manage<'a> {
 
     /// Runs one garbage collection now (the collector's defaults for what `r` leaves out).
     pub async fn gc(&self, actor: &Actor, r: GcRequest) -> Result<GcReport, ManageError> {
-        self.run(actor, Privilege::Admin, async {
-            let c = self.svc.collector();
-            let mut opts = c.defaults();
-            opts.dry_run = r.dry_run;
-            for (v, field, name) in [
-                (r.grace_seconds, &mut opts.grace, "grace_seconds"),
-                (
-                    r.upload_expiry_seconds,
-                    &mut opts.upload_expiry,
-                    "upload_expiry_seconds",
-                ),
-            ] {
-                if let Some(s) = v {
-                    if s > MAX_GC_SECONDS {
-                        return Err(ManageError::Invalid(format!(
-                            "{name} must be at most {MAX_GC_SECONDS}"
-                        )));
-                    }
-                    *field = Duration::from_secs(s);
+        self.gc_with_progress(actor, r, &mut |_| {}).await
+    }
+
+    /// The collection options `r` asks for (the collector's defaults for what it leaves out),
+    /// or why they are refused.
+    fn gc_options(&self, r: &GcRequest) -> Result<GcOptions, ManageError> {
+        let mut opts = self.svc.collector().defaults();
+        opts.dry_run = r.dry_run;
+        for (v, field, name) in [
+            (r.grace_seconds, &mut opts.grace, "grace_seconds"),
+            (
+                r.upload_expiry_seconds,
+                &mut opts.upload_expiry,
+                "upload_expiry_seconds",
+            ),
+        ] {
+            if let Some(s) = v {
+                if s > MAX_GC_SECONDS {
+                    return Err(ManageError::Invalid(format!(
+                        "{name} must be at most {MAX_GC_SECONDS}"
+                    )));
                 }
+                *field = Duration::from_secs(s);
             }
-            let report = c.collect(&opts).await?;
+        }
+        Ok(opts)
+    }
+
+    /// Whether [`Manage::gc`] would refuse `r` from `actor` (not an administrator, a bad
+    /// option) without running anything or auditing: for a caller that must refuse before it
+    /// starts answering (a streamed answer).
+    pub async fn gc_check(&self, actor: &Actor, r: &GcRequest) -> Result<(), ManageError> {
+        self.run(actor, Privilege::Admin, async {
+            self.gc_options(r)?;
+            Ok(Done::read(()))
+        })
+        .await
+    }
+
+    /// [`Manage::gc`], passing the collection's progress to `progress` (see
+    /// [`crate::gc::GcProgress`]). Authorized and audited as [`Manage::gc`].
+    pub async fn gc_with_progress(
+        &self,
+        actor: &Actor,
+        r: GcRequest,
+        progress: &mut GcProgressFn<'_>,
+    ) -> Result<GcReport, ManageError> {
+        self.run(actor, Privilege::Admin, async {
+            let opts = self.gc_options(&r)?;
+            let report = self
+                .svc
+                .collector()
+                .collect_with_progress(&opts, progress)
+                .await?;
             let detail = format!(
                 "dry_run: {}, blobs deleted: {}, bytes freed: {}, links deleted: {}, uploads expired: {}",
                 report.dry_run,
@@ -760,13 +792,43 @@ impl<'a> Manage<'a> {
         actor: &Actor,
         r: &RetentionRequest,
     ) -> Result<Vec<Applied>, ManageError> {
+        self.retention_apply_with_progress(actor, r, &mut |_| {})
+            .await
+    }
+
+    /// Whether [`Manage::retention_apply`] would refuse `r` from `actor` (not an
+    /// administrator, a bad repository name) without running anything: for a caller that must
+    /// refuse before it starts answering (a streamed answer).
+    pub async fn retention_apply_check(
+        &self,
+        actor: &Actor,
+        r: &RetentionRequest,
+    ) -> Result<(), ManageError> {
+        self.run(actor, Privilege::Admin, async {
+            if let Some(repo) = &r.repo {
+                check_repo_tag(repo, None)?;
+            }
+            Ok(Done::read(()))
+        })
+        .await
+    }
+
+    /// [`Manage::retention_apply`], passing its progress to `progress` (see
+    /// [`crate::retention::RetentionProgress`]). Authorized and audited as
+    /// [`Manage::retention_apply`].
+    pub async fn retention_apply_with_progress(
+        &self,
+        actor: &Actor,
+        r: &RetentionRequest,
+        progress: &mut RetentionProgressFn<'_>,
+    ) -> Result<Vec<Applied>, ManageError> {
         self.run(actor, Privilege::Admin, async {
             if let Some(repo) = &r.repo {
                 check_repo_tag(repo, None)?;
             }
             let applied = self
                 .svc
-                .retention_apply(r.repo.as_deref(), actor.name())
+                .retention_apply_with_progress(r.repo.as_deref(), actor.name(), progress)
                 .await?;
             Ok(Done::read(applied))
         })

@@ -123,6 +123,45 @@ pub struct Applied {
     pub skipped: Vec<String>,
 }
 
+/// A phase of applying retention (see [`RetentionProgress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionPhase {
+    /// Planning: repositories planned, of those listed (covered by a rule or not).
+    Plan,
+    /// Deleting: planned deletions (tags and manifests) carried out or skipped, of all planned.
+    Delete,
+}
+
+impl RetentionPhase {
+    /// The phase's name as the streamed answer spells it (`plan`, `delete`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionPhase::Plan => "plan",
+            RetentionPhase::Delete => "delete",
+        }
+    }
+}
+
+/// Where applying retention stands, as [`Service::retention_apply_with_progress`] reports it:
+/// within a phase `done` never decreases and never exceeds `total`; each phase is reported at
+/// its start and at its end (`done == total` then).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RetentionProgress {
+    /// The phase running.
+    pub phase: RetentionPhase,
+    /// The repository being planned or applied (none at a phase's start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Repositories planned, or planned deletions done.
+    pub done: u64,
+    /// Repositories listed, or deletions planned.
+    pub total: u64,
+}
+
+/// A receiver of retention's progress: called synchronously, so it must be cheap.
+pub type RetentionProgressFn<'a> = dyn FnMut(RetentionProgress) + Send + 'a;
+
 /// Last-pull times of `repo`: stored, merged with those not yet flushed.
 async fn pulls_of(
     meta: &dyn MetaStore,
@@ -274,6 +313,7 @@ async fn plan_with(
     tag_rules: &TagRules,
     rules: &RetentionRules,
     only: Option<&str>,
+    progress: &mut RetentionProgressFn<'_>,
 ) -> Result<Vec<RepoPlan>, StoreError> {
     let mut out = Vec::new();
     let repos = match only {
@@ -298,12 +338,22 @@ async fn plan_with(
             all
         }
     };
-    for repo in repos {
-        let Some(policy) = rules.policy_for(&repo) else {
-            continue;
-        };
-        let pulls = pulls_of(meta, pending, &repo).await?;
-        out.push(plan_repo(meta, &pulls, tag_rules, policy, &repo, auth::now()).await?);
+    let total = repos.len() as u64;
+    let mut tell = |repo: Option<&str>, done: u64| {
+        progress(RetentionProgress {
+            phase: RetentionPhase::Plan,
+            repo: repo.map(str::to_owned),
+            done,
+            total,
+        });
+    };
+    tell(None, 0);
+    for (i, repo) in repos.iter().enumerate() {
+        if let Some(policy) = rules.policy_for(repo) {
+            let pulls = pulls_of(meta, pending, repo).await?;
+            out.push(plan_repo(meta, &pulls, tag_rules, policy, repo, auth::now()).await?);
+        }
+        tell(Some(repo), i as u64 + 1);
     }
     Ok(out)
 }
@@ -316,7 +366,7 @@ pub async fn plan_all(
     rules: &RetentionRules,
     only: Option<&str>,
 ) -> Result<Vec<RepoPlan>, StoreError> {
-    plan_with(meta, None, tag_rules, rules, only).await
+    plan_with(meta, None, tag_rules, rules, only, &mut |_| {}).await
 }
 
 /// Carries a plan out: tags first, each only if it still points where planned and is not
@@ -329,6 +379,19 @@ pub async fn apply_plan(
     plan: &RepoPlan,
     audit: Option<&Identities>,
     requested_by: &str,
+) -> Result<Applied, StoreError> {
+    apply_plan_with_progress(meta, tag_rules, plan, audit, requested_by, &mut || {}).await
+}
+
+/// [`apply_plan`], calling `step` after each planned deletion (tag or manifest), carried out or
+/// skipped: `plan.plan.tags.len() + plan.plan.manifests.len()` calls in all.
+pub async fn apply_plan_with_progress(
+    meta: &dyn MetaStore,
+    tag_rules: &TagRules,
+    plan: &RepoPlan,
+    audit: Option<&Identities>,
+    requested_by: &str,
+    step: &mut (dyn FnMut() + Send),
 ) -> Result<Applied, StoreError> {
     let repo = &plan.repo;
     let mut out = Applied {
@@ -345,6 +408,7 @@ pub async fn apply_plan(
         detail: format!("{reason} (requested by {requested_by})"),
     };
     for t in &plan.plan.tags {
+        step();
         if let Some(rule) = tag_rules.immutable(repo, &t.tag) {
             out.skipped
                 .push(format!("tag {}: immutable ({rule})", t.tag));
@@ -367,6 +431,7 @@ pub async fn apply_plan(
         }
     }
     for m in &plan.plan.manifests {
+        step();
         let Ok(d) = Digest::parse(&m.digest) else {
             continue;
         };
@@ -406,6 +471,7 @@ impl Service {
             &self.tag_rules,
             &self.retention,
             only,
+            &mut |_| {},
         )
         .await
     }
@@ -416,12 +482,60 @@ impl Service {
         only: Option<&str>,
         requested_by: &str,
     ) -> Result<Vec<Applied>, StoreError> {
+        self.retention_apply_with_progress(only, requested_by, &mut |_| {})
+            .await
+    }
+
+    /// [`Service::retention_apply`], calling `progress` as it goes (see [`RetentionProgress`]):
+    /// after each repository planned and each planned deletion, for a progress bar.
+    pub async fn retention_apply_with_progress(
+        &self,
+        only: Option<&str>,
+        requested_by: &str,
+        progress: &mut RetentionProgressFn<'_>,
+    ) -> Result<Vec<Applied>, StoreError> {
         let _serial = self.retention_lock.lock().await;
-        let plans = self.retention_plan(only).await?;
+        let plans = plan_with(
+            self.meta.as_ref(),
+            Some(&self.pulls),
+            &self.tag_rules,
+            &self.retention,
+            only,
+            progress,
+        )
+        .await?;
         let ids = Some(self.identities());
+        let total: u64 = plans
+            .iter()
+            .map(|p| (p.plan.tags.len() + p.plan.manifests.len()) as u64)
+            .sum();
+        let mut done = 0u64;
+        progress(RetentionProgress {
+            phase: RetentionPhase::Delete,
+            repo: None,
+            done,
+            total,
+        });
         let mut out = Vec::new();
         for p in plans {
-            let a = apply_plan(self.meta.as_ref(), &self.tag_rules, &p, ids, requested_by).await?;
+            let mut step = || {
+                done += 1;
+                progress(RetentionProgress {
+                    phase: RetentionPhase::Delete,
+                    repo: Some(p.repo.clone()),
+                    done,
+                    total,
+                });
+            };
+            let a = apply_plan_with_progress(
+                self.meta.as_ref(),
+                &self.tag_rules,
+                &p,
+                ids,
+                requested_by,
+                &mut step,
+            )
+            .await?;
             let m = &self.retention.metrics;
             m.tags.inc_by(a.tags_deleted.len() as u64);
             m.manifests.inc_by(a.manifests_deleted.len() as u64);
@@ -530,5 +644,83 @@ mod tests {
         let snap = meta.snapshot("r").await.unwrap();
         assert!(snap.manifests.iter().all(|m| m.pushed.is_some()));
         assert!(snap.tags.iter().all(|t| t.set_at.is_some()));
+    }
+
+    #[tokio::test]
+    async fn apply_reports_progress_of_the_planned_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: std::sync::Arc<RedbMetaStore> =
+            std::sync::Arc::new(RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap());
+        // Two covered repositories of 12 versions each (keep 2: 10 tags and 10 manifests go
+        // from each), one repository no rule covers.
+        for (repo, base) in [("app/a", 0u8), ("app/b", 50), ("other", 100)] {
+            for i in 0..12u8 {
+                crate::testing::put_image(meta.as_ref(), repo, base + i, &[&format!("1.{i}.0")])
+                    .await;
+            }
+        }
+        let rules = RetentionRules::new(
+            vec![RetentionRule {
+                repos: Pattern::new("app/*").unwrap(),
+                policy: Policy {
+                    keep_semver: Some(2),
+                    ..Policy::default()
+                },
+            }],
+            None,
+        );
+        let blobs = std::sync::Arc::new(store::FsBlobStore::open(dir.path()).unwrap());
+        let svc = Service::builder(blobs, meta.clone())
+            .retention(rules)
+            .build()
+            .unwrap();
+        let mut events = Vec::new();
+        let applied = svc
+            .retention_apply_with_progress(None, "test", &mut |p| events.push(p))
+            .await
+            .unwrap();
+        let deleted: usize = applied
+            .iter()
+            .map(|a| a.tags_deleted.len() + a.manifests_deleted.len())
+            .sum();
+        assert_eq!(deleted, 40);
+        let (plan, delete): (Vec<_>, Vec<_>) =
+            events.iter().partition(|p| p.phase == RetentionPhase::Plan);
+        assert!(
+            events
+                .iter()
+                .position(|p| p.phase == RetentionPhase::Delete)
+                > events.iter().rposition(|p| p.phase == RetentionPhase::Plan),
+            "planning, then deleting: {events:?}"
+        );
+        // Planning: each of the three repositories listed, in turn.
+        assert_eq!(
+            plan.iter().map(|p| (p.done, p.total)).collect::<Vec<_>>(),
+            [(0, 3), (1, 3), (2, 3), (3, 3)]
+        );
+        assert_eq!(plan[3].repo.as_deref(), Some("other"));
+        // Deleting: one step per planned deletion, of the planned total, ending complete.
+        assert_eq!(delete.len(), 41, "a start and 40 steps");
+        for (i, p) in delete.iter().enumerate() {
+            assert_eq!((p.done, p.total), (i as u64, 40), "{p:?}");
+        }
+        assert_eq!(delete[1].repo.as_deref(), Some("app/a"));
+        assert_eq!(delete[40].repo.as_deref(), Some("app/b"));
+        // Nothing left to do: both phases still start and end.
+        let mut events = Vec::new();
+        svc.retention_apply_with_progress(Some("app/a"), "test", &mut |p| events.push(p))
+            .await
+            .unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .map(|p| (p.phase, p.done, p.total))
+                .collect::<Vec<_>>(),
+            [
+                (RetentionPhase::Plan, 0, 1),
+                (RetentionPhase::Plan, 1, 1),
+                (RetentionPhase::Delete, 0, 0)
+            ]
+        );
     }
 }

@@ -23,7 +23,7 @@ pub struct GcArgs {
     pub upload_expiry: u64,
     #[command(flatten)]
     pub output: crate::output::OutputArg,
-    /// No progress spinner (it shows only on a terminal anyway).
+    /// No progress bar (the phases of the work, done/total; it shows only on a terminal anyway).
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Print the report as JSON (the same as `--output json`).
@@ -50,24 +50,19 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
                 bail!("{} holds no Wharf data (no meta.redb)", data.display());
             }
             let door = Door::open(&args.data)?;
-            let spinner = crate::output::spinner(
-                if args.dry_run {
-                    "collecting garbage (dry run)"
-                } else {
-                    "collecting garbage"
-                },
-                args.quiet,
-            );
-            let report = door
-                .gc(&GcRequest {
-                    dry_run: args.dry_run,
-                    grace_seconds: Some(args.grace),
-                    upload_expiry_seconds: Some(args.upload_expiry),
-                })
-                .await;
-            if let Some(b) = spinner {
-                b.finish_and_clear();
-            }
+            let req = GcRequest {
+                dry_run: args.dry_run,
+                grace_seconds: Some(args.grace),
+                upload_expiry_seconds: Some(args.upload_expiry),
+            };
+            // A bar of the collection's phases on a terminal (from the collector itself on a
+            // data directory, from the server's streamed answer through it); the plain call
+            // otherwise (scripts, --quiet).
+            let report = if crate::output::shows_progress(args.quiet) {
+                gc_with_bar(&door, &req).await
+            } else {
+                door.gc(&req).await
+            };
             let report = report?;
             let output = if args.json {
                 crate::output::Output::Json
@@ -76,6 +71,60 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
             };
             print(&report, output)
         })
+}
+
+/// What the bar calls a collection's phase.
+fn phase_label(phase: &str, dry_run: bool) -> String {
+    let what = match phase {
+        "mark" => "marking manifests",
+        "sweep" => "sweeping unreferenced blobs and links",
+        "files" => "checking blob files",
+        "uploads" => "expiring uploads",
+        other => other,
+    };
+    if dry_run {
+        format!("gc (dry run): {what}")
+    } else {
+        format!("gc: {what}")
+    }
+}
+
+/// Runs the collection `req` asks for with a bar of its phases.
+async fn gc_with_bar(door: &Door, req: &GcRequest) -> anyhow::Result<GcReport> {
+    const PATH: &str = "/api/v1/gc";
+    let mut bar = crate::output::PhaseBar::new(false, &phase_label("starting", req.dry_run));
+    let r = match door {
+        Door::Local(s, a) => s
+            .manage()
+            .gc_with_progress(a, req.clone(), &mut |p| {
+                bar.update(&phase_label(p.phase.as_str(), req.dry_run), p.done, p.total)
+            })
+            .await
+            .map_err(anyhow::Error::from),
+        Door::Remote(remote) => {
+            let read = async {
+                let resp = remote
+                    .open(
+                        reqwest::Method::POST,
+                        PATH,
+                        Some(req),
+                        Some(crate::output::NDJSON),
+                    )
+                    .await?;
+                let v = crate::output::read_ndjson(resp, &format!("POST {PATH}"), |p| {
+                    if let (Some(phase), Some(done)) = (p["phase"].as_str(), p["done"].as_u64()) {
+                        bar.update(&phase_label(phase, req.dry_run), done, p["total"].as_u64());
+                    }
+                })
+                .await?;
+                serde_json::from_value(v)
+                    .with_context(|| format!("POST {PATH}: unexpected result from the server"))
+            };
+            read.await
+        }
+    };
+    bar.finish();
+    r
 }
 
 fn print(r: &GcReport, output: crate::output::Output) -> anyhow::Result<()> {

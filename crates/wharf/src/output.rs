@@ -65,7 +65,9 @@ pub fn record<T: Serialize>(
 
 /// A spinner with `msg` and the elapsed time on standard error, for work whose progress is
 /// not known (a server-side collection, a warm-up): only on a terminal and unless `quiet`.
-/// Clear it with `finish_and_clear` before printing the result.
+/// Clear it with `finish_and_clear` before printing the result. (No command uses it since
+/// `gc` and `retention apply` draw [`PhaseBar`]s; kept for the next such work.)
+#[allow(dead_code)]
 pub fn spinner(msg: impl Into<String>, quiet: bool) -> Option<indicatif::ProgressBar> {
     if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return None;
@@ -101,4 +103,126 @@ pub fn bytes_bar(quiet: bool, total: u64, what: &str) -> indicatif::ProgressBar 
     );
     b.set_message(what.to_owned());
     b
+}
+
+/// The media type of a streamed answer: progress lines, then `{"result": ...}` (or
+/// `{"errors": [...]}`), one JSON object a line.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// The longest line of a streamed answer the CLI reads (a result line of a large retention run
+/// names every deleted tag and manifest).
+const MAX_NDJSON_LINE: usize = 16 << 20;
+
+/// Reads a streamed answer (asked for with `Accept: application/x-ndjson`): passes each
+/// progress line to `progress` and returns the result line's value. `what` names the call in
+/// errors (`POST /api/v1/gc`). A server that answered plain JSON instead (one without
+/// streaming) is read as that answer.
+pub async fn read_ndjson(
+    resp: reqwest::Response,
+    what: &str,
+    mut progress: impl FnMut(&serde_json::Value),
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    use futures_util::StreamExt as _;
+    let streamed = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(NDJSON));
+    if !streamed {
+        let text = resp.text().await.with_context(|| what.to_owned())?;
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{what}: unexpected answer from the server"));
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let mut v: serde_json::Value = serde_json::from_slice(&line)
+                .with_context(|| format!("{what}: unexpected line from the server"))?;
+            if let Some(r) = v.get_mut("result") {
+                return Ok(r.take());
+            }
+            if let Some(e) = v.get("errors") {
+                anyhow::bail!(
+                    "{what}: {}",
+                    e[0]["message"].as_str().unwrap_or("the operation failed")
+                );
+            }
+            progress(&v);
+        }
+        match stream.next().await {
+            Some(chunk) => {
+                buf.extend_from_slice(&chunk.with_context(|| what.to_owned())?);
+                anyhow::ensure!(
+                    buf.len() <= MAX_NDJSON_LINE,
+                    "{what}: a line of the answer is longer than {MAX_NDJSON_LINE} bytes"
+                );
+            }
+            None => anyhow::bail!("{what}: the server ended the answer before the result"),
+        }
+    }
+}
+
+/// A progress bar on standard error for work in phases: the phase's name, then a bar with
+/// done/total when the total is known, or a spinner with the count done when not. Drawn only
+/// on a terminal; hidden when `quiet`. Clear it with [`PhaseBar::finish`] before printing the
+/// result.
+pub struct PhaseBar {
+    bar: indicatif::ProgressBar,
+    /// The phase shown, and whether its style is the counted bar.
+    shown: Option<(String, bool)>,
+}
+
+impl PhaseBar {
+    /// A bar with no phase yet (a spinner with `what`).
+    pub fn new(quiet: bool, what: &str) -> PhaseBar {
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
+        bar.set_style(Self::style(false));
+        bar.set_message(what.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        PhaseBar { bar, shown: None }
+    }
+
+    fn style(counted: bool) -> indicatif::ProgressStyle {
+        if counted {
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ")
+        } else {
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+        }
+    }
+
+    /// Shows `phase` with `done` of `total` (a count without a bar when `None`).
+    pub fn update(&mut self, phase: &str, done: u64, total: Option<u64>) {
+        let counted = total.is_some();
+        if self
+            .shown
+            .as_ref()
+            .is_none_or(|(p, c)| p != phase || *c != counted)
+        {
+            self.bar.set_style(Self::style(counted));
+            self.bar.set_message(phase.to_owned());
+            self.shown = Some((phase.to_owned(), counted));
+        }
+        if let Some(t) = total {
+            self.bar.set_length(t);
+        }
+        self.bar.set_position(done);
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -33,7 +33,7 @@ pub struct RetentionArgs {
     /// Output format: table (text is the same) or json.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// No progress spinner (it shows only on a terminal anyway).
+    /// No progress bar (the phases of the work, done/total; it shows only on a terminal anyway).
     #[arg(long, short = 'q')]
     quiet: bool,
     /// Server configuration file with the `[[retention]]` policies and immutable-tag rules
@@ -135,6 +135,53 @@ fn print_applied(applied: &[Applied]) {
     }
 }
 
+/// What the bar calls a phase of applying retention.
+fn phase_label(phase: &str) -> &str {
+    match phase {
+        "plan" => "retention: planning repositories",
+        "delete" => "retention: deleting tags and manifests",
+        other => other,
+    }
+}
+
+/// Applies the retention policies as `req` asks with a bar of planning and deleting.
+async fn apply_with_bar(door: &Door, req: &RetentionRequest) -> anyhow::Result<Vec<Applied>> {
+    const PATH: &str = "/api/v1/retention/apply";
+    let mut bar = crate::output::PhaseBar::new(false, "retention: starting");
+    let r = match door {
+        Door::Local(s, actor) => s
+            .manage()
+            .retention_apply_with_progress(actor, req, &mut |p| {
+                bar.update(phase_label(p.phase.as_str()), p.done, Some(p.total))
+            })
+            .await
+            .map_err(anyhow::Error::from),
+        Door::Remote(remote) => {
+            let read = async {
+                let resp = remote
+                    .open(
+                        reqwest::Method::POST,
+                        PATH,
+                        Some(req),
+                        Some(crate::output::NDJSON),
+                    )
+                    .await?;
+                let v = crate::output::read_ndjson(resp, &format!("POST {PATH}"), |p| {
+                    if let (Some(phase), Some(done)) = (p["phase"].as_str(), p["done"].as_u64()) {
+                        bar.update(phase_label(phase), done, p["total"].as_u64());
+                    }
+                })
+                .await?;
+                serde_json::from_value(v)
+                    .with_context(|| format!("POST {PATH}: unexpected result from the server"))
+            };
+            read.await
+        }
+    };
+    bar.finish();
+    r
+}
+
 /// Runs `wharf retention ...`.
 pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
     let (apply, a) = match cmd {
@@ -167,12 +214,14 @@ pub fn run(cmd: RetentionCmd) -> anyhow::Result<()> {
         };
         let req = RetentionRequest { repo: a.repo };
         if apply {
-            let spinner = crate::output::spinner("applying retention policies", a.quiet);
-            let applied = door.retention_apply(&req).await;
-            if let Some(b) = spinner {
-                b.finish_and_clear();
-            }
-            let applied = applied?;
+            // A bar of planning and deleting on a terminal (from the service itself on a data
+            // directory, from the server's streamed answer through it); the plain call
+            // otherwise (scripts, --quiet).
+            let applied = if crate::output::shows_progress(a.quiet) {
+                apply_with_bar(&door, &req).await?
+            } else {
+                door.retention_apply(&req).await?
+            };
             match a.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&applied)?),
                 Output::Table => print_applied(&applied),
