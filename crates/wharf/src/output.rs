@@ -63,25 +63,6 @@ pub fn record<T: Serialize>(
     }
 }
 
-/// A spinner with `msg` and the elapsed time on standard error, for work whose progress is
-/// not known (a server-side collection, a warm-up): only on a terminal and unless `quiet`.
-/// Clear it with `finish_and_clear` before printing the result. (No command uses it since
-/// `gc` and `retention apply` draw [`PhaseBar`]s; kept for the next such work.)
-#[allow(dead_code)]
-pub fn spinner(msg: impl Into<String>, quiet: bool) -> Option<indicatif::ProgressBar> {
-    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new_spinner();
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    b.set_message(msg.into());
-    b.enable_steady_tick(std::time::Duration::from_millis(120));
-    Some(b)
-}
-
 /// Whether progress is drawn: on a terminal (standard error) and unless `quiet`.
 pub fn shows_progress(quiet: bool) -> bool {
     !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
