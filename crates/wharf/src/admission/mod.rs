@@ -461,7 +461,34 @@ fn review_routes<S: Clone + Send + Sync + 'static>(webhook: Arc<Webhook>) -> Rou
         .route("/admission/v1/validate", post(validate))
         .route("/admission/v1/mutate", post(mutate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_large_bodies))
         .with_state(webhook)
+}
+
+/// A body whose Content-Length is over [`MAX_BODY`] is refused (413) before a byte of it is
+/// read: a client that asked `Expect: 100-continue` is told at once and never sends it (reading
+/// it first sent `100 Continue`, and the refusal then raced the upload: a broken pipe instead of
+/// the status). A body of unknown length is still cut at the limit as it is read.
+async fn refuse_large_bodies(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY as u64 => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body ({n} bytes) is larger than the {} MiB an AdmissionReview may be",
+                MAX_BODY >> 20
+            ),
+        )
+            .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// The webhook as a capability of `wharf serve` (`[admission]`): its routes on the registry's
