@@ -220,8 +220,7 @@ struct Line {
 impl Line {
     fn write(&self, bytes: u64, complete: bool) {
         let p = &self.pending;
-        let latency_ms = p.start.elapsed().as_secs_f64() * 1000.0;
-        let latency_ms = format_args!("{latency_ms:.3}");
+        let latency_ms = Millis(p.start.elapsed().as_micros());
         let repo = self.notes.repo.as_deref().unwrap_or("-");
         let user = self.notes.user.as_deref().unwrap_or("-");
         let client = p.client.map(|c| c.to_string());
@@ -254,6 +253,16 @@ impl Line {
                 incomplete = true,
             );
         }
+    }
+}
+
+/// Milliseconds with three decimals (`0.535`), from whole microseconds: integer formatting, as
+/// exact-precision float formatting showed up on every line's profile.
+struct Millis(u128);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
     }
 }
 
@@ -412,6 +421,14 @@ mod tests {
         let p = logged_path(&long);
         assert_eq!(p.len(), MAX_LOGGED_PATH + 3);
         assert!(p.ends_with("..."));
+    }
+
+    #[test]
+    fn latency_in_milliseconds() {
+        assert_eq!(Millis(535).to_string(), "0.535");
+        assert_eq!(Millis(0).to_string(), "0.000");
+        assert_eq!(Millis(12_345_678).to_string(), "12345.678");
+        assert_eq!(Millis(1_000).to_string(), "1.000");
     }
 
     #[tokio::test]
