@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{Actions, Group, Rule, Subject};
 
+/// The media type of the streamed answers of long operations (`POST /api/v1/gc`,
+/// `/api/v1/retention/apply`, `/api/v1/cache/warm` with this `Accept`): one JSON object a line,
+/// progress lines, then `{"result": ...}` (or `{"errors": [...]}` when it failed after the
+/// answer began).
+pub const NDJSON: &str = "application/x-ndjson";
+
 /// Users: people with a password (`/api/v1/users`).
 pub mod users {
     use super::*;

@@ -298,10 +298,6 @@ async fn list(
     Ok(json(StatusCode::OK, &listing))
 }
 
-/// The media type of `POST /api/v1/cache/warm`'s streamed answer: progress lines, then the
-/// result (see [`warm`]).
-pub const NDJSON: &str = "application/x-ndjson";
-
 /// Checks a warm request before anything is fetched: a reference that is no image of a cached
 /// upstream, or a malformed platform, is the caller's mistake.
 fn check_warm(cache: &Cache, w: &WarmRequest) -> Result<(), ApiError> {
@@ -350,23 +346,6 @@ async fn warm_images(
         .await
 }
 
-/// Whether the request asks for the streamed answer (`Accept: application/x-ndjson`).
-fn wants_ndjson(parts: &axum::http::request::Parts) -> bool {
-    parts
-        .headers
-        .get_all(axum::http::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case(NDJSON)
-        })
-}
-
 /// How often a streamed warm-up reports progress at most (the last bytes of each blob are
 /// always reported).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -387,7 +366,7 @@ async fn warm(
     let (parts, body) = req.into_parts();
     let actor = admin_actor(&reg, &parts).await?;
     let w: WarmRequest = body_json(body).await?;
-    if !wants_ndjson(&parts) {
+    if !registry::wants_ndjson(&parts) {
         let results = warm_images(&reg, &h.cache, &actor, &w, &mut |_| {}).await?;
         return Ok(json(StatusCode::OK, &results));
     }
@@ -438,7 +417,7 @@ async fn warm(
     Ok((
         StatusCode::OK,
         [
-            (axum::http::header::CONTENT_TYPE, NDJSON),
+            (axum::http::header::CONTENT_TYPE, api::NDJSON),
             (axum::http::header::CACHE_CONTROL, "no-store"),
         ],
         axum::body::Body::from_stream(lines),

@@ -23,12 +23,9 @@ pub(crate) fn routes() -> Router<Registry> {
         .route("/api/v1/storage", get(storage))
 }
 
-/// The media type of a streamed answer of a long operation (`POST /api/v1/gc`,
-/// `POST /api/v1/retention/apply`): one JSON object a line, progress lines then the result.
-pub(crate) const NDJSON: &str = "application/x-ndjson";
-
-/// Whether the request asks for the streamed answer (`Accept: application/x-ndjson`).
-pub(crate) fn wants_ndjson(parts: &axum::http::request::Parts) -> bool {
+/// Whether the request asks for the streamed answer of a long operation
+/// (`Accept: application/x-ndjson`, [`api::NDJSON`]); the cache's warm-up asks it too.
+pub fn wants_ndjson(parts: &axum::http::request::Parts) -> bool {
     parts
         .headers
         .get_all(axum::http::header::ACCEPT)
@@ -40,7 +37,7 @@ pub(crate) fn wants_ndjson(parts: &axum::http::request::Parts) -> bool {
                 .next()
                 .unwrap_or("")
                 .trim()
-                .eq_ignore_ascii_case(NDJSON)
+                .eq_ignore_ascii_case(api::NDJSON)
         })
 }
 
@@ -105,7 +102,7 @@ pub(crate) fn ndjson_answer() -> (Lines, Response) {
     let resp = (
         StatusCode::OK,
         [
-            (axum::http::header::CONTENT_TYPE, NDJSON),
+            (axum::http::header::CONTENT_TYPE, api::NDJSON),
             (axum::http::header::CACHE_CONTROL, "no-store"),
         ],
         axum::body::Body::from_stream(lines),

@@ -33,6 +33,7 @@ use service::Service;
 use service::source::{ContentSource, StoreSource};
 
 pub use error::{ApiError, Code};
+pub use gc_api::wants_ndjson;
 pub use metrics::Metrics;
 pub use server::{ServeOptions, serve};
 pub use service::Limits;

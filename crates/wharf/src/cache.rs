@@ -227,12 +227,7 @@ async fn warm_with_bar(
     use futures_util::StreamExt;
     const PATH: &str = "/api/v1/cache/warm";
     let resp = remote
-        .open(
-            reqwest::Method::POST,
-            PATH,
-            Some(body),
-            Some(cache::http::NDJSON),
-        )
+        .open(reqwest::Method::POST, PATH, Some(body), Some(api::NDJSON))
         .await?;
     let bar = crate::output::bytes_bar(false, 0, &format!("warming {image}"));
     let mut stream = resp.bytes_stream();

@@ -103,6 +103,27 @@ impl Remote {
             .with_context(|| format!("{method} {path}: unexpected answer from the server"))
     }
 
+    /// `POST path` with `body`, asking for the streamed answer ([`api::NDJSON`]): each
+    /// progress line's phase, done and total go to `progress`; the result line is read as `T`.
+    pub(crate) async fn post_with_progress<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        mut progress: impl FnMut(&str, u64, Option<u64>),
+    ) -> anyhow::Result<T> {
+        let resp = self
+            .open(Method::POST, path, Some(body), Some(api::NDJSON))
+            .await?;
+        let v = crate::output::read_ndjson(resp, &format!("POST {path}"), |p| {
+            if let (Some(phase), Some(done)) = (p["phase"].as_str(), p["done"].as_u64()) {
+                progress(phase, done, p["total"].as_u64());
+            }
+        })
+        .await?;
+        serde_json::from_value(v)
+            .with_context(|| format!("POST {path}: unexpected result from the server"))
+    }
+
     /// One call whose successful answer is read by the caller (a stream): `body` as JSON,
     /// `accept` as the `Accept` header. A refusal becomes the server's message.
     pub(crate) async fn open<B: Serialize>(

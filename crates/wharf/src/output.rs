@@ -86,9 +86,8 @@ pub fn bytes_bar(quiet: bool, total: u64, what: &str) -> indicatif::ProgressBar 
     b
 }
 
-/// The media type of a streamed answer: progress lines, then `{"result": ...}` (or
-/// `{"errors": [...]}`), one JSON object a line.
-pub const NDJSON: &str = "application/x-ndjson";
+/// The media type of a streamed answer ([`api::NDJSON`]).
+pub use api::NDJSON;
 
 /// The longest line of a streamed answer the CLI reads (a result line of a large retention run
 /// names every deleted tag and manifest).

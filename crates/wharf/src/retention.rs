@@ -157,25 +157,11 @@ async fn apply_with_bar(door: &Door, req: &RetentionRequest) -> anyhow::Result<V
             .await
             .map_err(anyhow::Error::from),
         Door::Remote(remote) => {
-            let read = async {
-                let resp = remote
-                    .open(
-                        reqwest::Method::POST,
-                        PATH,
-                        Some(req),
-                        Some(crate::output::NDJSON),
-                    )
-                    .await?;
-                let v = crate::output::read_ndjson(resp, &format!("POST {PATH}"), |p| {
-                    if let (Some(phase), Some(done)) = (p["phase"].as_str(), p["done"].as_u64()) {
-                        bar.update(phase_label(phase), done, p["total"].as_u64());
-                    }
+            remote
+                .post_with_progress(PATH, req, |phase, done, total| {
+                    bar.update(phase_label(phase), done, total)
                 })
-                .await?;
-                serde_json::from_value(v)
-                    .with_context(|| format!("POST {PATH}: unexpected result from the server"))
-            };
-            read.await
+                .await
         }
     };
     bar.finish();
