@@ -13,7 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use oci::{Digest, Reference};
-use registry::mgmt::{admin_actor, bad, body_json, body_json_or_default, json, query};
+use registry::mgmt::{
+    AdminActor, JsonBody, admin_actor, bad, body_json, body_json_or_default, json, query,
+};
 use registry::{ApiError, Capability, Code, Registry};
 use service::Service;
 use service::manage::{Change, Done, Privilege};
@@ -265,10 +267,8 @@ type MResult = Result<Response, ApiError>;
 async fn list(
     State(reg): State<Registry>,
     Extension(h): Extension<Handles>,
-    req: Request,
+    AdminActor(actor): AdminActor,
 ) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     let cache = &h.cache;
     let listing = reg
         .service()
@@ -429,10 +429,8 @@ async fn warm(
 async fn list_pins(
     State(reg): State<Registry>,
     Extension(h): Extension<Handles>,
-    req: Request,
+    AdminActor(actor): AdminActor,
 ) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     let pins = reg
         .service()
         .manage()
@@ -450,11 +448,9 @@ async fn list_pins(
 async fn add_pin(
     State(reg): State<Registry>,
     Extension(h): Extension<Handles>,
-    req: Request,
+    AdminActor(actor): AdminActor,
+    JsonBody(p): JsonBody<PinRequest>,
 ) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
-    let p: PinRequest = body_json(body).await?;
     let pinned = reg
         .service()
         .manage()
@@ -479,11 +475,9 @@ async fn add_pin(
 async fn remove_pin(
     State(reg): State<Registry>,
     Extension(h): Extension<Handles>,
+    AdminActor(actor): AdminActor,
     q: Result<Query<PinRequest>, QueryRejection>,
-    req: Request,
 ) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     let p = query(q)?;
     reg.service()
         .manage()
@@ -507,10 +501,9 @@ async fn remove_pin(
 async fn evict_route(
     State(reg): State<Registry>,
     Extension(h): Extension<Handles>,
-    req: Request,
+    AdminActor(actor): AdminActor,
+    body: axum::body::Body,
 ) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     let e: EvictRequest = body_json_or_default(body).await?;
     let (report, gc) = reg
         .service()

@@ -19,7 +19,7 @@ use auth::Actions;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -139,6 +139,30 @@ pub async fn admin_or_loopback_actor(reg: &Registry, parts: &Parts) -> Result<Ac
     })
 }
 
+/// The caller of an administrators' route as the management operations' actor: the extractor
+/// form of [`admin_actor`], so a handler's first act is the 401/403 (before its body is read).
+pub struct AdminActor(pub Actor);
+
+impl FromRequestParts<Registry> for AdminActor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, reg: &Registry) -> Result<Self, ApiError> {
+        admin_actor(reg, parts).await.map(AdminActor)
+    }
+}
+
+/// A JSON request body of at most 64 KiB: the extractor form of [`body_json`] (a bad body is a
+/// 400 with the parser's words).
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<Registry> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &Registry) -> Result<Self, ApiError> {
+        body_json(req.into_body()).await.map(JsonBody)
+    }
+}
+
 /// A JSON answer with `status`.
 pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     (status, Json(v)).into_response()
@@ -170,17 +194,16 @@ async fn body_bytes(body: axum::body::Body) -> Result<axum::body::Bytes, ApiErro
         .map_err(|_| bad("request body too large or interrupted"))
 }
 
-async fn list_users(State(reg): State<Registry>, req: Request) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
+async fn list_users(State(reg): State<Registry>, AdminActor(actor): AdminActor) -> MResult {
     let users = reg.service().manage().users(&actor).await?;
     Ok(json(StatusCode::OK, &users))
 }
 
-async fn create_user(State(reg): State<Registry>, req: Request) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
-    let n: CreateUser = body_json(body).await?;
+async fn create_user(
+    State(reg): State<Registry>,
+    AdminActor(actor): AdminActor,
+    JsonBody(n): JsonBody<CreateUser>,
+) -> MResult {
     let u = reg.service().manage().create_user(&actor, n).await?;
     Ok(json(StatusCode::CREATED, &u))
 }
@@ -188,10 +211,8 @@ async fn create_user(State(reg): State<Registry>, req: Request) -> MResult {
 async fn delete_user(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    req: Request,
+    AdminActor(actor): AdminActor,
 ) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     reg.service().manage().delete_user(&actor, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -199,11 +220,9 @@ async fn delete_user(
 async fn set_password(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    req: Request,
+    AdminActor(actor): AdminActor,
+    JsonBody(p): JsonBody<SetPassword>,
 ) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
-    let p: SetPassword = body_json(body).await?;
     reg.service()
         .manage()
         .set_password(&actor, &name, p)
@@ -216,11 +235,9 @@ async fn set_password(
 async fn set_disabled(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    req: Request,
+    AdminActor(actor): AdminActor,
+    JsonBody(d): JsonBody<SetDisabled>,
 ) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
-    let d: SetDisabled = body_json(body).await?;
     let u = reg
         .service()
         .manage()
@@ -229,17 +246,16 @@ async fn set_disabled(
     Ok(json(StatusCode::OK, &u))
 }
 
-async fn list_robots(State(reg): State<Registry>, req: Request) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
+async fn list_robots(State(reg): State<Registry>, AdminActor(actor): AdminActor) -> MResult {
     let robots = reg.service().manage().robots(&actor).await?;
     Ok(json(StatusCode::OK, &robots))
 }
 
-async fn create_robot(State(reg): State<Registry>, req: Request) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
-    let n: CreateRobot = body_json(body).await?;
+async fn create_robot(
+    State(reg): State<Registry>,
+    AdminActor(actor): AdminActor,
+    JsonBody(n): JsonBody<CreateRobot>,
+) -> MResult {
     let secret = reg.service().manage().create_robot(&actor, n).await?;
     Ok(json(StatusCode::CREATED, &secret))
 }
@@ -247,10 +263,8 @@ async fn create_robot(State(reg): State<Registry>, req: Request) -> MResult {
 async fn revoke_robot(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    req: Request,
+    AdminActor(actor): AdminActor,
 ) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     reg.service().manage().revoke_robot(&actor, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -258,26 +272,26 @@ async fn revoke_robot(
 async fn rotate_robot(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    req: Request,
+    AdminActor(actor): AdminActor,
 ) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     let secret = reg.service().manage().rotate_robot(&actor, &name).await?;
     Ok(json(StatusCode::OK, &secret))
 }
 
-async fn list_groups(State(reg): State<Registry>, req: Request) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
+async fn list_groups(State(reg): State<Registry>, AdminActor(actor): AdminActor) -> MResult {
     Ok(json(
         StatusCode::OK,
         &reg.service().manage().groups(&actor).await?,
     ))
 }
 
-async fn set_group(State(reg): State<Registry>, Path(name): Path<String>, req: Request) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
+async fn set_group(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    AdminActor(actor): AdminActor,
+    body: axum::body::Body,
+) -> MResult {
+    // The name before the body: a bad name is the 400, whatever the body.
     auth::identity::validate_name(&name).map_err(bad)?;
     let m: SetGroup = body_json(body).await?;
     let g = reg.service().manage().set_group(&actor, &name, m).await?;
@@ -287,34 +301,33 @@ async fn set_group(State(reg): State<Registry>, Path(name): Path<String>, req: R
 async fn delete_group(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    req: Request,
+    AdminActor(actor): AdminActor,
 ) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
     reg.service().manage().delete_group(&actor, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_rules(State(reg): State<Registry>, req: Request) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
+async fn list_rules(State(reg): State<Registry>, AdminActor(actor): AdminActor) -> MResult {
     Ok(json(
         StatusCode::OK,
         &reg.service().manage().rules(&actor).await?,
     ))
 }
 
-async fn create_rule(State(reg): State<Registry>, req: Request) -> MResult {
-    let (parts, body) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
-    let n: CreateRule = body_json(body).await?;
+async fn create_rule(
+    State(reg): State<Registry>,
+    AdminActor(actor): AdminActor,
+    JsonBody(n): JsonBody<CreateRule>,
+) -> MResult {
     let rule = reg.service().manage().create_rule(&actor, n).await?;
     Ok(json(StatusCode::CREATED, &rule))
 }
 
-async fn delete_rule(State(reg): State<Registry>, Path(id): Path<String>, req: Request) -> MResult {
-    let (parts, _) = req.into_parts();
-    let actor = admin_actor(&reg, &parts).await?;
+async fn delete_rule(
+    State(reg): State<Registry>,
+    Path(id): Path<String>,
+    AdminActor(actor): AdminActor,
+) -> MResult {
     reg.service().manage().delete_rule(&actor, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
