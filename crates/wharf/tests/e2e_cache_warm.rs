@@ -150,45 +150,6 @@ fn check_progress(lines: &[(Duration, Value)], image: &str, total: u64) -> (usiz
     (progress.len(), last.1.clone())
 }
 
-/// Runs `wharf ARGS` on a pseudo-terminal (python's pty) with `env`; what the terminal showed
-/// and the exit status.
-fn on_terminal(args: &[&str], env: &[(&str, &str)]) -> (String, i32) {
-    let script = r#"
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-out = b""
-while True:
-    try:
-        c = os.read(fd, 4096)
-    except OSError:
-        break
-    if not c:
-        break
-    out += c
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .env_remove("WHARF_PASSWORD")
-        .env_remove("WHARF_SERVER")
-        .env_remove("WHARF_USER");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
-}
-
 #[test]
 fn warm_streams_monotonic_progress_and_the_plain_result() {
     // Installed by scripts/install-test-deps.sh: missing, the test fails.
@@ -315,7 +276,7 @@ fn warm_streams_monotonic_progress_and_the_plain_result() {
     // On a terminal: a bar of the bytes done, then the same line.
     let image2 = format!("{HOST}/team/big:v2");
     let server = a.addr.to_string();
-    let (shown, code) = on_terminal(
+    let (shown, code) = wharf_on_terminal(
         &[
             "cache", "warm", &image2, "--server", &server, "--as", ADMIN.0,
         ],
@@ -331,7 +292,7 @@ fn warm_streams_monotonic_progress_and_the_plain_result() {
         "{shown}"
     );
     // --quiet: no bar.
-    let (shown, code) = on_terminal(
+    let (shown, code) = wharf_on_terminal(
         &[
             "cache", "warm", &image2, "--server", &server, "--as", ADMIN.0, "--quiet",
         ],

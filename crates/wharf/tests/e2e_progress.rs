@@ -142,42 +142,9 @@ fn timeless(mut report: Value) -> Value {
     report
 }
 
-/// Runs `wharf ARGS` on a pseudo-terminal (python's pty) with the administrator's password in
-/// the environment; what the terminal showed and the exit status.
+/// `wharf ARGS` on a pseudo-terminal with the administrator's password in the environment.
 fn on_terminal(args: &[&str]) -> (String, i32) {
-    let script = r#"
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-out = b""
-while True:
-    try:
-        c = os.read(fd, 4096)
-    except OSError:
-        break
-    if not c:
-        break
-    out += c
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .env_remove("WHARF_SERVER")
-        .env_remove("WHARF_USER")
-        .env_remove("WHARF_CONFIG")
-        .env("WHARF_PASSWORD", ADMIN.1)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    wharf_on_terminal(args, &[("WHARF_PASSWORD", ADMIN.1)])
 }
 
 /// Runs `wharf ARGS` off a terminal (pipes) with the administrator's password in the

@@ -201,6 +201,47 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `wharf ARGS` on a pseudo-terminal (python's pty), with `env` and without the caller's
+/// WHARF_PASSWORD/SERVER/USER/CONFIG; what the terminal showed and the exit status. For the
+/// progress bars, which are drawn only on a terminal.
+pub fn wharf_on_terminal(args: &[&str], env: &[(&str, &str)]) -> (String, i32) {
+    let script = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        c = os.read(fd, 4096)
+    except OSError:
+        break
+    if not c:
+        break
+    out += c
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .env_remove("WHARF_PASSWORD")
+        .env_remove("WHARF_SERVER")
+        .env_remove("WHARF_USER")
+        .env_remove("WHARF_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running python3 for a pseudo-terminal");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
 /// Runs a command that is expected to fail; panics (with its output) if it succeeds.
 pub fn run_fail(cmd: &mut Command) -> Output {
     let line = cmdline(cmd);
