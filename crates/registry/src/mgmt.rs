@@ -5,8 +5,8 @@
 //!
 //! The handlers are thin: parse the request, turn the caller into an actor, call one
 //! `service::manage::Manage` operation (which authorizes, runs and audits), answer JSON. Their
-//! helpers (`admin_actor`, `bad`, `json`, `query`, `body_json`) are public so that capabilities'
-//! management routes answer as these do.
+//! extractors (`AdminActor`, `JsonBody`) and helpers (`admin_actor`, `bad`, `json`, `query`,
+//! `body_json`) are public so that capabilities' management routes answer as these do.
 
 use std::sync::Arc;
 
