@@ -299,7 +299,16 @@ async fn metrics_text(State(reg): State<Registry>, headers: axum::http::HeaderMa
     let m = &reg.inner.metrics;
     m.storage_used.set(reg.inner.service.blobs().used_bytes());
     let format = metrics::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    metrics::text_response(format, m.encode(format))
+    // Off the async workers: the collectors read /proc and statvfs the data volume, which can
+    // block (a hung network mount).
+    let m = m.clone();
+    match tokio::task::spawn_blocking(move || m.encode(format)).await {
+        Ok(body) => metrics::text_response(format, body),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding the metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Which route answered, for metrics labels; set by the dispatcher on its responses.
