@@ -18,8 +18,14 @@ use scan::inventory::PackageKind;
 type Set = BTreeSet<(String, String)>;
 
 /// Debian's jars (regular files only: /usr/share/java also holds version-less symlinks),
-/// copied into one directory that both we and syft read.
+/// copied into one directory that both we and syft read. Made once per test process: two tests
+/// use it, and running in parallel, one emptied the directory while the other copied into it.
 fn debian_jars() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(copy_debian_jars).clone()
+}
+
+fn copy_debian_jars() -> PathBuf {
     let dir = target_dir().join("lang-java/debian");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();

@@ -42,7 +42,16 @@ pub fn output(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
         .spawn()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
+        // A child that stops before reading all its input (an early error) closes the pipe:
+        // its status and output say why, so the broken pipe is not the failure to report (CI
+        // once saw only "Broken pipe" here, with the child's own words lost).
+        if let Err(e) = child.stdin.take().unwrap().write_all(input) {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "writing the input of {cmd:?}: {e}"
+            );
+        }
     }
     child.wait_with_output().unwrap()
 }
