@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::Value;
 use support::fault::{Fault, FaultProxy, PathKind};
 use support::*;
@@ -23,13 +22,6 @@ fn tools_ok(test: &str, extra: &[&str]) -> bool {
     let mut tools = vec!["umoci", "busybox", "skopeo", "docker-registry"];
     tools.extend_from_slice(extra);
     have_tools(test, &tools)
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 /// Pushes an image of the shared test layout to `dest` with skopeo, digests preserved.

@@ -10,7 +10,6 @@ use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::Value;
 use support::fault::{Fault, FaultProxy, PathKind};
 use support::*;
@@ -33,13 +32,6 @@ fn caching_wharf(url: &str) -> AuthWharf {
     );
     w.start();
     w
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 /// Pushes an image of a config and three layers (3, 2 and 1 MiB) to the upstream; returns its

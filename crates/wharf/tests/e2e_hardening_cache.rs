@@ -17,20 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use support::*;
 
 /// The upstream's name in paths and in the `ns` parameter.
 const HOST: &str = "upstream.test";
 const ADMIN: (&str, &str) = ("hardening-admin", "hardening-admin-password");
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
 
 /// A registry that claims to have every blob: `HEAD /v2/<name>/blobs/<digest>` is always 200
 /// with the digest header and a made-up length. It serves one manifest (by tag `v1` and by

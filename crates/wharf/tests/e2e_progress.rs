@@ -11,7 +11,6 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{Value, json};
 use support::*;
 
@@ -44,13 +43,6 @@ fn add_admin(w: &mut AuthWharf) {
         &format!("{}\n", ADMIN.1),
     );
     w.start();
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 /// `POST path` with `body` as `login` (none: a loopback caller of a server without

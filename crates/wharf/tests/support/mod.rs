@@ -201,6 +201,15 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An `Authorization: Basic` header value for `user` and `password`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 /// Runs `wharf ARGS` on a pseudo-terminal (python's pty), with `env` and without the caller's
 /// WHARF_PASSWORD/SERVER/USER/CONFIG; what the terminal showed and the exit status. For the
 /// progress bars, which are drawn only on a terminal.
