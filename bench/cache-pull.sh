@@ -13,6 +13,10 @@
 #   pull_cold       whole first GET through the cache, MB/s (the cache fills while it streams)
 #   pull_warm       whole GET through the cache once cached, MB/s
 #   pull_local      whole GET of the same bytes from a local (pushed) repository of Wharf, MB/s
+#   relay_plain     whole GET through bench/relay.py forwarding only (no disk, no hash), MB/s
+#   relay_verify    the same relay hashing in a second thread while it forwards and holding the
+#                   last byte until the digest matches: what verifying alone costs on this
+#                   machine, the ceiling for a cold pull through any verifying cache
 #   cpu_*           CPU seconds (user + system) of one whole GET: the upstream's for a direct
 #                   pull; the upstream's and Wharf's for a cold pull through the cache
 #   concurrent      CONCURRENT clients GET one uncached blob at once: upstream transfers counted
@@ -56,6 +60,12 @@ mkdir -p "$WORK/wharf" # serve refuses a missing --data-dir without --init (mkdi
 "$BIN" serve --listen "127.0.0.1:$WP" --data-dir "$WORK/wharf" --config "$WORK/wharf.toml" > "$WORK/wharf.log" 2>&1 &
 WPID=$!
 wait_up "http://127.0.0.1:$WP/readyz"
+RP=$(port)
+python3 "$(dirname "$0")/relay.py" "$RP" "$UP" plain > "$WORK/relay-plain.log" 2>&1 &
+RV=$(port)
+python3 "$(dirname "$0")/relay.py" "$RV" "$UP" hash > "$WORK/relay-verify.log" 2>&1 &
+wait_up "http://127.0.0.1:$RP/v2/"
+wait_up "http://127.0.0.1:$RV/v2/"
 UPURL="http://127.0.0.1:$UP"
 WURL="http://127.0.0.1:$WP"
 
@@ -89,11 +99,14 @@ for round in $(seq "$ROUNDS"); do
   R[cpu_cold_upstream]+="$(echo "scale=2; ($u2 - $u1) / $TICK" | bc) "
   R[cpu_cold_wharf]+="$(echo "scale=2; ($w2 - $w1) / $TICK" | bc) "
   read -r _ s3 < <(get "$WURL/v2/upstream.test/bench/app/blobs/$D")
+  read -r _ s5 < <(get "http://127.0.0.1:$RP/v2/bench/app/blobs/$D")
+  read -r _ s6 < <(get "http://127.0.0.1:$RV/v2/bench/app/blobs/$D")
   # The same bytes pushed to Wharf itself: a local repository (the blob is stored once).
   curl -sf -X POST "$WURL/v2/local/app/blobs/uploads/?mount=$D&from=upstream.test/bench/app" -o /dev/null
   read -r _ s4 < <(get "$WURL/v2/local/app/blobs/$D")
   R[ttfb_upstream]+="$t1 "; R[ttfb_cold]+="$t2 "; R[pull_upstream]+="$s1 "
   R[pull_cold]+="$s2 "; R[pull_warm]+="$s3 "; R[pull_local]+="$s4 "
+  R[relay_plain]+="$s5 "; R[relay_verify]+="$s6 "
 
   # Concurrent cold pulls of a fresh blob.
   head -c $((MIB * 1024 * 1024)) /dev/urandom > "$WORK/blob2"
@@ -115,8 +128,14 @@ t_up=$(tr ' ' '\n' <<<"${R[ttfb_upstream]}" | grep . | best)
 t_cold=$(tr ' ' '\n' <<<"${R[ttfb_cold]}" | grep . | best)
 printf '%-22s %10.1f ms\n' ttfb_upstream "$(echo "$t_up * 1000" | bc)"
 printf '%-22s %10.1f ms  (+%.1f ms)\n' ttfb_cold "$(echo "$t_cold * 1000" | bc)" "$(echo "($t_cold - $t_up) * 1000" | bc)"
-for k in pull_upstream pull_cold pull_warm pull_local; do
-  printf '%-22s %10.1f MB/s\n' "$k" "$(tr ' ' '\n' <<<"${R[$k]}" | grep . | bestr)"
+declare -A B
+for k in pull_upstream pull_cold pull_warm pull_local relay_plain relay_verify; do
+  B[$k]=$(tr ' ' '\n' <<<"${R[$k]}" | grep . | bestr)
+  printf '%-22s %10.1f MB/s\n' "$k" "${B[$k]}"
+done
+# Ratios of the best rounds: Wharf's cold pull, and the bare verifying relay, against a direct pull.
+for k in pull_cold relay_verify; do
+  printf '%-22s %10.2fx\n' "${k}_ratio" "$(echo "scale=4; ${B[$k]} / ${B[pull_upstream]}" | bc)"
 done
 # CPU seconds of one whole GET (the last round's): what a cold pull costs beyond a direct one.
 for k in cpu_upstream_direct cpu_cold_upstream cpu_cold_wharf; do

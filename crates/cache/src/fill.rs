@@ -152,7 +152,15 @@ impl FillJob {
         let body: BlobStream = Box::pin(resp.bytes_stream().map(move |r| match r {
             Ok(chunk) => {
                 metrics.upstream_bytes.inc_by(chunk.len() as u64);
-                progress.send_modify(|p| p.received += chunk.len() as u64);
+                // Readers wake for every chunk of the first `MIN_STEP` (the time to first byte
+                // waits on it), then once per `MIN_STEP`, the least they read while the transfer
+                // runs: a wake-up per network chunk cost more than the reads. The count itself is
+                // always current.
+                progress.send_if_modified(|p| {
+                    let before = p.received;
+                    p.received += chunk.len() as u64;
+                    before < MIN_STEP || before / MIN_STEP != p.received / MIN_STEP
+                });
                 Ok(chunk)
             }
             Err(e) => {
