@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use oci::{Algorithm, Digest, Hasher};
 
 use super::{
@@ -21,11 +21,8 @@ use crate::{Result, StoreError};
 const READ_CHUNK: usize = 4 * 1024 * 1024;
 /// Chunks read ahead of the socket per download.
 const READ_AHEAD: usize = 4;
-/// Batches in flight between the network and the disk writer: with [`WRITE_BATCH`], bounds
-/// upload memory.
+/// Chunks in flight between the network and the disk writer: bounds upload memory.
 const WRITE_QUEUE: usize = 8;
-/// Most bytes the network side gathers into one batch for the writer (one chunk may exceed it).
-const WRITE_BATCH: usize = 256 * 1024;
 /// Hash states kept in memory for idle uploads; evicted ones are rebuilt from disk.
 const MAX_IDLE_UPLOAD_STATES: usize = 4096;
 
@@ -335,7 +332,7 @@ impl BlobStore for FsBlobStore {
         }
         let path = self.upload_path(id);
         let rollback = exact_len.map(|_| (size, hasher.clone(), path.clone()));
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         // The writer thread owns the file and the hash state; the network side only forwards.
         let writer = tokio::task::spawn_blocking(move || {
             let mut state = (size, hasher);
@@ -346,15 +343,13 @@ impl BlobStore for FsBlobStore {
                     // Bytes past the hashed size were never acknowledged: drop them.
                     f.set_len(size)?;
                 }
-                while let Some(batch) = rx.blocking_recv() {
-                    if let Err(e) = write_all_batch(&mut f, &batch) {
+                while let Some(chunk) = rx.blocking_recv() {
+                    if let Err(e) = f.write_all(&chunk) {
                         let _ = f.set_len(state.0);
                         return Err(e);
                     }
-                    for chunk in &batch {
-                        state.1.update(chunk);
-                        state.0 += chunk.len() as u64;
-                    }
+                    state.1.update(&chunk);
+                    state.0 += chunk.len() as u64;
                 }
                 // No fsync here: a chunk becomes durable when the upload is committed. A crash
                 // before that loses at most unacknowledged-by-commit bytes, and the size the
@@ -365,40 +360,22 @@ impl BlobStore for FsBlobStore {
         });
         let mut body_err = None;
         let mut received = 0u64;
-        // Chunks that have already arrived go to the writer together (one wake-up and one
-        // `writev` for many network chunks); a batch never waits for more data.
-        let mut ended = false;
-        'body: while !ended {
-            let mut batch = Vec::new();
-            let mut batched = 0usize;
-            let mut next = body.next().await;
-            loop {
-                match next {
-                    None => ended = true,
-                    Some(Ok(chunk)) if chunk.is_empty() => {}
-                    Some(Ok(chunk)) => {
-                        received += chunk.len() as u64;
-                        if exact_len.is_some_and(|n| received > n) {
-                            break 'body; // longer than declared: refused below, nothing more written
-                        }
-                        batched += chunk.len();
-                        batch.push(chunk);
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => {
+                    received += chunk.len() as u64;
+                    if exact_len.is_some_and(|n| received > n) {
+                        break; // longer than declared: refused below, nothing more written
                     }
-                    Some(Err(e)) => body_err = Some(e),
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
                 }
-                if ended || body_err.is_some() || batched >= WRITE_BATCH {
+                Err(e) => {
+                    body_err = Some(e);
                     break;
                 }
-                match body.next().now_or_never() {
-                    Some(item) => next = item,
-                    None => break, // nothing more has arrived: write what has
-                }
-            }
-            if !batch.is_empty() && tx.send(batch).await.is_err() {
-                break; // the writer failed; its error is reported below
-            }
-            if body_err.is_some() {
-                break;
             }
         }
         drop(tx);
@@ -667,21 +644,6 @@ impl UploadReader for FileReader {
             .await
             .map_err(io::Error::other)?
     }
-}
-
-/// Writes every chunk of `batch`, in order, with as few `writev` calls as the kernel allows.
-fn write_all_batch(f: &mut std::fs::File, batch: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> = batch.iter().map(|b| io::IoSlice::new(b)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match f.write_vectored(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Up to `max` bytes of `f` from `offset`, fewer at its current end. The buffer is read into
