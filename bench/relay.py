@@ -19,24 +19,29 @@ import threading
 STEP = 1 << 20
 
 
-def relay(client, up_port, mode):
-    req = b""
-    while b"\r\n\r\n" not in req:
-        got = client.recv(65536)
+def read_head(sock):
+    """Bytes up to the end of an HTTP head and what came after it, or None at a closed socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        got = sock.recv(65536)
         if not got:
-            return
-        req += got
-    line = req.split(b"\r\n", 1)[0].decode()
+            return None
+        data += got
+    return data.split(b"\r\n\r\n", 1)
+
+
+def relay(client, up_port, mode):
+    req = read_head(client)
+    if req is None:
+        return
+    line = req[0].split(b"\r\n", 1)[0].decode()
     path = line.split(" ")[1]
     up = socket.create_connection(("127.0.0.1", up_port))
     up.sendall(f"GET {path} HTTP/1.1\r\nHost: upstream\r\nConnection: close\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        got = up.recv(65536)
-        if not got:
-            return
-        head += got
-    head, body = head.split(b"\r\n\r\n", 1)
+    got = read_head(up)
+    if got is None:
+        return
+    head, body = got
     length = 0
     for h in head.split(b"\r\n")[1:]:
         k, _, v = h.partition(b":")

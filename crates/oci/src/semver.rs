@@ -155,24 +155,26 @@ impl PartialEq for SemVer<'_> {
 
 impl Eq for SemVer<'_> {}
 
+/// The precedence example of semver.org, item 11, in ascending order: the reference every type
+/// ordered by this one (tags, package versions) is tested against.
+pub const PRECEDENCE_EXAMPLE: [&str; 8] = [
+    "1.0.0-alpha",
+    "1.0.0-alpha.1",
+    "1.0.0-alpha.beta",
+    "1.0.0-beta",
+    "1.0.0-beta.2",
+    "1.0.0-beta.11",
+    "1.0.0-rc.1",
+    "1.0.0",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The precedence example of semver.org, item 11.
     #[test]
     fn spec_example() {
-        let chain = [
-            "1.0.0-alpha",
-            "1.0.0-alpha.1",
-            "1.0.0-alpha.beta",
-            "1.0.0-beta",
-            "1.0.0-beta.2",
-            "1.0.0-beta.11",
-            "1.0.0-rc.1",
-            "1.0.0",
-        ];
-        for w in chain.windows(2) {
+        for w in PRECEDENCE_EXAMPLE.windows(2) {
             let (a, b) = (SemVer::parse(w[0]).unwrap(), SemVer::parse(w[1]).unwrap());
             assert!(a < b, "{} < {}", w[0], w[1]);
         }

@@ -146,21 +146,10 @@ mod tests {
     #[test]
     fn precedence_follows_the_semver_spec() {
         // The example chain from semver.org, section 11, plus numeric (not lexical) ordering.
-        let chain = [
-            "1.0.0-alpha",
-            "1.0.0-alpha.1",
-            "1.0.0-alpha.beta",
-            "1.0.0-beta",
-            "1.0.0-beta.2",
-            "1.0.0-beta.11",
-            "1.0.0-rc.1",
-            "1.0.0",
-            "v1.0.1",
-            "1.2.0",
-            "1.10.0",
-            "2.0.0",
-            "10.0.0",
-        ];
+        let chain: Vec<&str> = oci::semver::PRECEDENCE_EXAMPLE
+            .into_iter()
+            .chain(["v1.0.1", "1.2.0", "1.10.0", "2.0.0", "10.0.0"])
+            .collect();
         for w in chain.windows(2) {
             let (a, b) = (Version::parse(w[0]).unwrap(), Version::parse(w[1]).unwrap());
             assert!(a < b, "{} < {}", w[0], w[1]);

@@ -3142,10 +3142,7 @@ fn front_doors_audit_and_list_alike() {
         .unwrap();
     assert_eq!(r.status, 404, "{}", r.dump());
     assert_eq!(r.json()["errors"][0]["code"], "NAME_UNKNOWN");
-    let msg = r.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let msg = r.error_message();
     assert!(msg.contains("no pull-through cache is configured"), "{msg}");
 
     // Audit events are written in the background: a restart flushes them.

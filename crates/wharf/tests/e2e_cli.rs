@@ -24,17 +24,23 @@ fn wharf(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A server-to-be with access control on and the admin `ROOT` created, not started yet.
+fn with_root() -> AuthWharf {
+    let s = AuthWharf::new("[auth]\n");
+    s.must_cli(
+        &["user", "add", ROOT.0, "--admin"],
+        &format!("{}\n", ROOT.1),
+    );
+    s
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
 fn server_urls_connection_hints_and_no_backtraces() {
-    let mut s = AuthWharf::new("[auth]\n");
-    s.must_cli(
-        &["user", "add", ROOT.0, "--admin"],
-        &format!("{}\n", ROOT.1),
-    );
+    let mut s = with_root();
     s.start();
     let bare = s.addr.to_string();
 
@@ -300,11 +306,7 @@ fn rules_and_groups_may_name_only_identities_that_exist() {
 
 #[test]
 fn lists_print_the_same_records_both_ways_and_say_when_empty() {
-    let mut s = AuthWharf::new("[auth]\n");
-    s.must_cli(
-        &["user", "add", ROOT.0, "--admin"],
-        &format!("{}\n", ROOT.1),
-    );
+    let mut s = with_root();
     // Locally.
     let local_json = s.must_cli(&["user", "list", "-o", "json"], "");
     let users: serde_json::Value = serde_json::from_str(&local_json).unwrap();
@@ -483,11 +485,7 @@ fn wharf_stdin(args: &[&str], stdin: &str) -> Output {
 
 #[test]
 fn login_passwords_come_from_stdin_with_as_password_stdin() {
-    let mut s = AuthWharf::new("[auth]\n");
-    s.must_cli(
-        &["user", "add", ROOT.0, "--admin"],
-        &format!("{}\n", ROOT.1),
-    );
+    let mut s = with_root();
     // An empty new password on standard input is refused, not stored.
     let out = s.cli(&["user", "add", "empty", "--password-stdin"], "\n");
     assert_eq!(out.status.code(), Some(1));

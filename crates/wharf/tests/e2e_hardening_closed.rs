@@ -74,13 +74,6 @@ fn api(s: &AuthWharf, method: &str, path: &str, login: (&str, &str), body: &Valu
     )
 }
 
-fn error_message(r: &Response) -> String {
-    r.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 // -----------------------------------------------------------------------------------------------
 // 3. Fail closed
 // -----------------------------------------------------------------------------------------------
@@ -140,7 +133,7 @@ fn last_administrator_cannot_be_deleted_or_disabled() {
     let r = api(&s, "DELETE", "/api/v1/users/root", ROOT, &Value::Null);
     assert_eq!(r.status, 409, "last administrator deleted\n{}", r.dump());
     assert!(
-        error_message(&r).contains("last active administrator"),
+        r.error_message().contains("last active administrator"),
         "{}",
         r.dump()
     );
@@ -368,7 +361,7 @@ fn rollback_in_a_cached_repository_is_denied() {
         r.dump()
     );
     assert_eq!(r.json()["errors"][0]["code"], "DENIED", "{}", r.dump());
-    let msg = error_message(&r);
+    let msg = r.error_message();
     assert!(
         msg.contains("read-only") && msg.contains(UPSTREAM),
         "names the upstream: {msg}"
@@ -532,12 +525,12 @@ fn reserved_and_colliding_names_and_unknown_members_are_refused() {
     for name in ["anonymous", "Anonymous", "retention", "pull-through-cache"] {
         let r = new_user(name);
         assert_eq!(r.status, 400, "user {name}\n{}", r.dump());
-        assert!(error_message(&r).contains("reserved"), "{}", r.dump());
+        assert!(r.error_message().contains("reserved"), "{}", r.dump());
     }
     for name in ["Alice", "ALICE"] {
         let r = new_user(name);
         assert_eq!(r.status, 409, "user {name} beside alice\n{}", r.dump());
-        assert!(error_message(&r).contains("alice"), "{}", r.dump());
+        assert!(r.error_message().contains("alice"), "{}", r.dump());
     }
     let r = api(
         &s,
@@ -547,7 +540,7 @@ fn reserved_and_colliding_names_and_unknown_members_are_refused() {
         &json!({"members": ["alice", "ghost", "robot$nobody"]}),
     );
     assert_eq!(r.status, 400, "group with unknown members\n{}", r.dump());
-    let msg = error_message(&r);
+    let msg = r.error_message();
     assert!(
         msg.contains("ghost") && msg.contains("robot$nobody") && !msg.contains("alice,"),
         "{msg}"

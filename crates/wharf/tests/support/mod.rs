@@ -648,6 +648,23 @@ impl Response {
             .unwrap_or_else(|e| panic!("response body is not JSON ({e}):\n{}", self.dump()))
     }
 
+    /// The first error's message of a JSON error body (the registry's and the management API's
+    /// shape), empty when there is none.
+    pub fn error_message(&self) -> String {
+        self.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Panics with the full exchange unless this is a JSON error answer with status `want` whose
+    /// first message contains `needle`.
+    pub fn expect_error(&self, want: u16, needle: &str) {
+        assert_eq!(self.status, want, "{}", self.dump());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert!(self.error_message().contains(needle), "{}", self.dump());
+    }
+
     /// Request line, status, headers and (the start of) the body: for bug reports.
     pub fn dump(&self) -> String {
         let mut s = format!("> {}\n< {} {}\n", self.request, self.status, self.reason);
