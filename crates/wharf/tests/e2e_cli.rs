@@ -34,6 +34,12 @@ fn with_root() -> AuthWharf {
     s
 }
 
+/// Asserts that a command failed with status 1 and said `needle` on standard error.
+fn fails_saying(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    assert!(stderr(o).contains(needle), "{}", stderr(o));
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -232,11 +238,9 @@ fn a_missing_data_dir_is_an_error_unless_created_and_local_only_commands_refuse_
         .env_remove("WHARF_DATA_DIR")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("wharf token-key rotate works on the data directory only"),
-        "{}",
-        stderr(&out)
+    fails_saying(
+        &out,
+        "wharf token-key rotate works on the data directory only",
     );
     assert_eq!(
         std::fs::read_dir(cwd.path()).unwrap().count(),
@@ -275,12 +279,7 @@ fn rules_and_groups_may_name_only_identities_that_exist() {
         ],
         "",
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no such user or robot: ghost"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "no such user or robot: ghost");
     s.must_cli(&["group", "set", "devs", "--member", "dev"], "");
     for subject in ["user:dev", "group:devs", "anonymous"] {
         s.must_cli(
@@ -429,12 +428,7 @@ fn serve_needs_an_existing_data_dir_or_init() {
         .env_remove("WHARF_CONFIG")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("give `wharf serve --init`"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "give `wharf serve --init`");
     assert!(!data.exists());
     // A file where the directory should be: refused, even with --init.
     let file = tmp.path().join("a-file");
@@ -535,12 +529,7 @@ fn login_passwords_come_from_stdin_with_as_password_stdin() {
     }
     // Without the flag and without a terminal: the error names both ways.
     let out = remote(&["user", "list"], "");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--as-password-stdin, or set WHARF_PASSWORD"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "--as-password-stdin, or set WHARF_PASSWORD");
     // --as-password-stdin needs --as.
     let out = wharf_stdin(
         &["user", "list", "--server", &server, "--as-password-stdin"],
@@ -571,12 +560,7 @@ fn login_passwords_come_from_stdin_with_as_password_stdin() {
         &["user", "passwd", ROOT.0, "--as-password-stdin"],
         &format!("{}\nnew-Passw0rd-1\n", ROOT.1),
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no terminal to ask the new password on"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "no terminal to ask the new password on");
     let out = wharf(&["user", "list", "--server", &server, "--as", ROOT.0]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("bob"));
     // With the login in WHARF_PASSWORD, the new password comes from standard input.
@@ -633,9 +617,8 @@ fn key_passwords_come_from_stdin_with_password_stdin() {
     let key = format!("{prefix}.key");
     let public = format!("{prefix}.pub");
     const PW: &str = "key-pass-phrase";
-    // Empty: refused, no key written.
-    for input in ["", "\n"] {
-        let out = wharf_stdin(
+    let generate = |input: &str| {
+        wharf_stdin(
             &[
                 "key",
                 "generate",
@@ -644,7 +627,11 @@ fn key_passwords_come_from_stdin_with_password_stdin() {
                 "--password-stdin",
             ],
             input,
-        );
+        )
+    };
+    // Empty: refused, no key written.
+    for input in ["", "\n"] {
+        let out = generate(input);
         assert_eq!(out.status.code(), Some(1), "{input:?}");
         assert_eq!(
             stderr(&out).trim_end(),
@@ -654,22 +641,8 @@ fn key_passwords_come_from_stdin_with_password_stdin() {
     }
     // Without the flag and without a terminal: the error names both ways.
     let out = wharf_stdin(&["key", "generate", "--output-prefix", prefix], "x\n");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--password-stdin, or set COSIGN_PASSWORD"),
-        "{}",
-        stderr(&out)
-    );
-    let out = wharf_stdin(
-        &[
-            "key",
-            "generate",
-            "--output-prefix",
-            prefix,
-            "--password-stdin",
-        ],
-        &format!("{PW}\n"),
-    );
+    fails_saying(&out, "--password-stdin, or set COSIGN_PASSWORD");
+    let out = generate(&format!("{PW}\n"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         std::fs::read_to_string(&key)
