@@ -148,13 +148,6 @@ fn b64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        b64_encode(format!("{user}:{password}").as_bytes(), B64_STD, true)
-    )
-}
-
 /// The three parts of a compact JWT: header JSON, claims JSON, signature (base64url text).
 fn jwt_parts(token: &str) -> (Value, Value, String) {
     let parts: Vec<&str> = token.split('.').collect();

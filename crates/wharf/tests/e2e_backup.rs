@@ -431,14 +431,6 @@ fn online_backup_under_pushes_and_gc_restores_every_acknowledged_image() {
     assert!(Path::new(&tmp.path().join("again/meta.redb")).exists());
 }
 
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
 /// With access control, only administrators back up (and the backup is audited); identities
 /// come back with a restore, and the restored server makes its own token key.
 #[test]

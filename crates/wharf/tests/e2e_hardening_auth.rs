@@ -9,7 +9,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{Value, json};
 use support::*;
 
@@ -22,13 +21,6 @@ fn add_user(s: &AuthWharf, (name, password): (&str, &str), admin: bool) {
         args.push("--admin");
     }
     s.must_cli(&args, &format!("{password}\n"));
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 fn pct(s: &str) -> String {

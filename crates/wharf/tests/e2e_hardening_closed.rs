@@ -15,19 +15,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{Value, json};
 use support::*;
 
 const ROOT: (&str, &str) = ("root", "root-password-1");
 const ROOT2: (&str, &str) = ("root2", "root2-password-1");
-
-fn basic((user, password): (&str, &str)) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
 
 fn add_user(s: &AuthWharf, (name, password): (&str, &str), admin: bool) {
     let mut args = vec!["user", "add", name];
@@ -57,7 +49,7 @@ fn anonymous_push(s: &AuthWharf) -> Response {
 }
 
 fn api(s: &AuthWharf, method: &str, path: &str, login: (&str, &str), body: &Value) -> Response {
-    let auth = basic(login);
+    let auth = basic(login.0, login.1);
     let body = if body.is_null() {
         Vec::new()
     } else {
@@ -113,7 +105,7 @@ fn registry_stays_closed_when_the_last_identity_goes() {
     let r = s.http().must(
         "POST",
         "/v2/anyone/app/blobs/uploads/",
-        &[("Authorization", &basic(ROOT))],
+        &[("Authorization", &basic(ROOT.0, ROOT.1))],
         &[],
     );
     assert_eq!(r.status, 202, "the new administrator pushes\n{}", r.dump());
@@ -293,7 +285,10 @@ fn cached_digest(w: &AuthWharf, repo: &str, tag: &str) -> String {
     let r = w.http().must(
         "GET",
         &format!("/v2/{repo}/manifests/{tag}"),
-        &[("Accept", ACCEPT_ALL), ("Authorization", &basic(ROOT))],
+        &[
+            ("Accept", ACCEPT_ALL),
+            ("Authorization", &basic(ROOT.0, ROOT.1)),
+        ],
         &[],
     );
     assert_eq!(r.status, 200, "{}", r.dump());
@@ -328,7 +323,7 @@ fn rollback_in_a_cached_repository_is_denied() {
         &format!("/v2/{repo}/manifests/v1"),
         &[
             ("Content-Type", OCI_MANIFEST),
-            ("Authorization", &basic(ROOT)),
+            ("Authorization", &basic(ROOT.0, ROOT.1)),
         ],
         &manifest,
     );
@@ -387,7 +382,7 @@ fn rollback_in_a_cached_repository_is_denied() {
 fn push_image_as_root(w: &AuthWharf, repo: &str, tag: &str, seed: &str) -> String {
     let (blobs, manifest, digest) = tiny_image(seed);
     let http = w.http();
-    let auth = basic(ROOT);
+    let auth = basic(ROOT.0, ROOT.1);
     for b in &blobs {
         let r = http.must(
             "POST",
@@ -450,7 +445,7 @@ fn data_directory_is_private() {
     s.start();
     push_image_as_root(&s, "team/app", "v1", "modes");
     // An upload in progress: started, one chunk, not finished.
-    let auth = basic(ROOT);
+    let auth = basic(ROOT.0, ROOT.1);
     let r = s.http().must(
         "POST",
         "/v2/team/app/blobs/uploads/",

@@ -14,19 +14,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use support::*;
 
 const ALICE: (&str, &str) = ("alice", "alice-password-1");
-
-fn basic((user, password): (&str, &str)) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
 
 fn promtool() -> std::path::PathBuf {
     which("promtool").expect(
@@ -165,7 +157,7 @@ fn metrics_are_promtool_clean_and_every_request_is_in_the_access_log() {
     );
     srv.start();
     let http = srv.http();
-    let alice = basic(ALICE);
+    let alice = basic(ALICE.0, ALICE.1);
 
     // An authenticated push (Basic credentials on /v2/), named by the client's request ids.
     let (digest, manifest) = push_image(

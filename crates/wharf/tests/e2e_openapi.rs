@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use support::*;
 
 /// The administrator schemathesis authenticates as. Its stateful phase follows links from
@@ -71,13 +70,6 @@ fn schemathesis() -> Option<PathBuf> {
         &["schemathesis"],
     );
     None
-}
-
-fn basic((user, password): (&str, &str)) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 /// Pushes a one-layer image to `repo:tag` and returns its manifest digest.
@@ -174,7 +166,7 @@ fn management_api_conforms_to_its_openapi_document() {
 
     // Content: a tag moved once (tag history with a previous digest), audit events.
     let http = s.http();
-    let auth = basic(ADMIN);
+    let auth = basic(ADMIN.0, ADMIN.1);
     push_image(&http, &auth, "team/app", "v1", 1);
     push_image(&http, &auth, "team/app", "v1", 2);
     push_image(&http, &auth, "public/base", "latest", 3);

@@ -272,16 +272,14 @@ fn scan_sbom_and_vulndb_on_a_debian_image() {
     assert!(cdx["components"].as_array().unwrap().len() >= installed);
 }
 
-fn basic() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ADMIN.0, ADMIN.1))
-    )
-}
-
 fn admin_get(w: &AuthWharf, path: &str) -> Value {
     w.http()
-        .request("GET", path, &[("Authorization", &basic())], &[])
+        .request(
+            "GET",
+            path,
+            &[("Authorization", &basic(ADMIN.0, ADMIN.1))],
+            &[],
+        )
         .unwrap()
         .expect(200)
         .json()
@@ -418,7 +416,7 @@ fn registry_scans_on_push_serves_findings_and_refuses_pulls_by_rule() {
 
     // Its SBOM is attached as an OCI 1.1 referrer (CycloneDX), listing every package.
     let digest = s["digest"].as_str().unwrap().to_string();
-    let auth = basic();
+    let auth = basic(ADMIN.0, ADMIN.1);
     let start = Instant::now();
     let referrers = loop {
         let r = w

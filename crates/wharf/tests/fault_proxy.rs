@@ -11,7 +11,6 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use support::fault::{CORRUPT_STRIDE, Fault, FaultProxy, PathKind, Rule};
 use support::*;
 
@@ -523,10 +522,7 @@ fn bearer_token_flow_through_the_proxy() {
         "realm not rewritten: {challenge}"
     );
 
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("ferry:ferry-password-1")
-    );
+    let basic = basic("ferry", "ferry-password-1");
     let repo = "proxied/app";
     let r = http
         .must(
