@@ -11,7 +11,9 @@
 #   ttfb_cold       time to first byte of the first GET through the cache (nothing cached yet)
 #   pull_upstream   whole GET straight from the upstream, MB/s
 #   pull_cold       whole first GET through the cache, MB/s (the cache fills while it streams)
-#   pull_warm       whole GET through the cache once cached, MB/s
+#   pull_committing whole GET through the cache right after the cold one, while the fill's commit
+#                   (fsync) runs: read from the upload, as the fill's followers read, MB/s
+#   pull_warm       whole GET through the cache once cached and committed, MB/s
 #   pull_local      whole GET of the same bytes from a local (pushed) repository of Wharf, MB/s
 #   relay_plain     whole GET through bench/relay.py forwarding only (no disk, no hash), MB/s
 #   relay_verify    the same relay hashing in a second thread while it forwards and holding the
@@ -98,6 +100,11 @@ for round in $(seq "$ROUNDS"); do
   R[cpu_upstream_direct]+="$(echo "scale=2; ($u1 - $u0) / $TICK" | bc) "
   R[cpu_cold_upstream]+="$(echo "scale=2; ($u2 - $u1) / $TICK" | bc) "
   R[cpu_cold_wharf]+="$(echo "scale=2; ($w2 - $w1) / $TICK" | bc) "
+  # Straight after the cold pull the fill is still committing (fsync of the whole blob): a
+  # second client then reads the upload as the fill's followers do. Once committed, the stored
+  # blob is read (2 s is ample for 256 MiB here).
+  read -r _ s7 < <(get "$WURL/v2/upstream.test/bench/app/blobs/$D")
+  sleep 2
   read -r _ s3 < <(get "$WURL/v2/upstream.test/bench/app/blobs/$D")
   read -r _ s5 < <(get "http://127.0.0.1:$RP/v2/bench/app/blobs/$D")
   read -r _ s6 < <(get "http://127.0.0.1:$RV/v2/bench/app/blobs/$D")
@@ -106,7 +113,7 @@ for round in $(seq "$ROUNDS"); do
   read -r _ s4 < <(get "$WURL/v2/local/app/blobs/$D")
   R[ttfb_upstream]+="$t1 "; R[ttfb_cold]+="$t2 "; R[pull_upstream]+="$s1 "
   R[pull_cold]+="$s2 "; R[pull_warm]+="$s3 "; R[pull_local]+="$s4 "
-  R[relay_plain]+="$s5 "; R[relay_verify]+="$s6 "
+  R[relay_plain]+="$s5 "; R[relay_verify]+="$s6 "; R[pull_committing]+="$s7 "
 
   # Concurrent cold pulls of a fresh blob.
   head -c $((MIB * 1024 * 1024)) /dev/urandom > "$WORK/blob2"
@@ -129,7 +136,7 @@ t_cold=$(tr ' ' '\n' <<<"${R[ttfb_cold]}" | grep . | best)
 printf '%-22s %10.1f ms\n' ttfb_upstream "$(echo "$t_up * 1000" | bc)"
 printf '%-22s %10.1f ms  (+%.1f ms)\n' ttfb_cold "$(echo "$t_cold * 1000" | bc)" "$(echo "($t_cold - $t_up) * 1000" | bc)"
 declare -A B
-for k in pull_upstream pull_cold pull_warm pull_local relay_plain relay_verify; do
+for k in pull_upstream pull_cold pull_committing pull_warm pull_local relay_plain relay_verify; do
   B[$k]=$(tr ' ' '\n' <<<"${R[$k]}" | grep . | bestr)
   printf '%-22s %10.1f MB/s\n' "$k" "${B[$k]}"
 done
