@@ -100,29 +100,18 @@ fn check_data_dir(data: &Path, init: bool) -> anyhow::Result<()> {
 /// Allocations at or above this size get their own mapping, returned to the system when freed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 4 << 20;
-/// Free memory an arena keeps at its top for reuse before giving it back (glibc's default is
-/// 128 KiB). Streaming a blob allocates and frees a buffer of about a megabyte per read: with the
-/// default, each one went back to the system and the next came in fresh, faulted in and zeroed
-/// page by page, a fifth of a cold pull's CPU through the cache. Below [`MMAP_THRESHOLD`], so an
-/// arena keeps at most what one mapping would have held.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_THRESHOLD: i32 = 4 << 20;
 
 /// glibc raises its mmap threshold to the size of the largest freed mapping (up to 32 MiB); after
 /// one argon2 check (19 MiB) such buffers come from per-thread arenas and their memory stays in
 /// the process. A fixed threshold keeps large buffers in mappings of their own: a login flood
 /// measured 144 MiB RSS retained afterwards with the dynamic threshold, 30 MiB with this one.
-/// The trim threshold is fixed with it (see [`TRIM_THRESHOLD`]).
 fn return_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: mallopt only changes allocator parameters; it is called before any other thread
     // exists.
-    if unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1
-            || libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1
-    } {
-        tracing::warn!("setting the allocator's mmap and trim thresholds failed");
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } != 1 {
+        tracing::warn!("setting the allocator's mmap threshold failed");
     }
 }
 

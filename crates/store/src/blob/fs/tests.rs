@@ -186,3 +186,32 @@ async fn blobs_and_uploads_are_listed_in_key_order_a_page_at_a_time() {
     assert!(s.list_uploads(Some("up-4"), 2).await.unwrap().is_empty());
     assert!(s.list_blobs(None, 0).await.unwrap().is_empty());
 }
+
+#[test]
+fn reused_read_buffers_hold_only_what_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("long");
+    std::fs::write(&long, vec![7u8; 3000]).unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, b"short").unwrap();
+    let long = std::fs::File::open(&long).unwrap();
+    let short = std::fs::File::open(&short).unwrap();
+    // Fill a buffer, free it, and read less into the same one: nothing of the first read shows.
+    for _ in 0..2 {
+        let first = pread(&long, 0, 3000).unwrap();
+        assert_eq!(&first[..], &[7u8; 3000][..]);
+        drop(first);
+        assert_eq!(&pread(&short, 1, 100).unwrap()[..], b"hort");
+        assert!(pread(&short, 5, 100).unwrap().is_empty());
+    }
+    // Held buffers are not handed out twice.
+    let held: Vec<Bytes> = (0..READ_BUFS_KEPT + 2)
+        .map(|i| pread(&long, i as u64, 10).unwrap())
+        .collect();
+    assert!(held.iter().all(|b| b[..] == [7u8; 10]));
+    assert_eq!(pread(&short, 0, 5).unwrap(), &b"short"[..]);
+    drop(held);
+    assert!(READ_BUFS.lock().unwrap().len() <= READ_BUFS_KEPT);
+    // Larger than a reusable buffer: read into memory of its own, up to the end of the file.
+    assert_eq!(pread(&long, 0, READ_BUF + 10).unwrap().len(), 3000);
+}
