@@ -20,9 +20,7 @@ ROUNDS=${4:-5}
 WORK=$(mktemp -d /tmp/wharf-ab-fill.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "$1 did not answer" >&2; exit 1; }
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+. "$(dirname "$0")/lib.sh"
 TICK=$(getconf CLK_TCK)
 
 UP=$(port)

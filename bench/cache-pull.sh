@@ -32,8 +32,7 @@ CONC=${4:-8}
 WORK=$(mktemp -d /tmp/wharf-cache-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "$1 did not answer" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
 
 UP=$(port)
 cat > "$WORK/up.yml" <<EOF
@@ -82,8 +81,6 @@ push() { # URL REPO FILE DIGEST
 # time_starttransfer and speed of one GET, as "TTFB_S MBPS".
 get() { curl -sf -o /dev/null -w '%{time_starttransfer} %{speed_download}\n' "$1" | awk '{printf "%.4f %.1f\n", $1, $2/1e6}'; }
 
-# CPU time (user + system, in clock ticks) a process has used so far.
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 best() { sort -g | head -1; }
 bestr() { sort -gr | head -1; }

@@ -656,7 +656,7 @@ const READ_BUFS_KEPT: usize = 8;
 static READ_BUFS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// The bytes read into a reusable buffer; the buffer goes back to [`READ_BUFS`] when the last
-/// `Bytes` over it is dropped.
+/// `Bytes` over it is dropped (a larger one-off buffer is freed).
 struct PooledRead {
     buf: Vec<u8>,
     len: usize,
@@ -672,35 +672,26 @@ impl Drop for PooledRead {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
         let mut kept = READ_BUFS.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() < READ_BUFS_KEPT {
+        if buf.len() == READ_BUF && kept.len() < READ_BUFS_KEPT {
             kept.push(buf);
         }
     }
 }
 
 /// Up to `max` bytes of `f` from `offset`, fewer at its current end. Reads of up to [`READ_BUF`]
-/// go into a reused buffer (zeroed once, when first made); larger ones into uninitialised memory.
+/// go into a reused buffer (zeroed once, when first made); larger ones into one of their own.
 fn pread(f: &std::fs::File, offset: u64, max: usize) -> io::Result<Bytes> {
-    if max > READ_BUF {
-        let mut buf = Vec::with_capacity(max);
-        while buf.len() < max {
-            let at = offset + buf.len() as u64;
-            match rustix::io::pread(f, rustix::buffer::spare_capacity(&mut buf), at) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        return Ok(Bytes::from(buf));
-    }
-    let buf = READ_BUFS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    use std::os::unix::fs::FileExt;
+    let kept = if max <= READ_BUF {
+        READ_BUFS.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    } else {
+        None
+    };
     let mut read = PooledRead {
-        buf: buf.unwrap_or_else(|| vec![0; READ_BUF]),
+        buf: kept.unwrap_or_else(|| vec![0; max.max(READ_BUF)]),
         len: 0,
     };
     while read.len < max {
-        use std::os::unix::fs::FileExt;
         match FileExt::read_at(f, &mut read.buf[read.len..max], offset + read.len as u64) {
             Ok(0) => break,
             Ok(n) => read.len += n,
