@@ -63,30 +63,23 @@ def relay(client, up_port, mode):
     if worker:
         worker.start()
     sent = 0
-    pending = body
-    while True:
-        if pending:
-            if worker:
-                jobs.put(pending)
-            # Never the body's last byte before it is verified.
-            cut = min(len(pending), max(0, length - 1 - sent))
-            client.sendall(pending[:cut])
-            sent += cut
-            rest = pending[cut:]
-        else:
-            rest = b""
-        pending = up.recv(STEP)
-        if not pending:
-            break
-        if rest:
-            pending = rest + pending  # only ever the last byte
+    held = b""  # the body's last byte: it goes out only once the body is verified
+    data = body
+    while data:
+        if worker:
+            jobs.put(data)
+        cut = max(0, min(len(data), length - 1 - sent))
+        client.sendall(data[:cut])
+        sent += cut
+        held += data[cut:]
+        data = up.recv(STEP)
     if worker:
         jobs.put(None)
         worker.join()
         if result["digest"] != want:
             client.close()
             return
-    client.sendall(rest)
+    client.sendall(held)
     client.close()
 
 
